@@ -1,0 +1,549 @@
+//! The `punch` command line: `punch serve` and `punch session …`.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use serde_json::{Value, json};
+
+use crate::protocol::{CreatedSession, ErrorResponse, SessionView, TallyState};
+use crate::server::{DEFAULT_TTL_S, Server, ServerConfig};
+
+const DEFAULT_SERVER: &str = "http://127.0.0.1:8787";
+
+#[derive(Parser)]
+#[command(
+    name = "punch",
+    version,
+    about = "Punch: SRT session broker. Connects SRT endpoints peer to peer without port forwarding."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the Punch server (HTTP API, WebSocket signalling).
+    ///
+    /// Peers and browsers reach it at --public-url (default: whatever host they used to reach
+    /// it). Sessions live in the SQLite file given by --db and survive restarts.
+    Serve(ServeArgs),
+    /// Create, inspect, close sessions and set tally on a running server.
+    #[command(subcommand)]
+    Session(SessionCommand),
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Address and port to listen on (HTTP and WebSocket).
+    #[arg(long, default_value = "0.0.0.0:8787", env = "PUNCH_LISTEN")]
+    listen: SocketAddr,
+    /// SQLite database file holding sessions and the token secret; `:memory:` keeps nothing.
+    #[arg(long, default_value = "punch.db", env = "PUNCH_DB")]
+    db: String,
+    /// Base URL peers and browsers use to reach this server (e.g. https://punch.example.org),
+    /// used in dashboard and QR links. Default: the Host the client used.
+    #[arg(long, env = "PUNCH_PUBLIC_URL")]
+    public_url: Option<String>,
+    /// Trust X-Forwarded-For / Forwarded / X-Forwarded-Proto (only behind your own reverse proxy).
+    #[arg(long)]
+    trust_proxy: bool,
+    /// Default inactivity TTL of new sessions, in seconds.
+    #[arg(long, default_value_t = DEFAULT_TTL_S)]
+    ttl: u64,
+    /// Most sessions held at once.
+    #[arg(long, default_value_t = 20_000)]
+    max_sessions: usize,
+    /// Sessions one client IP may create per minute (0 = unlimited).
+    #[arg(long, default_value_t = 60)]
+    creates_per_minute: u32,
+    /// File holding the token secret (any bytes, at least 16). Default: generated and kept in the database.
+    /// PUNCH_SECRET may hold it instead.
+    #[arg(long)]
+    secret_file: Option<PathBuf>,
+    /// Create a demo session at start-up and print how to use it.
+    #[arg(long)]
+    demo: bool,
+}
+
+#[derive(Args)]
+struct ServerArg {
+    /// Punch server base URL.
+    #[arg(long, env = "PUNCH_SERVER", default_value = DEFAULT_SERVER)]
+    server: String,
+}
+
+#[derive(Args)]
+struct TokenArg {
+    /// The session's admin token (default: the one saved when this machine created the session).
+    #[arg(long, env = "PUNCH_TOKEN")]
+    token: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum SessionCommand {
+    /// Create a session; prints the operator URL, the tokens and a QR code.
+    Create {
+        /// Session name (letters, digits, '-' and '_'); generated when omitted.
+        name: Option<String>,
+        /// A stream of the session (repeat for several cameras); default: one stream "default".
+        #[arg(long = "stream", value_name = "NAME")]
+        streams: Vec<String>,
+        /// SRT latency in milliseconds (20–8000).
+        #[arg(long)]
+        latency: Option<u32>,
+        /// Inactivity TTL in seconds.
+        #[arg(long)]
+        ttl: Option<u64>,
+        #[command(flatten)]
+        server: ServerArg,
+    },
+    /// Show a session's state, peers and last health.
+    Show {
+        name: String,
+        #[command(flatten)]
+        server: ServerArg,
+        #[command(flatten)]
+        token: TokenArg,
+    },
+    /// Close a session: every peer is told and disconnected.
+    Close {
+        name: String,
+        #[command(flatten)]
+        server: ServerArg,
+        #[command(flatten)]
+        token: TokenArg,
+    },
+    /// Set a stream's tally: on-air, preview or off.
+    Tally {
+        name: String,
+        stream: String,
+        #[arg(value_parser = ["on-air", "preview", "off"])]
+        state: String,
+        #[command(flatten)]
+        server: ServerArg,
+        #[command(flatten)]
+        token: TokenArg,
+    },
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Serve(args) => serve(args).await,
+            Command::Session(cmd) => session(cmd).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .try_init();
+}
+
+/// Lets one process hold many sockets: soft RLIMIT_NOFILE up to the hard limit.
+fn raise_fd_limit() {
+    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
+    unsafe {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}
+
+async fn serve(args: ServeArgs) -> Result<(), String> {
+    init_logging();
+    raise_fd_limit();
+    let secret = match (&args.secret_file, std::env::var("PUNCH_SECRET").ok()) {
+        (Some(path), _) => {
+            Some(std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?)
+        }
+        (None, Some(s)) => Some(s.into_bytes()),
+        (None, None) => None,
+    };
+    if secret.as_ref().is_some_and(|s| s.len() < 16) {
+        return Err("the token secret must be at least 16 bytes".into());
+    }
+    let db = if args.db == ":memory:" {
+        args.db.clone()
+    } else {
+        std::path::absolute(&args.db)
+            .map(|p| p.display().to_string())
+            .unwrap_or(args.db.clone())
+    };
+    let mut config = ServerConfig {
+        listen: args.listen,
+        db,
+        public_url: args.public_url.clone(),
+        trust_proxy: args.trust_proxy,
+        default_ttl_s: args.ttl,
+        secret,
+        ..ServerConfig::default()
+    };
+    config.limits.max_sessions = args.max_sessions;
+    config.limits.creates_per_minute = args.creates_per_minute;
+    if !(1..=config.limits.max_ttl_s).contains(&args.ttl) {
+        return Err(format!(
+            "--ttl must be between 1 and {} seconds",
+            config.limits.max_ttl_s
+        ));
+    }
+    let server = Server::start(config).await?;
+    let addr = server.local_addr();
+    let local = if addr.ip().is_unspecified() {
+        SocketAddr::from(([127, 0, 0, 1], addr.port()))
+    } else {
+        addr
+    };
+    println!("Punch server listening on http://{addr}");
+    match &args.public_url {
+        Some(u) => println!("Peers and browsers reach it at {u}"),
+        None => println!(
+            "Peers reach it at http://<this machine's address>:{} (set --public-url if it sits behind a proxy or DNS name)",
+            addr.port()
+        ),
+    }
+    println!(
+        "Data: {}",
+        if args.db == ":memory:" {
+            "in memory (lost on exit)".to_string()
+        } else {
+            args.db.clone()
+        }
+    );
+    if args.demo {
+        let base = args.public_url.clone().unwrap_or(format!("http://{local}"));
+        match create(&base, json!({ "name": null })).await {
+            Ok(created) => {
+                println!("\nDemo session:");
+                print_created(&created);
+                let _ = save_token(&base, &created.session, &created.token);
+            }
+            Err(e) => eprintln!("could not create the demo session: {e}"),
+        }
+    }
+    println!("Press Ctrl-C to stop.");
+    wait_for_signal().await;
+    println!("shutting down");
+    server.shutdown().await;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = match signal(SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTTP client side
+
+fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(15))
+        .build()
+        .expect("HTTP client")
+}
+
+async fn call(req: reqwest::RequestBuilder, server: &str) -> Result<Value, String> {
+    let resp = req.send().await.map_err(|e| {
+        if e.is_connect() || e.is_timeout() {
+            format!("cannot reach the Punch server at {server} ({e}); is `punch serve` running there? (--server / PUNCH_SERVER)")
+        } else {
+            format!("request to {server} failed: {e}")
+        }
+    })?;
+    let status = resp.status();
+    let body = resp
+        .bytes()
+        .await
+        .map_err(|e| format!("reading the answer from {server}: {e}"))?;
+    if status.is_success() {
+        return serde_json::from_slice(&body)
+            .map_err(|e| format!("unexpected answer from {server}: {e}"));
+    }
+    match serde_json::from_slice::<ErrorResponse>(&body) {
+        Ok(e) => Err(format!(
+            "{} ({} {})",
+            e.error.message,
+            status.as_u16(),
+            e.error.code
+        )),
+        Err(_) => Err(format!(
+            "HTTP {status} from {server}; is this a Punch server?"
+        )),
+    }
+}
+
+async fn create(server: &str, body: Value) -> Result<CreatedSession, String> {
+    let base = server.trim_end_matches('/');
+    let v = call(http().post(format!("{base}/api/session")).json(&body), base).await?;
+    serde_json::from_value(v).map_err(|e| format!("unexpected answer from {base}: {e}"))
+}
+
+fn tokens_file() -> Option<PathBuf> {
+    let dir = std::env::var_os("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))?;
+    Some(dir.join("punch").join("sessions.json"))
+}
+
+fn token_key(server: &str, session: &str) -> String {
+    format!("{}|{session}", server.trim_end_matches('/'))
+}
+
+fn load_tokens() -> BTreeMap<String, String> {
+    tokens_file()
+        .and_then(|f| std::fs::read(f).ok())
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
+}
+
+fn store_tokens(tokens: &BTreeMap<String, String>) -> Result<(), String> {
+    let file = tokens_file().ok_or("no HOME or XDG_CONFIG_HOME to keep tokens in")?;
+    let dir = file.parent().expect("file has a parent");
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let body = serde_json::to_vec_pretty(tokens).expect("map serialises");
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    use std::io::Write;
+    opts.open(&file)
+        .and_then(|mut f| f.write_all(&body))
+        .map_err(|e| format!("cannot write {}: {e}", file.display()))
+}
+
+/// Remembers an admin token (file mode 0600) so `show`/`close` work without `--token`.
+fn save_token(server: &str, session: &str, token: &str) -> Result<(), String> {
+    let mut tokens = load_tokens();
+    tokens.insert(token_key(server, session), token.to_string());
+    store_tokens(&tokens)
+}
+
+fn admin_token(server: &str, session: &str, given: Option<String>) -> Result<String, String> {
+    given.or_else(|| load_tokens().remove(&token_key(server, session))).ok_or_else(|| {
+        format!("no token for session {session} on {server}: pass --token (or PUNCH_TOKEN); only sessions created from this machine are remembered")
+    })
+}
+
+fn print_created(c: &CreatedSession) {
+    println!(
+        "Session    {}   ({}, latency {} ms, closes after {} s without activity)",
+        c.session, c.state, c.latency, c.ttl
+    );
+    println!("Dashboard  {}", c.url);
+    println!("Admin token (keep private): {}", c.token);
+    println!("Streams:");
+    for name in &c.streams {
+        println!("  {name}");
+        if let Some(t) = c.stream_tokens.get(name) {
+            for role in ["sender", "receiver"] {
+                if let Some(tok) = t.get(role).and_then(Value::as_str) {
+                    println!("    {role:<8} token {tok}");
+                }
+            }
+        }
+    }
+    match qr_terminal(&c.url) {
+        Ok(qr) => println!("\nScan for the dashboard:\n{qr}"),
+        Err(e) => eprintln!("(no QR code: {e})"),
+    }
+}
+
+/// The QR code of `data` drawn with Unicode half blocks (dark on light, as scanners expect).
+fn qr_terminal(data: &str) -> Result<String, String> {
+    use qrcode::render::unicode::Dense1x2;
+    let code = qrcode::QrCode::new(data.as_bytes()).map_err(|e| e.to_string())?;
+    Ok(code
+        .render::<Dense1x2>()
+        .dark_color(Dense1x2::Light)
+        .light_color(Dense1x2::Dark)
+        .quiet_zone(true)
+        .build())
+}
+
+fn print_view(v: &SessionView) {
+    println!(
+        "Session {}  {}  ({}/{} streams connected, latency {} ms)",
+        v.session, v.state, v.connected, v.total, v.latency
+    );
+    println!(
+        "Created {}{}",
+        v.created,
+        v.expires
+            .as_ref()
+            .map(|e| format!(", expires {e} unless someone connects"))
+            .unwrap_or_default()
+    );
+    for s in &v.streams {
+        println!(
+            "  stream {}{}  {}  tally {}",
+            s.name,
+            s.label
+                .as_ref()
+                .map(|l| format!(" ({l})"))
+                .unwrap_or_default(),
+            s.state,
+            s.tally.as_str()
+        );
+        for (role, p) in [("sender", &s.sender), ("receiver", &s.receiver)] {
+            let addr = p
+                .address
+                .as_ref()
+                .map(|a| format!("{}:{}", a.ip, a.port))
+                .unwrap_or("-".into());
+            let health = p
+                .last_health
+                .as_ref()
+                .map(|h| {
+                    let f = |v: Option<f64>, unit: &str| {
+                        v.map(|v| format!("{v:.1}{unit}")).unwrap_or("-".into())
+                    };
+                    format!(
+                        "rtt {} retransmit {} bitrate {} loss {}",
+                        f(h.rtt, " ms"),
+                        f(h.retransmit, " %"),
+                        f(h.bitrate.map(|b| b / 1e6), " Mbit/s"),
+                        f(h.loss, " %")
+                    )
+                })
+                .unwrap_or_default();
+            println!(
+                "    {role:<8} {:<10} {addr:<22} {health}",
+                format!("{:?}", p.status).to_lowercase()
+            );
+        }
+    }
+}
+
+async fn session(cmd: SessionCommand) -> Result<(), String> {
+    match cmd {
+        SessionCommand::Create {
+            name,
+            streams,
+            latency,
+            ttl,
+            server,
+        } => {
+            let mut body = json!({ "name": name, "latency": latency, "ttl": ttl });
+            if !streams.is_empty() {
+                body["streams"] = json!(streams);
+            }
+            let created = create(&server.server, body).await?;
+            print_created(&created);
+            if let Err(e) = save_token(&server.server, &created.session, &created.token) {
+                eprintln!(
+                    "warning: the admin token was not saved ({e}); keep it from the output above"
+                );
+            }
+            Ok(())
+        }
+        SessionCommand::Show {
+            name,
+            server,
+            token,
+        } => {
+            let base = server.server.trim_end_matches('/');
+            let token = admin_token(base, &name, token.token)?;
+            let v = call(
+                http()
+                    .get(format!("{base}/api/session/{name}"))
+                    .bearer_auth(token),
+                base,
+            )
+            .await?;
+            let view: SessionView =
+                serde_json::from_value(v).map_err(|e| format!("unexpected answer: {e}"))?;
+            print_view(&view);
+            Ok(())
+        }
+        SessionCommand::Close {
+            name,
+            server,
+            token,
+        } => {
+            let base = server.server.trim_end_matches('/');
+            let token = admin_token(base, &name, token.token)?;
+            call(
+                http()
+                    .delete(format!("{base}/api/session/{name}"))
+                    .bearer_auth(token),
+                base,
+            )
+            .await?;
+            let mut tokens = load_tokens();
+            if tokens.remove(&token_key(base, &name)).is_some() {
+                let _ = store_tokens(&tokens);
+            }
+            println!("Session {name} closed; its peers were told and disconnected.");
+            Ok(())
+        }
+        SessionCommand::Tally {
+            name,
+            stream,
+            state,
+            server,
+            token,
+        } => {
+            let base = server.server.trim_end_matches('/');
+            let token = admin_token(base, &name, token.token)?;
+            let state = TallyState::parse(&state).expect("clap checked the value");
+            call(
+                http()
+                    .post(format!("{base}/api/session/{name}/tally"))
+                    .bearer_auth(token)
+                    .json(&json!({ "stream": stream, "state": state })),
+                base,
+            )
+            .await?;
+            println!("Tally of {name}/{stream} set to {}", state.as_str());
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,1111 @@
+//! One session: its state machine ([`SessionCore`], no sockets, unit-tested) and the tokio task
+//! that owns it ([`spawn`]), the single writer of the session's state.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::error::ApiError;
+use super::registry::Registry;
+use super::store::{LastPeer, SessionRecord, Store, StoreOp};
+use super::token::Scope;
+use super::{format_time, now_ms};
+use crate::protocol::{
+    ClientMessage, Closed, Endpoint, ErrorBody, Health, MAX_LABEL_LEN, PeerInfo, PeerStatus,
+    PeerView, Register, Registered, Role, ServerMessage, SessionState, SessionUpdate, SessionView,
+    SrtStatus, StreamSummary, StreamView, Tally, TallyState,
+};
+
+pub type ConnId = u64;
+
+/// How often a session with steady traffic writes its activity time to the database.
+const ACTIVITY_PERSIST_MS: i64 = 5_000;
+
+/// Who a message goes to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Target {
+    Conn(ConnId),
+    All,
+}
+
+/// What handling one event asks the owner to do.
+#[derive(Debug, Default)]
+pub struct Effects {
+    pub out: Vec<(Target, ServerMessage)>,
+    pub store: Vec<StoreOp>,
+}
+
+impl Effects {
+    fn send(&mut self, conn: ConnId, msg: ServerMessage) {
+        self.out.push((Target::Conn(conn), msg));
+    }
+
+    fn error(&mut self, conn: ConnId, code: &str, message: impl Into<String>) {
+        self.send(
+            conn,
+            ServerMessage::Error(ErrorBody {
+                code: code.into(),
+                message: message.into(),
+            }),
+        );
+    }
+}
+
+#[derive(Debug)]
+struct ConnInfo {
+    ip: IpAddr,
+    scope: Scope,
+    slot: Option<(usize, Role)>,
+}
+
+/// The live holder of one side of a stream.
+#[derive(Debug, Clone, Copy)]
+struct Holder {
+    conn: ConnId,
+    srt: Option<SrtStatus>,
+}
+
+/// A session's state, independent of sockets and tasks.
+#[derive(Debug)]
+pub struct SessionCore {
+    rec: SessionRecord,
+    /// Live holders per stream, `[sender, receiver]`.
+    holders: Vec<[Option<Holder>; 2]>,
+    conns: HashMap<ConnId, ConnInfo>,
+    max_conns: usize,
+    activity_persisted_ms: i64,
+    closed: bool,
+}
+
+fn slot_index(role: Role) -> usize {
+    match role {
+        Role::Sender => 0,
+        Role::Receiver => 1,
+    }
+}
+
+impl SessionCore {
+    pub fn new(rec: SessionRecord, max_conns: usize) -> Self {
+        let holders = vec![[None, None]; rec.streams.len()];
+        let activity_persisted_ms = rec.last_activity_ms;
+        SessionCore {
+            rec,
+            holders,
+            conns: HashMap::new(),
+            max_conns,
+            activity_persisted_ms,
+            closed: false,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.rec.name
+    }
+
+    pub fn has_connections(&self) -> bool {
+        !self.conns.is_empty()
+    }
+
+    /// When the session expires if nothing happens (never while a connection is open).
+    pub fn expires_ms(&self) -> Option<i64> {
+        if self.has_connections() {
+            None
+        } else {
+            Some(self.rec.last_activity_ms + self.rec.ttl_s as i64 * 1000)
+        }
+    }
+
+    /// Records activity; returns a store op when the persisted time is stale.
+    pub fn touch(&mut self, now: i64) -> Option<StoreOp> {
+        self.rec.last_activity_ms = self.rec.last_activity_ms.max(now);
+        if now - self.activity_persisted_ms >= ACTIVITY_PERSIST_MS {
+            self.activity_persisted_ms = now;
+            Some(StoreOp::Activity {
+                session: self.rec.name.clone(),
+                at_ms: now,
+            })
+        } else {
+            None
+        }
+    }
+
+    pub fn attach(
+        &mut self,
+        conn: ConnId,
+        ip: IpAddr,
+        scope: Scope,
+        now: i64,
+    ) -> Result<Effects, ApiError> {
+        if self.conns.len() >= self.max_conns {
+            return Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_connections",
+                format!(
+                    "session {} already has {} connections",
+                    self.rec.name, self.max_conns
+                ),
+            ));
+        }
+        self.conns.insert(
+            conn,
+            ConnInfo {
+                ip,
+                scope,
+                slot: None,
+            },
+        );
+        let mut fx = Effects::default();
+        fx.store.extend(self.touch(now));
+        // A new connection learns where the session stands right away.
+        fx.send(conn, ServerMessage::Session(self.summary()));
+        Ok(fx)
+    }
+
+    pub fn detach(&mut self, conn: ConnId, now: i64) -> Effects {
+        let mut fx = Effects::default();
+        let Some(info) = self.conns.remove(&conn) else {
+            return fx;
+        };
+        self.rec.last_activity_ms = now;
+        if let Some((idx, role)) = info.slot {
+            self.with_summary_change(&mut fx, |core, fx| {
+                core.holders[idx][slot_index(role)] = None;
+                fx.store.push(StoreOp::Left {
+                    session: core.rec.name.clone(),
+                    stream: core.rec.streams[idx].name.clone(),
+                    role,
+                    at_ms: now,
+                });
+            });
+        }
+        // Persist the time the last connection left: the TTL counts from it, also across restarts.
+        if self.conns.is_empty() {
+            self.activity_persisted_ms = now;
+            fx.store.push(StoreOp::Activity {
+                session: self.rec.name.clone(),
+                at_ms: now,
+            });
+        }
+        fx
+    }
+
+    pub fn handle(&mut self, conn: ConnId, msg: ClientMessage, now: i64) -> Effects {
+        let mut fx = Effects::default();
+        if !self.conns.contains_key(&conn) {
+            return fx;
+        }
+        fx.store.extend(self.touch(now));
+        match msg {
+            ClientMessage::Register(r) => self.register(conn, r, now, &mut fx),
+            ClientMessage::Health(h) => self.health(conn, h, now, &mut fx),
+            ClientMessage::Status(s) => {
+                if let Some((idx, role)) = self.registered_slot(conn, "status", &mut fx) {
+                    self.with_summary_change(&mut fx, |core, _| {
+                        if let Some(h) = core.holders[idx][slot_index(role)].as_mut() {
+                            h.srt = Some(s.srt);
+                        }
+                    });
+                }
+            }
+        }
+        fx
+    }
+
+    fn registered_slot(&self, conn: ConnId, what: &str, fx: &mut Effects) -> Option<(usize, Role)> {
+        let slot = self.conns.get(&conn).and_then(|c| c.slot);
+        if slot.is_none() {
+            fx.error(
+                conn,
+                "not_registered",
+                format!("send `register` before `{what}`"),
+            );
+        }
+        slot
+    }
+
+    fn register(&mut self, conn: ConnId, r: Register, now: i64, fx: &mut Effects) {
+        let info = &self.conns[&conn];
+        let (token_stream, token_role) = match &info.scope {
+            Scope::Admin => (None, None),
+            Scope::Stream { stream, role } => (Some(stream.clone()), Some(*role)),
+        };
+        let stream_name = r
+            .stream
+            .clone()
+            .or(token_stream.clone())
+            .unwrap_or_else(|| self.rec.streams[0].name.clone());
+        let Some(idx) = self.rec.streams.iter().position(|s| s.name == stream_name) else {
+            let known: Vec<&str> = self.rec.streams.iter().map(|s| s.name.as_str()).collect();
+            fx.error(
+                conn,
+                "unknown_stream",
+                format!(
+                    "session {} has no stream {stream_name:?} (streams: {})",
+                    self.rec.name,
+                    known.join(", ")
+                ),
+            );
+            return;
+        };
+        if let (Some(ts), Some(tr)) = (&token_stream, token_role)
+            && (ts != &stream_name || tr != r.role)
+        {
+            fx.error(
+                conn,
+                "forbidden",
+                format!(
+                    "this token is for the {tr} of stream {ts:?}; it cannot register as {} of stream {stream_name:?}",
+                    r.role
+                ),
+            );
+            return;
+        }
+        for (field, value) in [("label", &r.meta.label), ("audio", &r.meta.audio)] {
+            if value
+                .as_ref()
+                .is_some_and(|v| v.chars().count() > MAX_LABEL_LEN)
+            {
+                fx.error(
+                    conn,
+                    "bad_message",
+                    format!("meta.{field} is longer than {MAX_LABEL_LEN} characters"),
+                );
+                return;
+            }
+        }
+        if let Some((old_idx, old_role)) = info.slot
+            && (old_idx, old_role) != (idx, r.role)
+        {
+            fx.error(
+                conn,
+                "already_registered",
+                format!(
+                    "this connection is already the {old_role} of stream {:?}; open another connection for another slot",
+                    self.rec.streams[old_idx].name
+                ),
+            );
+            return;
+        }
+        let me = slot_index(r.role);
+        if let Some(holder) = self.holders[idx][me]
+            && holder.conn != conn
+        {
+            let from = self.rec.streams[idx]
+                .peer(r.role)
+                .as_ref()
+                .map(|p| format!(" from {}:{}", p.address.ip, p.address.port))
+                .unwrap_or_default();
+            fx.error(
+                conn,
+                "slot_taken",
+                format!(
+                    "stream {stream_name:?} already has a {} connected{from}; stop it first, or use another stream",
+                    r.role
+                ),
+            );
+            return;
+        }
+        let ip = info.ip;
+        self.with_summary_change(fx, |core, fx| {
+            let address = Endpoint {
+                ip: ip.to_string(),
+                port: r.port.0,
+            };
+            let peer = LastPeer {
+                address: address.clone(),
+                meta: r.meta,
+                registered_ms: now,
+                health: None,
+                health_ms: None,
+            };
+            *core.rec.streams[idx].peer_mut(r.role) = Some(peer.clone());
+            core.holders[idx][me] = Some(Holder { conn, srt: None });
+            if let Some(c) = core.conns.get_mut(&conn) {
+                c.slot = Some((idx, r.role));
+            }
+            fx.store.push(StoreOp::Registered {
+                session: core.rec.name.clone(),
+                stream: stream_name.clone(),
+                role: r.role,
+                peer,
+            });
+            let other = core.holders[idx][slot_index(r.role.other())];
+            let other_info = other.map(|_| core.peer_info(idx, r.role.other()));
+            fx.send(
+                conn,
+                ServerMessage::Registered(Registered {
+                    stream: stream_name.clone(),
+                    role: r.role,
+                    you: address,
+                    peer: other_info.clone(),
+                }),
+            );
+            if let (Some(other), Some(other_info)) = (other, other_info) {
+                fx.send(conn, ServerMessage::Peer(other_info));
+                fx.send(other.conn, ServerMessage::Peer(core.peer_info(idx, r.role)));
+            }
+            fx.send(
+                conn,
+                ServerMessage::Tally(Tally {
+                    stream: stream_name.clone(),
+                    state: core.rec.streams[idx].tally,
+                }),
+            );
+        });
+    }
+
+    fn health(&mut self, conn: ConnId, h: Health, now: i64, fx: &mut Effects) {
+        let Some((idx, role)) = self.registered_slot(conn, "health", fx) else {
+            return;
+        };
+        if let Err(e) = h.validate() {
+            fx.error(conn, "bad_message", e);
+            return;
+        }
+        if let Some(p) = self.rec.streams[idx].peer_mut(role).as_mut() {
+            p.health = Some(h.clone());
+            p.health_ms = Some(now);
+        }
+        fx.store.push(StoreOp::Health {
+            session: self.rec.name.clone(),
+            stream: self.rec.streams[idx].name.clone(),
+            role,
+            health: h,
+            at_ms: now,
+        });
+    }
+
+    /// Sets a stream's tally and tells both of its peers.
+    pub fn set_tally(
+        &mut self,
+        stream: &str,
+        state: TallyState,
+        now: i64,
+    ) -> Result<Effects, ApiError> {
+        let idx = self.stream_index(stream)?;
+        let mut fx = Effects::default();
+        fx.store.extend(self.touch(now));
+        self.with_summary_change(&mut fx, |core, fx| {
+            core.rec.streams[idx].tally = state;
+            fx.store.push(StoreOp::Tally {
+                session: core.rec.name.clone(),
+                stream: stream.to_string(),
+                state,
+            });
+            for holder in core.holders[idx].iter().flatten() {
+                fx.send(
+                    holder.conn,
+                    ServerMessage::Tally(Tally {
+                        stream: stream.to_string(),
+                        state,
+                    }),
+                );
+            }
+        });
+        Ok(fx)
+    }
+
+    /// Ends the session: everyone is told why.
+    pub fn close(&mut self, reason: &str, now: i64) -> Effects {
+        self.closed = true;
+        let mut fx = Effects::default();
+        fx.out.push((
+            Target::All,
+            ServerMessage::Closed(Closed {
+                reason: reason.to_string(),
+            }),
+        ));
+        fx.store.push(StoreOp::Close {
+            session: self.rec.name.clone(),
+            reason: reason.to_string(),
+            at_ms: now,
+            ack: None,
+        });
+        fx
+    }
+
+    fn stream_index(&self, stream: &str) -> Result<usize, ApiError> {
+        self.rec
+            .streams
+            .iter()
+            .position(|s| s.name == stream)
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "unknown_stream",
+                    format!("session {} has no stream {stream:?}", self.rec.name),
+                )
+            })
+    }
+
+    /// Runs `change` and broadcasts a `session` message if the summary changed.
+    fn with_summary_change(
+        &mut self,
+        fx: &mut Effects,
+        change: impl FnOnce(&mut Self, &mut Effects),
+    ) {
+        let before = self.summary();
+        change(self, fx);
+        let after = self.summary();
+        if after != before {
+            fx.out.push((Target::All, ServerMessage::Session(after)));
+        }
+    }
+
+    fn peer_info(&self, idx: usize, role: Role) -> PeerInfo {
+        let s = &self.rec.streams[idx];
+        let addr = s
+            .peer(role)
+            .as_ref()
+            .map(|p| p.address.clone())
+            .unwrap_or(Endpoint {
+                ip: String::new(),
+                port: 0,
+            });
+        PeerInfo {
+            stream: s.name.clone(),
+            ip: addr.ip,
+            port: addr.port,
+            passphrase: s.passphrase.clone(),
+            pbkeylen: self.rec.pbkeylen,
+            latency: s.latency,
+        }
+    }
+
+    fn peer_status(&self, idx: usize, role: Role) -> PeerStatus {
+        match self.holders[idx][slot_index(role)] {
+            None => PeerStatus::Waiting,
+            Some(Holder {
+                srt: Some(SrtStatus::Connected),
+                ..
+            }) => PeerStatus::Connected,
+            Some(_) => PeerStatus::Registered,
+        }
+    }
+
+    fn stream_state(&self, idx: usize) -> SessionState {
+        if self.closed {
+            return SessionState::Closed;
+        }
+        match (
+            self.peer_status(idx, Role::Sender),
+            self.peer_status(idx, Role::Receiver),
+        ) {
+            (PeerStatus::Connected, PeerStatus::Connected) => SessionState::Connected,
+            (PeerStatus::Waiting, _) | (_, PeerStatus::Waiting) => SessionState::Waiting,
+            _ => SessionState::Ready,
+        }
+    }
+
+    /// The session's state is its least advanced stream's.
+    pub fn state(&self) -> SessionState {
+        (0..self.rec.streams.len())
+            .map(|i| self.stream_state(i))
+            .min()
+            .unwrap_or(SessionState::Waiting)
+    }
+
+    pub fn summary(&self) -> SessionUpdate {
+        let streams: Vec<StreamSummary> = self
+            .rec
+            .streams
+            .iter()
+            .enumerate()
+            .map(|(i, s)| StreamSummary {
+                name: s.name.clone(),
+                label: s.label.clone(),
+                state: self.stream_state(i),
+                sender: self.peer_status(i, Role::Sender),
+                receiver: self.peer_status(i, Role::Receiver),
+                tally: s.tally,
+            })
+            .collect();
+        let connected = streams
+            .iter()
+            .filter(|s| s.state == SessionState::Connected)
+            .count();
+        SessionUpdate {
+            state: self.state(),
+            total: streams.len(),
+            connected,
+            streams,
+        }
+    }
+
+    pub fn view(&self) -> SessionView {
+        let peer_view = |idx: usize, role: Role| {
+            let last = self.rec.streams[idx].peer(role).as_ref();
+            let holder = self.holders[idx][slot_index(role)];
+            PeerView {
+                status: self.peer_status(idx, role),
+                address: last.map(|p| p.address.clone()),
+                meta: last.map(|p| p.meta.clone()),
+                srt: holder.and_then(|h| h.srt),
+                registered_at: last.map(|p| format_time(p.registered_ms)),
+                last_health: last.and_then(|p| p.health.clone()),
+                health_at: last.and_then(|p| p.health_ms).map(format_time),
+            }
+        };
+        let streams: Vec<StreamView> = self
+            .rec
+            .streams
+            .iter()
+            .enumerate()
+            .map(|(i, s)| StreamView {
+                name: s.name.clone(),
+                label: s.label.clone(),
+                role: s.role.clone(),
+                audio: s.audio.clone(),
+                state: self.stream_state(i),
+                latency: s.latency,
+                tally: s.tally,
+                sender: peer_view(i, Role::Sender),
+                receiver: peer_view(i, Role::Receiver),
+            })
+            .collect();
+        let connected = streams
+            .iter()
+            .filter(|s| s.state == SessionState::Connected)
+            .count();
+        SessionView {
+            session: self.rec.name.clone(),
+            state: self.state(),
+            latency: self.rec.latency,
+            ttl: self.rec.ttl_s,
+            created: format_time(self.rec.created_ms),
+            expires: self.expires_ms().map(format_time),
+            total: streams.len(),
+            connected,
+            streams,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The actor
+
+/// What a connection task receives from its session.
+#[derive(Debug, Clone)]
+pub enum Outbound {
+    Text(axum::extract::ws::Utf8Bytes),
+    /// Close the socket with this code and reason.
+    Close(u16, String),
+}
+
+enum Command {
+    Attach {
+        conn: ConnId,
+        ip: IpAddr,
+        scope: Scope,
+        out: mpsc::Sender<Outbound>,
+        reply: oneshot::Sender<Result<(), ApiError>>,
+    },
+    Message {
+        conn: ConnId,
+        msg: ClientMessage,
+    },
+    Detach {
+        conn: ConnId,
+    },
+    View {
+        reply: oneshot::Sender<SessionView>,
+    },
+    Tally {
+        stream: String,
+        state: TallyState,
+        reply: oneshot::Sender<Result<(), ApiError>>,
+    },
+    Close {
+        reason: String,
+        reply: oneshot::Sender<()>,
+    },
+}
+
+/// A cheap handle to a running session task.
+#[derive(Clone, Debug)]
+pub struct SessionHandle {
+    pub name: Arc<str>,
+    pub nonce: Arc<str>,
+    tx: mpsc::Sender<Command>,
+}
+
+fn gone(name: &str) -> ApiError {
+    ApiError::gone(format!("session {name} is closed"))
+}
+
+impl SessionHandle {
+    async fn request<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, ApiError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(make(reply))
+            .await
+            .map_err(|_| gone(&self.name))?;
+        rx.await.map_err(|_| gone(&self.name))
+    }
+
+    pub async fn attach(
+        &self,
+        conn: ConnId,
+        ip: IpAddr,
+        scope: Scope,
+        out: mpsc::Sender<Outbound>,
+    ) -> Result<(), ApiError> {
+        self.request(|reply| Command::Attach {
+            conn,
+            ip,
+            scope,
+            out,
+            reply,
+        })
+        .await?
+    }
+
+    /// Forwards a peer's message; waits for room in the session's queue (back-pressure on that peer).
+    pub async fn message(&self, conn: ConnId, msg: ClientMessage) -> bool {
+        self.tx.send(Command::Message { conn, msg }).await.is_ok()
+    }
+
+    pub async fn detach(&self, conn: ConnId) {
+        let _ = self.tx.send(Command::Detach { conn }).await;
+    }
+
+    pub async fn view(&self) -> Result<SessionView, ApiError> {
+        self.request(|reply| Command::View { reply }).await
+    }
+
+    pub async fn set_tally(&self, stream: String, state: TallyState) -> Result<(), ApiError> {
+        self.request(|reply| Command::Tally {
+            stream,
+            state,
+            reply,
+        })
+        .await?
+    }
+
+    /// Closes the session; returns once the closure is stored and the name answers 410.
+    pub async fn close(&self, reason: &str) -> Result<(), ApiError> {
+        self.request(|reply| Command::Close {
+            reason: reason.to_string(),
+            reply,
+        })
+        .await
+    }
+}
+
+/// Everything a session task needs from the server.
+#[derive(Clone)]
+pub struct SessionEnv {
+    pub store: Store,
+    pub registry: Arc<Registry>,
+    pub cancel: CancellationToken,
+    pub tracker: TaskTracker,
+    pub max_conns: usize,
+}
+
+/// Starts the task owning `rec`.
+pub fn spawn(rec: SessionRecord, env: SessionEnv) -> SessionHandle {
+    let (tx, rx) = mpsc::channel(256);
+    let handle = SessionHandle {
+        name: rec.name.as_str().into(),
+        nonce: rec.nonce.as_str().into(),
+        tx,
+    };
+    let actor = Actor {
+        core: SessionCore::new(rec, env.max_conns),
+        outs: HashMap::new(),
+        env: env.clone(),
+    };
+    env.tracker.spawn(actor.run(rx));
+    handle
+}
+
+struct Actor {
+    core: SessionCore,
+    outs: HashMap<ConnId, mpsc::Sender<Outbound>>,
+    env: SessionEnv,
+}
+
+impl Actor {
+    async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
+        loop {
+            let expiry = self.core.expires_ms().map(|at| {
+                let wait = (at - now_ms()).max(0) as u64;
+                tokio::time::Instant::now() + Duration::from_millis(wait)
+            });
+            tokio::select! {
+                _ = self.env.cancel.cancelled() => {
+                    // Server shutdown: the session lives on in the database. Count the
+                    // connections that were open as activity so the TTL restarts after the restart.
+                    if self.core.has_connections() {
+                        let name = self.core.name().to_string();
+                        self.env.store.send(StoreOp::Activity { session: name, at_ms: now_ms() }).await;
+                    }
+                    return;
+                }
+                _ = sleep_until_opt(expiry) => {
+                    if self.core.expires_ms().is_some_and(|at| at <= now_ms()) {
+                        tracing::info!(session = self.core.name(), "session expired after inactivity");
+                        self.shutdown("expired").await;
+                        return;
+                    }
+                }
+                cmd = rx.recv() => {
+                    let Some(cmd) = cmd else { return };
+                    if self.command(cmd).await {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Handles one command; `true` when the session is over.
+    async fn command(&mut self, cmd: Command) -> bool {
+        let now = now_ms();
+        match cmd {
+            Command::Attach {
+                conn,
+                ip,
+                scope,
+                out,
+                reply,
+            } => match self.core.attach(conn, ip, scope, now) {
+                Ok(fx) => {
+                    self.outs.insert(conn, out);
+                    let _ = reply.send(Ok(()));
+                    self.apply(fx).await;
+                }
+                Err(e) => {
+                    let _ = reply.send(Err(e));
+                }
+            },
+            Command::Message { conn, msg } => {
+                let fx = self.core.handle(conn, msg, now);
+                self.apply(fx).await;
+            }
+            Command::Detach { conn } => {
+                self.outs.remove(&conn);
+                let fx = self.core.detach(conn, now);
+                self.apply(fx).await;
+            }
+            Command::View { reply } => {
+                if let Some(op) = self.core.touch(now) {
+                    self.env.store.send(op).await;
+                }
+                let _ = reply.send(self.core.view());
+            }
+            Command::Tally {
+                stream,
+                state,
+                reply,
+            } => match self.core.set_tally(&stream, state, now) {
+                Ok(fx) => {
+                    self.apply(fx).await;
+                    let _ = reply.send(Ok(()));
+                }
+                Err(e) => {
+                    let _ = reply.send(Err(e));
+                }
+            },
+            Command::Close { reason, reply } => {
+                self.shutdown(&reason).await;
+                let _ = reply.send(());
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Closes the session: tells every connection, stores the closure, frees the name.
+    async fn shutdown(&mut self, reason: &str) {
+        let mut fx = self.core.close(reason, now_ms());
+        // The closure must be committed before anyone is told the name is gone.
+        let ops = std::mem::take(&mut fx.store);
+        self.apply(fx).await;
+        for (_, out) in self.outs.drain() {
+            let _ = out.try_send(Outbound::Close(
+                super::ws::close_code::NORMAL,
+                format!("session closed: {reason}"),
+            ));
+        }
+        for op in ops {
+            if let StoreOp::Close {
+                session,
+                reason,
+                at_ms,
+                ..
+            } = op
+            {
+                if let Err(e) = self
+                    .env
+                    .store
+                    .commit(|ack| StoreOp::Close {
+                        session,
+                        reason,
+                        at_ms,
+                        ack: Some(ack),
+                    })
+                    .await
+                {
+                    tracing::error!("could not store the closure of a session: {e}");
+                }
+            } else {
+                self.env.store.send(op).await;
+            }
+        }
+        self.env.registry.remove_closed(self.core.name(), reason);
+    }
+
+    async fn apply(&mut self, fx: Effects) {
+        for op in fx.store {
+            self.env.store.send(op).await;
+        }
+        let mut slow = Vec::new();
+        for (target, msg) in fx.out {
+            let text: axum::extract::ws::Utf8Bytes = match serde_json::to_string(&msg) {
+                Ok(t) => t.into(),
+                Err(e) => {
+                    tracing::error!("cannot serialise a server message: {e}");
+                    continue;
+                }
+            };
+            let mut deliver = |conn: ConnId, out: &mpsc::Sender<Outbound>| {
+                if out.try_send(Outbound::Text(text.clone())).is_err() {
+                    slow.push(conn);
+                }
+            };
+            match target {
+                Target::Conn(conn) => {
+                    if let Some(out) = self.outs.get(&conn) {
+                        deliver(conn, out);
+                    }
+                }
+                Target::All => {
+                    for (conn, out) in &self.outs {
+                        deliver(*conn, out);
+                    }
+                }
+            }
+        }
+        // A connection whose queue is full is too slow to follow the session: dropping its sender
+        // makes its task close the socket, and the detach frees its slot.
+        for conn in slow {
+            if self.outs.remove(&conn).is_some() {
+                tracing::info!(
+                    session = self.core.name(),
+                    conn,
+                    "dropping a connection that does not read its messages"
+                );
+                let fx = self.core.detach(conn, now_ms());
+                Box::pin(self.apply(fx)).await;
+            }
+        }
+    }
+}
+
+async fn sleep_until_opt(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::{PeerMeta, Port, StatusReport};
+    use crate::server::store::StreamRecord;
+
+    fn record(streams: &[&str]) -> SessionRecord {
+        SessionRecord {
+            name: "show".into(),
+            nonce: "n".into(),
+            created_ms: 0,
+            ttl_s: 60,
+            latency: 200,
+            pbkeylen: 16,
+            last_activity_ms: 0,
+            streams: streams
+                .iter()
+                .map(|s| StreamRecord {
+                    name: s.to_string(),
+                    label: None,
+                    role: None,
+                    audio: None,
+                    passphrase: format!("pass-{s}-0123456789"),
+                    latency: 200,
+                    tally: TallyState::Off,
+                    sender: None,
+                    receiver: None,
+                })
+                .collect(),
+        }
+    }
+
+    fn register(stream: Option<&str>, role: Role, port: u16) -> ClientMessage {
+        ClientMessage::Register(Register {
+            stream: stream.map(String::from),
+            port: Port(port),
+            role,
+            meta: PeerMeta::default(),
+        })
+    }
+
+    fn sent_to(fx: &Effects, conn: ConnId) -> Vec<&ServerMessage> {
+        fx.out
+            .iter()
+            .filter(|(t, _)| *t == Target::Conn(conn) || *t == Target::All)
+            .map(|(_, m)| m)
+            .collect()
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn both_sides_get_each_others_coordinates_and_one_passphrase() {
+        let mut core = SessionCore::new(record(&["cam"]), 8);
+        core.attach(1, ip("203.0.113.2"), Scope::Admin, 0).unwrap();
+        core.attach(2, ip("198.51.100.2"), Scope::Admin, 0).unwrap();
+        let fx = core.handle(1, register(None, Role::Sender, 9000), 1);
+        assert!(matches!(
+            sent_to(&fx, 1)[0],
+            ServerMessage::Registered(Registered { peer: None, .. })
+        ));
+        assert_eq!(core.state(), SessionState::Waiting);
+
+        let fx = core.handle(2, register(Some("cam"), Role::Receiver, 9001), 2);
+        let to_sender: Vec<_> = sent_to(&fx, 1)
+            .into_iter()
+            .filter_map(|m| match m {
+                ServerMessage::Peer(p) => Some(p.clone()),
+                _ => None,
+            })
+            .collect();
+        let to_receiver: Vec<_> = sent_to(&fx, 2)
+            .into_iter()
+            .filter_map(|m| match m {
+                ServerMessage::Peer(p) => Some(p.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            (to_sender[0].ip.as_str(), to_sender[0].port),
+            ("198.51.100.2", 9001)
+        );
+        assert_eq!(
+            (to_receiver[0].ip.as_str(), to_receiver[0].port),
+            ("203.0.113.2", 9000)
+        );
+        assert_eq!(to_sender[0].passphrase, to_receiver[0].passphrase);
+        assert_eq!(core.state(), SessionState::Ready);
+
+        core.handle(
+            1,
+            ClientMessage::Status(StatusReport {
+                srt: SrtStatus::Connected,
+            }),
+            3,
+        );
+        assert_eq!(core.state(), SessionState::Ready);
+        core.handle(
+            2,
+            ClientMessage::Status(StatusReport {
+                srt: SrtStatus::Connected,
+            }),
+            4,
+        );
+        assert_eq!(core.state(), SessionState::Connected);
+
+        // the receiver leaves: back to WAITING, and a newcomer takes the slot over
+        core.detach(2, 5);
+        assert_eq!(core.state(), SessionState::Waiting);
+        core.attach(3, ip("192.0.2.7"), Scope::Admin, 6).unwrap();
+        let fx = core.handle(3, register(None, Role::Receiver, 7000), 7);
+        assert!(
+            sent_to(&fx, 1).iter().any(
+                |m| matches!(m, ServerMessage::Peer(p) if p.ip == "192.0.2.7" && p.port == 7000)
+            )
+        );
+        assert_eq!(core.state(), SessionState::Ready);
+    }
+
+    #[test]
+    fn refusals() {
+        let mut core = SessionCore::new(record(&["a", "b"]), 3);
+        let stream_b_sender = Scope::Stream {
+            stream: "b".into(),
+            role: Role::Sender,
+        };
+        core.attach(1, ip("127.0.0.1"), Scope::Admin, 0).unwrap();
+        core.attach(2, ip("127.0.0.1"), stream_b_sender, 0).unwrap();
+        core.attach(3, ip("127.0.0.1"), Scope::Admin, 0).unwrap();
+        assert_eq!(
+            core.attach(4, ip("127.0.0.1"), Scope::Admin, 0)
+                .unwrap_err()
+                .status,
+            StatusCode::TOO_MANY_REQUESTS
+        );
+
+        let code = |fx: &Effects| match &fx.out[0].1 {
+            ServerMessage::Error(e) => e.code.clone(),
+            other => panic!("expected an error, got {other:?}"),
+        };
+        assert_eq!(
+            code(&core.handle(1, ClientMessage::Health(Health::default()), 1)),
+            "not_registered"
+        );
+        assert_eq!(
+            code(&core.handle(1, register(Some("zz"), Role::Sender, 1), 1)),
+            "unknown_stream"
+        );
+        assert_eq!(
+            code(&core.handle(2, register(Some("a"), Role::Sender, 1), 1)),
+            "forbidden"
+        );
+        assert_eq!(
+            code(&core.handle(2, register(Some("b"), Role::Receiver, 1), 1)),
+            "forbidden"
+        );
+        core.handle(2, register(None, Role::Sender, 5000), 1);
+        assert_eq!(
+            code(&core.handle(3, register(Some("b"), Role::Sender, 1), 1)),
+            "slot_taken"
+        );
+        core.handle(3, register(Some("a"), Role::Sender, 1), 1);
+        assert_eq!(
+            code(&core.handle(3, register(Some("a"), Role::Receiver, 1), 1)),
+            "already_registered"
+        );
+    }
+
+    #[test]
+    fn tally_reaches_both_peers_and_the_state_is_the_least_advanced_stream() {
+        let mut core = SessionCore::new(record(&["a", "b"]), 8);
+        core.attach(1, ip("127.0.0.1"), Scope::Admin, 0).unwrap();
+        core.attach(2, ip("127.0.0.1"), Scope::Admin, 0).unwrap();
+        core.handle(1, register(Some("a"), Role::Sender, 1000), 1);
+        core.handle(2, register(Some("a"), Role::Receiver, 1001), 1);
+        assert_eq!(core.summary().streams[0].state, SessionState::Ready);
+        assert_eq!(core.state(), SessionState::Waiting, "stream b has nobody");
+        let fx = core.set_tally("a", TallyState::OnAir, 2).unwrap();
+        for conn in [1, 2] {
+            assert!(
+                sent_to(&fx, conn)
+                    .iter()
+                    .any(|m| matches!(m, ServerMessage::Tally(t) if t.state == TallyState::OnAir))
+            );
+        }
+        assert!(core.set_tally("nope", TallyState::Off, 2).is_err());
+    }
+}

@@ -1,0 +1,238 @@
+//! One task per WebSocket connection: reads and parses frames, forwards messages to the
+//! session task, writes what the session queues for it, and keeps the connection alive.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use tokio::sync::mpsc;
+use tokio::time::{Instant, MissedTickBehavior, timeout};
+use tokio_tungstenite::tungstenite;
+
+use super::AppState;
+use super::session::{ConnId, Outbound, SessionHandle};
+use super::token::Scope;
+use crate::protocol::{ClientMessage, ErrorBody, ServerMessage};
+
+/// WebSocket close codes used by the server.
+pub mod close_code {
+    pub const NORMAL: u16 = 1000;
+    pub const GOING_AWAY: u16 = 1001;
+    pub const POLICY: u16 = 1008;
+    pub const TOO_BIG: u16 = 1009;
+    pub const TRY_AGAIN: u16 = 1013;
+}
+
+/// A token bucket limiting how many messages one connection may send.
+struct RateLimit {
+    tokens: f64,
+    rate: f64,
+    burst: f64,
+    last: Instant,
+}
+
+impl RateLimit {
+    fn new(rate: f64, burst: f64) -> Self {
+        RateLimit {
+            tokens: burst,
+            rate,
+            burst,
+            last: Instant::now(),
+        }
+    }
+
+    fn allow(&mut self) -> bool {
+        let now = Instant::now();
+        self.tokens =
+            (self.tokens + now.duration_since(self.last).as_secs_f64() * self.rate).min(self.burst);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+enum Flow {
+    Continue,
+    Stop,
+}
+
+struct Connection {
+    socket: WebSocket,
+    state: Arc<AppState>,
+    session: SessionHandle,
+    conn: ConnId,
+    write_timeout: Duration,
+}
+
+impl Connection {
+    async fn send_text(&mut self, text: axum::extract::ws::Utf8Bytes) -> Flow {
+        match timeout(self.write_timeout, self.socket.send(Message::Text(text))).await {
+            Ok(Ok(())) => Flow::Continue,
+            _ => Flow::Stop,
+        }
+    }
+
+    async fn send_message(&mut self, msg: &ServerMessage) -> Flow {
+        match serde_json::to_string(msg) {
+            Ok(text) => self.send_text(text.into()).await,
+            Err(_) => Flow::Continue,
+        }
+    }
+
+    async fn send_error(&mut self, code: &str, message: String) -> Flow {
+        self.send_message(&ServerMessage::Error(ErrorBody {
+            code: code.into(),
+            message,
+        }))
+        .await
+    }
+
+    async fn close(&mut self, code: u16, reason: &str) {
+        // Close reasons are limited to 123 bytes by the protocol.
+        let mut reason = reason.to_string();
+        while reason.len() > 123 {
+            reason.pop();
+        }
+        let frame = CloseFrame {
+            code,
+            reason: reason.into(),
+        };
+        let _ = timeout(
+            self.write_timeout,
+            self.socket.send(Message::Close(Some(frame))),
+        )
+        .await;
+    }
+
+    /// Handles one frame from the peer.
+    async fn incoming(&mut self, frame: Message) -> Flow {
+        match frame {
+            Message::Text(text) => {
+                self.state.stats.messages.fetch_add(1, Ordering::Relaxed);
+                match serde_json::from_str::<ClientMessage>(text.as_str()) {
+                    Ok(msg) => {
+                        if self.session.message(self.conn, msg).await {
+                            Flow::Continue
+                        } else {
+                            Flow::Stop
+                        }
+                    }
+                    Err(e) => {
+                        let code = if e.is_data() {
+                            "bad_message"
+                        } else {
+                            "invalid_json"
+                        };
+                        self.send_error(code, e.to_string()).await
+                    }
+                }
+            }
+            Message::Binary(_) => {
+                self.send_error(
+                    "bad_message",
+                    "binary frames are not supported; send JSON text frames".into(),
+                )
+                .await
+            }
+            Message::Ping(_) | Message::Pong(_) => Flow::Continue,
+            Message::Close(_) => Flow::Stop,
+        }
+    }
+}
+
+/// Runs an upgraded connection until either side ends it.
+pub async fn run(
+    socket: WebSocket,
+    state: Arc<AppState>,
+    session: SessionHandle,
+    ip: IpAddr,
+    scope: Scope,
+) {
+    let limits = state.config.limits.clone();
+    let conn = state.next_conn_id.fetch_add(1, Ordering::Relaxed);
+    let (out_tx, mut out_rx) = mpsc::channel(limits.send_queue);
+    let mut c = Connection {
+        socket,
+        state: state.clone(),
+        session: session.clone(),
+        conn,
+        write_timeout: limits.write_timeout,
+    };
+    if let Err(e) = session.attach(conn, ip, scope, out_tx).await {
+        c.send_error(e.code, e.message.clone()).await;
+        c.close(close_code::TRY_AGAIN, &e.message).await;
+        return;
+    }
+    state.stats.connections.fetch_add(1, Ordering::Relaxed);
+    tracing::info!(session = &*session.name, conn, %ip, "peer connected");
+
+    let mut ping = tokio::time::interval(limits.ping_interval);
+    ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    ping.tick().await;
+    let mut last_heard = Instant::now();
+    let mut rate = RateLimit::new(limits.messages_per_second, limits.message_burst);
+    let why = loop {
+        tokio::select! {
+            _ = state.cancel.cancelled() => {
+                c.close(close_code::GOING_AWAY, "server shutting down").await;
+                break "server shutdown";
+            }
+            out = out_rx.recv() => match out {
+                Some(Outbound::Text(text)) => {
+                    if let Flow::Stop = c.send_text(text).await {
+                        break "write failed";
+                    }
+                }
+                Some(Outbound::Close(code, reason)) => {
+                    c.close(code, &reason).await;
+                    break "closed by the session";
+                }
+                None => {
+                    c.close(close_code::POLICY, "too slow: the send queue overflowed").await;
+                    break "send queue overflow";
+                }
+            },
+            frame = c.socket.recv() => {
+                last_heard = Instant::now();
+                match frame {
+                    None => break "peer closed",
+                    Some(Err(e)) => {
+                        if let Some(tungstenite::Error::Capacity(cap)) = e.into_inner().downcast_ref::<tungstenite::Error>() {
+                            let reason = format!("message too large: {cap}");
+                            c.close(close_code::TOO_BIG, &reason).await;
+                        }
+                        break "read error";
+                    }
+                    Some(Ok(frame)) => {
+                        if matches!(frame, Message::Text(_) | Message::Binary(_)) && !rate.allow() {
+                            c.send_error("rate_limited", "too many messages; slow down".into()).await;
+                            c.close(close_code::POLICY, "message rate limit exceeded").await;
+                            break "rate limit";
+                        }
+                        if let Flow::Stop = c.incoming(frame).await {
+                            break "session ended";
+                        }
+                    }
+                }
+            }
+            _ = ping.tick() => {
+                if last_heard.elapsed() > limits.idle_timeout {
+                    c.close(close_code::GOING_AWAY, "keepalive timeout").await;
+                    break "keepalive timeout";
+                }
+                if timeout(limits.write_timeout, c.socket.send(Message::Ping(Default::default()))).await.is_err() {
+                    break "write timeout";
+                }
+            }
+        }
+    };
+    tracing::info!(session = &*session.name, conn, %ip, why, "peer disconnected");
+    state.stats.connections.fetch_sub(1, Ordering::Relaxed);
+    session.detach(conn).await;
+}
