@@ -219,6 +219,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
             config.limits.max_ttl_s
         ));
     }
+    let stop = shutdown_signal()?;
     let server = Server::start(config).await?;
     let addr = server.local_addr();
     let local = if addr.ip().is_unspecified() {
@@ -254,30 +255,25 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         }
     }
     println!("Press Ctrl-C to stop.");
-    wait_for_signal().await;
+    stop.await;
     println!("shutting down");
     server.shutdown().await;
     Ok(())
 }
 
-async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut term = match signal(SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-                return;
-            }
-        };
+/// Registers SIGINT/SIGTERM handlers now; the returned future resolves on either.
+fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>, String> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut int =
+        signal(SignalKind::interrupt()).map_err(|e| format!("cannot handle SIGINT: {e}"))?;
+    let mut term =
+        signal(SignalKind::terminate()).map_err(|e| format!("cannot handle SIGTERM: {e}"))?;
+    Ok(async move {
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
+            _ = int.recv() => {}
             _ = term.recv() => {}
         }
-    }
-    #[cfg(not(unix))]
-    let _ = tokio::signal::ctrl_c().await;
+    })
 }
 
 // ---------------------------------------------------------------------------------------------

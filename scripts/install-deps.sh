@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs what Punch needs on Debian 12 (bookworm): system packages via apt-get (with sudo when
+# not root) and checks the Rust toolchain. Safe to run again: it installs only what is missing.
+set -euo pipefail
+
+PACKAGES=(
+  pkg-config gcc libc6-dev ca-certificates
+)
+
+SUDO=""
+if [ "$(id -u)" != 0 ]; then
+  command -v sudo >/dev/null || { echo "install-deps: not root and no sudo; install: ${PACKAGES[*]}" >&2; exit 1; }
+  SUDO=sudo
+fi
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "install-deps: installing ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! command -v cargo >/dev/null; then
+  for d in "$HOME/.cargo/bin" /usr/local/cargo/bin; do [ -x "$d/cargo" ] && export PATH="$d:$PATH"; done
+fi
+command -v cargo >/dev/null || { echo "install-deps: cargo not found; install Rust >= 1.95 with rustup (Debian's rustc is too old)" >&2; exit 1; }
+rustc_minor=$(rustc --version | sed -E 's/^rustc 1\.([0-9]+).*/\1/')
+if [ "$rustc_minor" -lt 95 ]; then
+  echo "install-deps: $(rustc --version) is too old; Punch needs Rust >= 1.95 (rustup update)" >&2
+  exit 1
+fi

@@ -1,0 +1,237 @@
+//! Test helpers: a real server on 127.0.0.1:0, real HTTP and WebSocket clients, bounded waits.
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use punch::client::Signalling;
+use punch::protocol::{ClientMessage, PeerMeta, Port, Register, Role, ServerMessage};
+use punch::server::{Server, ServerConfig};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+pub const WAIT: Duration = Duration::from_secs(10);
+
+pub async fn within<T>(what: &str, fut: impl Future<Output = T>) -> T {
+    tokio::time::timeout(WAIT, fut)
+        .await
+        .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+}
+
+pub struct TestServer {
+    pub server: Server,
+    pub base: String,
+}
+
+pub async fn start(config: ServerConfig) -> TestServer {
+    let server = Server::start(ServerConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        ..config
+    })
+    .await
+    .expect("server starts");
+    let base = format!("http://{}", server.local_addr());
+    TestServer { server, base }
+}
+
+pub async fn start_default() -> TestServer {
+    start(ServerConfig::default()).await
+}
+
+pub fn http() -> reqwest::Client {
+    reqwest::Client::builder().timeout(WAIT).build().unwrap()
+}
+
+/// `POST /api/session`; returns status and JSON body.
+pub async fn create_raw(base: &str, body: &str) -> (u16, Value) {
+    let resp = http()
+        .post(format!("{base}/api/session"))
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+pub async fn create(base: &str, body: Value) -> Value {
+    let (status, v) = create_raw(base, &body.to_string()).await;
+    assert_eq!(status, 201, "create failed: {v}");
+    v
+}
+
+pub async fn get_session(base: &str, session: &str, token: &str) -> (u16, Value) {
+    let resp = http()
+        .get(format!("{base}/api/session/{session}"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    (
+        resp.status().as_u16(),
+        resp.json().await.unwrap_or(Value::Null),
+    )
+}
+
+pub async fn delete_session(base: &str, session: &str, token: &str) -> (u16, Value) {
+    let resp = http()
+        .delete(format!("{base}/api/session/{session}"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    (
+        resp.status().as_u16(),
+        resp.json().await.unwrap_or(Value::Null),
+    )
+}
+
+/// The error code of an `{"error": {...}}` body.
+pub fn code(v: &Value) -> &str {
+    v["error"]["code"]
+        .as_str()
+        .unwrap_or_else(|| panic!("not an error body: {v}"))
+}
+
+pub fn stream_token(created: &Value, stream: &str, role: &str) -> String {
+    created["stream_tokens"][stream][role]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+pub async fn connect(base: &str, session: &str, token: &str) -> Signalling {
+    within(
+        "ws connect",
+        Signalling::connect(base, session, token, WAIT),
+    )
+    .await
+    .expect("ws connects")
+}
+
+pub fn register(stream: Option<&str>, role: Role, port: u16) -> ClientMessage {
+    ClientMessage::Register(Register {
+        stream: stream.map(String::from),
+        port: Port(port),
+        role,
+        meta: PeerMeta {
+            label: Some(format!("{role}-{port}")),
+            ..Default::default()
+        },
+    })
+}
+
+/// Reads messages until one matches `pred`; panics on close or timeout.
+pub async fn expect_msg<T>(
+    sig: &mut Signalling,
+    what: &str,
+    mut pred: impl FnMut(&ServerMessage) -> Option<T>,
+) -> T {
+    within(what, async {
+        loop {
+            match sig.recv().await {
+                Ok(Some(m)) => {
+                    if let Some(t) = pred(&m) {
+                        return t;
+                    }
+                }
+                other => panic!("connection ended while waiting for {what}: {other:?}"),
+            }
+        }
+    })
+    .await
+}
+
+pub async fn expect_error(sig: &mut Signalling, code: &str) -> String {
+    expect_msg(sig, &format!("error {code}"), |m| match m {
+        ServerMessage::Error(e) if e.code == code => Some(e.message.clone()),
+        ServerMessage::Error(e) => panic!("expected error {code}, got {e:?}"),
+        _ => None,
+    })
+    .await
+}
+
+/// Reads until the server closes the connection; returns the close frame's code and reason.
+pub async fn expect_closed(sig: &mut Signalling) {
+    within("close", async {
+        loop {
+            match sig.recv().await {
+                Ok(Some(_)) => continue,
+                _ => return,
+            }
+        }
+    })
+    .await
+}
+
+pub type RawWs =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A raw WebSocket (for malformed frames), token in the query string.
+pub async fn raw_ws(base: &str, session: &str, token: &str) -> RawWs {
+    let url = format!(
+        "{}/api/ws/{session}?token={token}",
+        base.replace("http://", "ws://")
+    );
+    let req = url.into_client_request().unwrap();
+    within("raw ws", tokio_tungstenite::connect_async(req))
+        .await
+        .expect("raw ws connects")
+        .0
+}
+
+pub async fn raw_send(ws: &mut RawWs, msg: Message) {
+    within("raw send", ws.send(msg)).await.expect("raw send");
+}
+
+/// Next text message as JSON, skipping others; `None` on close.
+pub async fn raw_next(ws: &mut RawWs) -> Option<Value> {
+    within("raw recv", async {
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Text(t))) => {
+                    return Some(serde_json::from_str(t.as_str()).unwrap());
+                }
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return None,
+                Some(Ok(_)) => continue,
+            }
+        }
+    })
+    .await
+}
+
+/// Next error message's code, skipping `session` updates.
+pub async fn raw_error(ws: &mut RawWs) -> (String, String) {
+    loop {
+        let v = raw_next(ws).await.expect("connection stays open");
+        if v["type"] == "error" {
+            return (
+                v["code"].as_str().unwrap().into(),
+                v["message"].as_str().unwrap().into(),
+            );
+        }
+    }
+}
+
+/// The close frame the server sends.
+pub async fn raw_close_frame(ws: &mut RawWs) -> Option<(u16, String)> {
+    within("close frame", async {
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Close(f))) => {
+                    return f.map(|f| (u16::from(f.code), f.reason.to_string()));
+                }
+                Some(Ok(_)) => continue,
+                None | Some(Err(_)) => return None,
+            }
+        }
+    })
+    .await
+}
+
+pub fn single_stream() -> Value {
+    json!({})
+}

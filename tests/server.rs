@@ -1,0 +1,644 @@
+//! The server end to end: real server on 127.0.0.1:0, real HTTP and WebSocket clients.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use punch::protocol::{
+    ClientMessage, Health, PeerInfo, Role, ServerMessage, SrtStatus, StatusReport, TallyState,
+};
+use punch::server::{Limits, ServerConfig};
+use serde_json::{Value, json};
+
+async fn peer_of(sig: &mut punch::client::Signalling) -> PeerInfo {
+    expect_msg(sig, "peer", |m| match m {
+        ServerMessage::Peer(p) => Some(p.clone()),
+        _ => None,
+    })
+    .await
+}
+
+async fn session_state(sig: &mut punch::client::Signalling, state: &str) {
+    expect_msg(sig, &format!("session {state}"), |m| match m {
+        ServerMessage::Session(s) if s.state.as_str() == state => Some(()),
+        _ => None,
+    })
+    .await
+}
+
+/// Polls `GET /api/session` (bounded) until `pred` holds.
+async fn eventually_view(
+    base: &str,
+    session: &str,
+    token: &str,
+    what: &str,
+    pred: impl Fn(&Value) -> bool,
+) -> Value {
+    within(what, async {
+        loop {
+            let (status, v) = get_session(base, session, token).await;
+            if status == 200 && pred(&v) {
+                return v;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn lifecycle_create_register_connect_close() {
+    let srv = start_default().await;
+    let created = create(&srv.base, json!({"name": "nab-floor-cam1"})).await;
+    for field in [
+        "session", "token", "url", "qr", "streams", "latency", "ttl", "state", "created",
+    ] {
+        assert!(created.get(field).is_some(), "missing {field} in {created}");
+    }
+    assert_eq!(created["session"], "nab-floor-cam1");
+    assert_eq!(created["streams"], json!(["default"]));
+    assert_eq!(created["state"], "WAITING");
+    assert_eq!(created["latency"], 200);
+    assert_eq!(created["ttl"], 1800);
+    let token = created["token"].as_str().unwrap().to_string();
+    assert_eq!(
+        created["url"],
+        format!("{}/s/nab-floor-cam1?t={token}", srv.base)
+    );
+    assert!(created["created"].as_str().unwrap().ends_with('Z'));
+
+    let mut a = connect(
+        &srv.base,
+        "nab-floor-cam1",
+        &stream_token(&created, "default", "sender"),
+    )
+    .await;
+    let mut b = connect(
+        &srv.base,
+        "nab-floor-cam1",
+        &stream_token(&created, "default", "receiver"),
+    )
+    .await;
+    a.send(&register(None, Role::Sender, 9000)).await.unwrap();
+    let ack = expect_msg(&mut a, "registered", |m| match m {
+        ServerMessage::Registered(r) => Some(r.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(
+        (ack.you.ip.as_str(), ack.you.port, ack.peer),
+        ("127.0.0.1", 9000, None)
+    );
+
+    b.send(&register(None, Role::Receiver, 9100)).await.unwrap();
+    let ack_b = expect_msg(&mut b, "registered", |m| match m {
+        ServerMessage::Registered(r) => Some(r.clone()),
+        _ => None,
+    })
+    .await;
+    let to_a = peer_of(&mut a).await;
+    let to_b = peer_of(&mut b).await;
+    assert_eq!(ack_b.peer.as_ref(), Some(&to_b));
+    assert_eq!((to_a.ip.as_str(), to_a.port), ("127.0.0.1", 9100));
+    assert_eq!((to_b.ip.as_str(), to_b.port), ("127.0.0.1", 9000));
+    assert_eq!(to_a.passphrase, to_b.passphrase);
+    assert!(
+        (10..=79).contains(&to_a.passphrase.len())
+            && to_a.passphrase.chars().all(|c| c.is_ascii_alphanumeric())
+    );
+    assert_eq!((to_a.pbkeylen, to_a.latency), (16, 200));
+    let (_, v) = get_session(&srv.base, "nab-floor-cam1", &token).await;
+    assert_eq!(v["state"], "READY");
+    assert_eq!(v["streams"][0]["sender"]["status"], "registered");
+
+    for sig in [&mut a, &mut b] {
+        sig.send(&ClientMessage::Status(StatusReport {
+            srt: SrtStatus::Connected,
+        }))
+        .await
+        .unwrap();
+    }
+    session_state(&mut a, "CONNECTED").await;
+    a.send(&ClientMessage::Health(Health {
+        rtt: Some(12.5),
+        retransmit: Some(0.2),
+        bitrate: Some(8.5e6),
+        ..Default::default()
+    }))
+    .await
+    .unwrap();
+    let v = eventually_view(&srv.base, "nab-floor-cam1", &token, "health stored", |v| {
+        v["streams"][0]["sender"]["last_health"]["rtt"] == 12.5
+    })
+    .await;
+    assert_eq!(v["state"], "CONNECTED");
+    assert_eq!(v["connected"], 1);
+    assert_eq!(v["streams"][0]["receiver"]["status"], "connected");
+    assert_eq!(v["streams"][0]["sender"]["last_health"]["bitrate"], 8.5e6);
+    assert!(
+        v["expires"].is_null(),
+        "no expiry while peers are connected: {v}"
+    );
+
+    let (status, body) = delete_session(&srv.base, "nab-floor-cam1", &token).await;
+    assert_eq!((status, &body["state"]), (200, &json!("CLOSED")));
+    for sig in [&mut a, &mut b] {
+        let reason = expect_msg(sig, "closed", |m| match m {
+            ServerMessage::Closed(c) => Some(c.reason.clone()),
+            _ => None,
+        })
+        .await;
+        assert_eq!(reason, "closed by operator");
+        expect_closed(sig).await;
+    }
+    let (status, v) = get_session(&srv.base, "nab-floor-cam1", &token).await;
+    assert_eq!((status, code(&v)), (410, "gone"));
+    srv.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn every_auth_failure() {
+    let srv = start_default().await;
+    let one = create(
+        &srv.base,
+        json!({"name": "one", "streams": ["cam1", "cam2"]}),
+    )
+    .await;
+    let two = create(&srv.base, json!({"name": "two"})).await;
+    let admin = one["token"].as_str().unwrap();
+
+    // no token
+    let resp = http()
+        .get(format!("{}/api/session/one", srv.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    let v: Value = resp.json().await.unwrap();
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("missing token")
+    );
+    // forged: right shape, wrong MAC; and garbage
+    let forged = format!("{}AAAA", &admin[..admin.len() - 4]);
+    for bad in [forged.as_str(), "pa.one.x.y", "nonsense"] {
+        let (status, v) = get_session(&srv.base, "one", bad).await;
+        assert_eq!((status, code(&v)), (401, "unauthorized"), "{bad}");
+    }
+    // the other session's token
+    let (status, v) = get_session(&srv.base, "one", two["token"].as_str().unwrap()).await;
+    assert_eq!((status, code(&v)), (403, "forbidden"));
+    // a stream token can read, but not close or set tally
+    let cam1 = stream_token(&one, "cam1", "sender");
+    assert_eq!(get_session(&srv.base, "one", &cam1).await.0, 200);
+    let (status, v) = delete_session(&srv.base, "one", &cam1).await;
+    assert_eq!((status, code(&v)), (403, "forbidden"));
+    // query-string token works like the header
+    let resp = http()
+        .get(format!("{}/api/session/one?token={admin}", srv.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    // WebSocket handshake refusals carry the JSON error
+    let err = punch::client::Signalling::connect(&srv.base, "one", "forged", WAIT)
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        matches!(
+            &err,
+            punch::client::ClientError::Refused { status: 401, .. }
+        ),
+        "{err}"
+    );
+    let err = punch::client::Signalling::connect(&srv.base, "two", admin, WAIT)
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        matches!(
+            &err,
+            punch::client::ClientError::Refused { status: 403, .. }
+        ),
+        "{err}"
+    );
+    // a stream token used on another stream, or for the other side
+    let mut sig = connect(&srv.base, "one", &cam1).await;
+    sig.send(&register(Some("cam2"), Role::Sender, 9000))
+        .await
+        .unwrap();
+    let msg = expect_error(&mut sig, "forbidden").await;
+    assert!(msg.contains("cam1") && msg.contains("cam2"), "{msg}");
+    sig.send(&register(Some("cam1"), Role::Receiver, 9000))
+        .await
+        .unwrap();
+    expect_error(&mut sig, "forbidden").await;
+    sig.send(&register(None, Role::Sender, 9000)).await.unwrap();
+    expect_msg(&mut sig, "registered on the token's stream", |m| match m {
+        ServerMessage::Registered(r) if r.stream == "cam1" => Some(()),
+        _ => None,
+    })
+    .await;
+    // expired: a short-TTL session runs out, its tokens answer 410
+    let short = create(&srv.base, json!({"name": "short", "ttl": 1})).await;
+    let short_token = short["token"].as_str().unwrap();
+    wait_until_expired(&srv.base, 2).await;
+    let (status, v) = get_session(&srv.base, "short", short_token).await;
+    assert_eq!((status, code(&v)), (410, "gone"));
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("expired"),
+        "{v}"
+    );
+    let err = punch::client::Signalling::connect(&srv.base, "short", short_token, WAIT)
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        matches!(
+            &err,
+            punch::client::ClientError::Refused { status: 410, .. }
+        ),
+        "{err}"
+    );
+    // a name reused after expiry does not accept the old session's tokens
+    create(&srv.base, json!({"name": "short"})).await;
+    let (status, _) = get_session(&srv.base, "short", short_token).await;
+    assert_eq!(status, 410);
+    srv.server.shutdown().await;
+}
+
+/// Waits (bounded) until `/healthz` counts `sessions` live sessions.
+async fn wait_until_expired(base: &str, sessions: u64) -> Value {
+    within("session expiry", async {
+        loop {
+            let v: Value = http()
+                .get(format!("{base}/healthz"))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            if v["sessions"] == sessions {
+                return v;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn ttl_expiry_closes_idle_sessions_but_not_connected_ones() {
+    let srv = start_default().await;
+    let s = create(&srv.base, json!({"name": "ttl", "ttl": 1})).await;
+    let token = s["token"].as_str().unwrap();
+    let mut peer = connect(&srv.base, "ttl", token).await;
+    peer.send(&register(None, Role::Sender, 9000))
+        .await
+        .unwrap();
+    expect_msg(&mut peer, "registered", |m| {
+        matches!(m, ServerMessage::Registered(_)).then_some(())
+    })
+    .await;
+    // An open connection keeps the session alive well past its TTL.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let v: Value = http()
+        .get(format!("{}/healthz", srv.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        v["sessions"], 1,
+        "a session with a connected peer must not expire"
+    );
+    peer.close().await;
+    // After the last peer leaves, the TTL runs out.
+    wait_until_expired(&srv.base, 0).await;
+    let (status, v) = get_session(&srv.base, "ttl", token).await;
+    assert_eq!((status, code(&v)), (410, "gone"));
+    srv.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn restart_with_a_file_database_keeps_sessions_tokens_and_passphrases() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("punch.db").display().to_string();
+    let config = ServerConfig {
+        db: db.clone(),
+        ..ServerConfig::default()
+    };
+    let srv = start(config.clone()).await;
+    let created = create(&srv.base, json!({"name": "persist", "streams": {"cam1": {"label": "Wide", "audio": "stereo"}}, "latency": 350})).await;
+    let token = created["token"].as_str().unwrap().to_string();
+    let mut a = connect(&srv.base, "persist", &token).await;
+    let mut b = connect(&srv.base, "persist", &token).await;
+    a.send(&register(None, Role::Sender, 9000)).await.unwrap();
+    b.send(&register(None, Role::Receiver, 9001)).await.unwrap();
+    let before = peer_of(&mut a).await;
+    assert_eq!(before.latency, 350);
+    a.send(&ClientMessage::Health(Health {
+        rtt: Some(33.0),
+        ..Default::default()
+    }))
+    .await
+    .unwrap();
+    eventually_view(&srv.base, "persist", &token, "health", |v| {
+        v["streams"][0]["sender"]["last_health"]["rtt"] == 33.0
+    })
+    .await;
+    srv.server.shutdown().await;
+    expect_closed(&mut a).await;
+    expect_closed(&mut b).await;
+
+    let srv = start(config).await;
+    let (status, v) = get_session(&srv.base, "persist", &token).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["state"], "WAITING");
+    assert_eq!(v["streams"][0]["label"], "Wide");
+    assert_eq!(v["streams"][0]["sender"]["status"], "waiting");
+    assert_eq!(v["streams"][0]["sender"]["last_health"]["rtt"], 33.0);
+    assert_eq!(v["streams"][0]["sender"]["address"]["port"], 9000);
+    let mut a = connect(
+        &srv.base,
+        "persist",
+        &stream_token(&created, "cam1", "sender"),
+    )
+    .await;
+    let mut b = connect(
+        &srv.base,
+        "persist",
+        &stream_token(&created, "cam1", "receiver"),
+    )
+    .await;
+    a.send(&register(None, Role::Sender, 9000)).await.unwrap();
+    b.send(&register(None, Role::Receiver, 9001)).await.unwrap();
+    let after = peer_of(&mut a).await;
+    assert_eq!(
+        after, before,
+        "same coordinates, passphrase and latency after the restart"
+    );
+    let history = punch::server::store::registration_events(&db, "persist").unwrap();
+    assert_eq!(
+        history
+            .iter()
+            .filter(|(_, _, kind)| kind == "register")
+            .count(),
+        4,
+        "{history:?}"
+    );
+    srv.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn slot_takeover_after_disconnect_and_refusal_while_live() {
+    let srv = start_default().await;
+    let created = create(&srv.base, json!({"name": "takeover"})).await;
+    let token = created["token"].as_str().unwrap();
+    let mut receiver = connect(&srv.base, "takeover", token).await;
+    let mut first = connect(&srv.base, "takeover", token).await;
+    receiver
+        .send(&register(None, Role::Receiver, 7000))
+        .await
+        .unwrap();
+    first
+        .send(&register(None, Role::Sender, 9000))
+        .await
+        .unwrap();
+    assert_eq!(peer_of(&mut receiver).await.port, 9000);
+
+    let mut second = connect(&srv.base, "takeover", token).await;
+    second
+        .send(&register(None, Role::Sender, 9500))
+        .await
+        .unwrap();
+    let msg = expect_error(&mut second, "slot_taken").await;
+    assert!(msg.contains("already has a sender"), "{msg}");
+
+    first.close().await;
+    session_state(&mut receiver, "WAITING").await;
+    second
+        .send(&register(None, Role::Sender, 9500))
+        .await
+        .unwrap();
+    let p = peer_of(&mut receiver).await;
+    assert_eq!(
+        p.port, 9500,
+        "the receiver learns the new sender's coordinates"
+    );
+    assert_eq!(peer_of(&mut second).await.port, 7000);
+    srv.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn tally_reaches_the_peers_of_its_stream() {
+    let srv = start_default().await;
+    let created = create(
+        &srv.base,
+        json!({"name": "tally", "streams": ["cam1", "cam2"]}),
+    )
+    .await;
+    let token = created["token"].as_str().unwrap();
+    let mut cam1 = connect(
+        &srv.base,
+        "tally",
+        &stream_token(&created, "cam1", "sender"),
+    )
+    .await;
+    cam1.send(&register(None, Role::Sender, 9000))
+        .await
+        .unwrap();
+    expect_msg(&mut cam1, "initial tally off", |m| match m {
+        ServerMessage::Tally(t) if t.state == TallyState::Off => Some(()),
+        _ => None,
+    })
+    .await;
+    let resp = http()
+        .post(format!("{}/api/session/tally/tally", srv.base))
+        .bearer_auth(token)
+        .json(&json!({"stream": "cam1", "state": "on-air"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    expect_msg(&mut cam1, "on-air", |m| match m {
+        ServerMessage::Tally(t) if t.stream == "cam1" && t.state == TallyState::OnAir => Some(()),
+        _ => None,
+    })
+    .await;
+    let (_, v) = get_session(&srv.base, "tally", token).await;
+    assert_eq!(v["streams"][0]["tally"], "on-air");
+    let resp = http()
+        .post(format!("{}/api/session/tally/tally", srv.base))
+        .bearer_auth(token)
+        .json(&json!({"stream": "nope", "state": "on-air"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let resp = http()
+        .post(format!("{}/api/session/tally/tally", srv.base))
+        .bearer_auth(token)
+        .json(&json!({"stream": "cam1", "state": "red"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    srv.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn public_address_comes_from_the_proxy_only_when_trusted() {
+    for (trust, expected) in [(false, "127.0.0.1"), (true, "198.51.100.9")] {
+        let srv = start(ServerConfig {
+            trust_proxy: trust,
+            ..ServerConfig::default()
+        })
+        .await;
+        let created = create(&srv.base, json!({"name": "proxy"})).await;
+        let url = format!(
+            "{}/api/ws/proxy?token={}",
+            srv.base.replace("http", "ws"),
+            created["token"].as_str().unwrap()
+        );
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let mut req = url.into_client_request().unwrap();
+        req.headers_mut().insert(
+            "x-forwarded-for",
+            "203.0.113.50, 198.51.100.9".parse().unwrap(),
+        );
+        let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+        raw_send(
+            &mut ws,
+            tokio_tungstenite::tungstenite::Message::text(
+                r#"{"type":"register","port":9000,"role":"sender"}"#,
+            ),
+        )
+        .await;
+        let you = loop {
+            let v = raw_next(&mut ws).await.unwrap();
+            if v["type"] == "registered" {
+                break v["you"]["ip"].clone();
+            }
+        };
+        assert_eq!(you, expected, "trust_proxy={trust}");
+        srv.server.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn dead_connections_are_noticed_and_free_their_slot() {
+    let limits = Limits {
+        ping_interval: Duration::from_millis(100),
+        idle_timeout: Duration::from_millis(400),
+        ..Limits::default()
+    };
+    let srv = start(ServerConfig {
+        limits,
+        ..ServerConfig::default()
+    })
+    .await;
+    let created = create(&srv.base, json!({"name": "dead"})).await;
+    let token = created["token"].as_str().unwrap();
+    // A client that registers and then never reads again: it never answers pings.
+    let mut silent = raw_ws(&srv.base, "dead", token).await;
+    raw_send(
+        &mut silent,
+        tokio_tungstenite::tungstenite::Message::text(
+            r#"{"type":"register","port":9000,"role":"sender"}"#,
+        ),
+    )
+    .await;
+    eventually_view(&srv.base, "dead", token, "registered", |v| {
+        v["streams"][0]["sender"]["status"] == "registered"
+    })
+    .await;
+    let v = eventually_view(&srv.base, "dead", token, "slot freed", |v| {
+        v["streams"][0]["sender"]["status"] == "waiting"
+    })
+    .await;
+    assert_eq!(v["state"], "WAITING");
+    drop(silent);
+    srv.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn multi_stream_sessions_and_the_session_summary() {
+    let srv = start_default().await;
+    let created = create(
+        &srv.base,
+        json!({"name": "multi", "streams": {"cam-wide": {"label": "Wide", "role": "wide", "audio": "stereo"}, "cam-close": null}}),
+    )
+    .await;
+    assert_eq!(created["streams"], json!(["cam-wide", "cam-close"]));
+    let mut s = connect(
+        &srv.base,
+        "multi",
+        &stream_token(&created, "cam-close", "sender"),
+    )
+    .await;
+    let mut r = connect(
+        &srv.base,
+        "multi",
+        &stream_token(&created, "cam-close", "receiver"),
+    )
+    .await;
+    s.send(&register(None, Role::Sender, 9000)).await.unwrap();
+    r.send(&register(None, Role::Receiver, 9001)).await.unwrap();
+    for sig in [&mut s, &mut r] {
+        sig.send(&ClientMessage::Status(StatusReport {
+            srt: SrtStatus::Connected,
+        }))
+        .await
+        .unwrap();
+    }
+    let summary = expect_msg(&mut s, "one stream connected", |m| match m {
+        ServerMessage::Session(u) if u.connected == 1 => Some(u.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(
+        (summary.total, summary.state.as_str()),
+        (2, "WAITING"),
+        "the wide camera has nobody yet"
+    );
+    assert_eq!(summary.streams[0].label.as_deref(), Some("Wide"));
+    assert_eq!(summary.streams[1].state.as_str(), "CONNECTED");
+    srv.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn healthz_and_unknown_routes() {
+    let srv = start_default().await;
+    let v: Value = http()
+        .get(format!("{}/healthz", srv.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["status"], "ok");
+    let resp = http()
+        .get(format!("{}/nope", srv.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404);
+    assert_eq!(code(&resp.json().await.unwrap()), "not_found");
+    let resp = http()
+        .put(format!("{}/api/session", srv.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 405);
+    assert_eq!(code(&resp.json().await.unwrap()), "method_not_allowed");
+    srv.server.shutdown().await;
+}
