@@ -12,6 +12,14 @@ use serde_json::{Value, json};
 use crate::protocol::{CreatedSession, ErrorResponse, SessionView, TallyState};
 use crate::server::{DEFAULT_TTL_S, Server, ServerConfig};
 
+/// `println!` that ignores a closed stdout (a server must not die because its log reader went away).
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 const DEFAULT_SERVER: &str = "http://127.0.0.1:8787";
 
 #[derive(Parser)]
@@ -227,15 +235,15 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     } else {
         addr
     };
-    println!("Punch server listening on http://{addr}");
+    say!("Punch server listening on http://{addr}");
     match &args.public_url {
-        Some(u) => println!("Peers and browsers reach it at {u}"),
-        None => println!(
+        Some(u) => say!("Peers and browsers reach it at {u}"),
+        None => say!(
             "Peers reach it at http://<this machine's address>:{} (set --public-url if it sits behind a proxy or DNS name)",
             addr.port()
         ),
     }
-    println!(
+    say!(
         "Data: {}",
         if args.db == ":memory:" {
             "in memory (lost on exit)".to_string()
@@ -247,16 +255,16 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         let base = args.public_url.clone().unwrap_or(format!("http://{local}"));
         match create(&base, json!({ "name": null })).await {
             Ok(created) => {
-                println!("\nDemo session:");
+                say!("\nDemo session:");
                 print_created(&created);
                 let _ = save_token(&base, &created.session, &created.token);
             }
             Err(e) => eprintln!("could not create the demo session: {e}"),
         }
     }
-    println!("Press Ctrl-C to stop.");
+    say!("Press Ctrl-C to stop.");
     stop.await;
-    println!("shutting down");
+    tracing::info!("shutting down");
     server.shutdown().await;
     Ok(())
 }
@@ -369,25 +377,28 @@ fn admin_token(server: &str, session: &str, given: Option<String>) -> Result<Str
 }
 
 fn print_created(c: &CreatedSession) {
-    println!(
+    say!(
         "Session    {}   ({}, latency {} ms, closes after {} s without activity)",
-        c.session, c.state, c.latency, c.ttl
+        c.session,
+        c.state,
+        c.latency,
+        c.ttl
     );
-    println!("Dashboard  {}", c.url);
-    println!("Admin token (keep private): {}", c.token);
-    println!("Streams:");
+    say!("Dashboard  {}", c.url);
+    say!("Admin token (keep private): {}", c.token);
+    say!("Streams:");
     for name in &c.streams {
-        println!("  {name}");
+        say!("  {name}");
         if let Some(t) = c.stream_tokens.get(name) {
             for role in ["sender", "receiver"] {
                 if let Some(tok) = t.get(role).and_then(Value::as_str) {
-                    println!("    {role:<8} token {tok}");
+                    say!("    {role:<8} token {tok}");
                 }
             }
         }
     }
     match qr_terminal(&c.url) {
-        Ok(qr) => println!("\nScan for the dashboard:\n{qr}"),
+        Ok(qr) => say!("\nScan for the dashboard:\n{qr}"),
         Err(e) => eprintln!("(no QR code: {e})"),
     }
 }
