@@ -4,6 +4,8 @@
 //! This module is serde only (no tokio, no GStreamer) so that every side uses the same types.
 //! WebSocket messages are JSON objects tagged by `type`. `docs/protocol.md` shows each one.
 
+pub mod uri;
+
 use serde::{Deserialize, Deserializer, Serialize};
 use std::fmt;
 

@@ -1,0 +1,47 @@
+//! GStreamer plugin `punch`: SRT rendezvous from a Punch session URI.
+//!
+//! * `punchsink`: the encoder side. A bin around `srtsink`.
+//! * `punchsrc`: the decoder side. A bin around `srtsrc`.
+//!
+//! Both take `uri=punch://HOST[:PORT]/SESSION[/STREAM]?token=TOKEN`, register with the Punch
+//! server, receive the other side's public address and the stream's passphrase, and run the inner
+//! SRT element in rendezvous mode. See each element's module for its properties and messages.
+//!
+//! Load it with `GST_PLUGIN_PATH=target/release`, or call [`plugin_register_static`] in an
+//! application that links this crate.
+
+use std::sync::LazyLock;
+
+use gst::glib;
+
+mod punchbin;
+pub mod punchsink;
+pub mod punchsrc;
+
+/// The plugin's one async runtime, for the signalling connections of every element instance.
+pub(crate) static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("punch-signalling")
+        .enable_all()
+        .build()
+        .expect("cannot start the signalling runtime")
+});
+
+fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
+    punchsink::register(Some(plugin))?;
+    punchsrc::register(Some(plugin))?;
+    Ok(())
+}
+
+gst::plugin_define!(
+    punch,
+    env!("CARGO_PKG_DESCRIPTION"),
+    plugin_init,
+    concat!(env!("CARGO_PKG_VERSION"), "-", env!("COMMIT_ID")),
+    "MIT/X11",
+    env!("CARGO_PKG_NAME"),
+    env!("CARGO_PKG_NAME"),
+    env!("CARGO_PKG_REPOSITORY"),
+    env!("BUILD_REL_DATE")
+);

@@ -1,0 +1,393 @@
+//! The signalling task of one element: connect, register, follow the session, report health.
+//!
+//! Media never depends on this task once the inner element runs: when the connection drops it
+//! reconnects with backoff and re-registers the same slot with the same port.
+
+use std::net::UdpSocket;
+use std::sync::Arc;
+use std::time::Duration;
+
+use punch::client::{ClientError, Signalling};
+use punch::protocol::{
+    ClientMessage, PeerMeta, Port, Register, Role, ServerMessage, SrtStatus, StatusReport,
+};
+use tokio::time::{Instant, MissedTickBehavior, interval, sleep, sleep_until};
+use tokio_util::sync::CancellationToken;
+
+use super::Shared;
+use super::health::{self, Sample};
+use super::settings::Settings;
+
+/// Connection attempts before an element that never reached its server gives up.
+const FIRST_CONNECT_ATTEMPTS: u32 = 5;
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const BACKOFF_START: Duration = Duration::from_millis(250);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// How often the inner element's stats are checked for connect/disconnect.
+const STATUS_POLL: Duration = Duration::from_millis(50);
+
+/// Everything the task needs, resolved when the element starts.
+pub struct Config {
+    target: super::settings::Target,
+    role: Role,
+    local_port: u16,
+    local_address: String,
+    latency: Option<u32>,
+    label: Option<String>,
+    health_interval: Duration,
+    peer_timeout: Option<Duration>,
+}
+
+impl Config {
+    pub fn new(settings: &Settings, role: Role) -> Result<Config, String> {
+        let target = settings.target()?;
+        let local_port = match settings.local_port {
+            0 => free_udp_port(&settings.local_address)?,
+            p => p as u16,
+        };
+        Ok(Config {
+            target,
+            role,
+            local_port,
+            local_address: settings.local_address.clone(),
+            latency: u32::try_from(settings.latency).ok(),
+            label: settings.label.clone(),
+            health_interval: Duration::from_millis(settings.health_interval_ms.into()),
+            peer_timeout: (settings.peer_timeout_s > 0)
+                .then(|| Duration::from_secs(settings.peer_timeout_s.into())),
+        })
+    }
+}
+
+/// A UDP port free right now; the socket is closed again because SRT must bind it itself
+/// (srt-facts §1.3).
+fn free_udp_port(local_address: &str) -> Result<u16, String> {
+    let socket = UdpSocket::bind((local_address, 0))
+        .map_err(|e| format!("cannot find a free UDP port on {local_address}: {e}"))?;
+    socket
+        .local_addr()
+        .map(|a| a.port())
+        .map_err(|e| e.to_string())
+}
+
+enum Next {
+    Reconnect,
+    Stop,
+}
+
+struct Task {
+    shared: Arc<Shared>,
+    config: Config,
+    /// The stream this element registered on (from the server's `registered`).
+    stream: Option<String>,
+    ever_registered: bool,
+    peer_deadline: Option<Instant>,
+    status: Option<SrtStatus>,
+    last_sample: Option<Sample>,
+}
+
+pub async fn run(shared: Arc<Shared>, config: Config, cancel: CancellationToken) {
+    let mut task = Task {
+        shared,
+        config,
+        stream: None,
+        ever_registered: false,
+        peer_deadline: None,
+        status: None,
+        last_sample: None,
+    };
+    tokio::select! {
+        _ = cancel.cancelled() => {}
+        _ = task.main() => {}
+    }
+}
+
+impl Task {
+    fn bin(&self) -> Option<gst::Bin> {
+        self.shared.bin()
+    }
+
+    fn error(&self, kind: gst::ResourceError, message: String) {
+        if let Some(bin) = self.bin() {
+            gst::element_error!(bin, kind, ("{message}"));
+        }
+    }
+
+    fn open_error(&self) -> gst::ResourceError {
+        match self.config.role {
+            Role::Sender => gst::ResourceError::OpenWrite,
+            Role::Receiver => gst::ResourceError::OpenRead,
+        }
+    }
+
+    async fn main(&mut self) {
+        let t = self.config.target.clone();
+        let mut attempts = 0;
+        let mut backoff = BACKOFF_START;
+        loop {
+            match Signalling::connect(&t.server, &t.session, &t.token, CONNECT_TIMEOUT).await {
+                Ok(sig) => {
+                    attempts = 0;
+                    backoff = BACKOFF_START;
+                    match self.session(sig).await {
+                        Next::Stop => return,
+                        Next::Reconnect => {}
+                    }
+                }
+                Err(e) => {
+                    if e.is_permanent() {
+                        let kind = match &e {
+                            ClientError::Refused {
+                                status: 401 | 403, ..
+                            } => gst::ResourceError::NotAuthorized,
+                            ClientError::Refused {
+                                status: 404 | 410, ..
+                            } => gst::ResourceError::NotFound,
+                            _ => gst::ResourceError::Settings,
+                        };
+                        self.error(kind, format!("Punch session {}: {e}", t.session));
+                        return;
+                    }
+                    attempts += 1;
+                    if !self.ever_registered && attempts >= FIRST_CONNECT_ATTEMPTS {
+                        self.error(
+                            self.open_error(),
+                            format!("{e} (gave up after {attempts} attempts)"),
+                        );
+                        return;
+                    }
+                    gst::info!(self.shared.cat, "signalling: {e}; retrying in {backoff:?}");
+                }
+            }
+            sleep(backoff).await;
+            backoff = (backoff * 2).min(BACKOFF_MAX);
+        }
+    }
+
+    fn register_message(&self) -> ClientMessage {
+        ClientMessage::Register(Register {
+            stream: self.stream.clone().or(self.config.target.stream.clone()),
+            port: Port(self.config.local_port),
+            role: self.config.role,
+            meta: PeerMeta {
+                label: self.config.label.clone(),
+                ..Default::default()
+            },
+        })
+    }
+
+    /// One signalling connection, until it drops or the element must stop.
+    async fn session(&mut self, mut sig: Signalling) -> Next {
+        if sig.send(&self.register_message()).await.is_err() {
+            return Next::Reconnect;
+        }
+        let mut status_tick = interval(STATUS_POLL);
+        status_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut health_tick = interval(self.config.health_interval);
+        health_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        health_tick.tick().await;
+        let far = Instant::now() + Duration::from_secs(86_400 * 365);
+        loop {
+            let deadline = self.peer_deadline.unwrap_or(far);
+            tokio::select! {
+                msg = sig.recv() => match msg {
+                    Ok(Some(m)) => {
+                        if let Some(next) = self.server_message(&mut sig, m).await {
+                            if matches!(next, Next::Stop) {
+                                sig.close().await;
+                            }
+                            return next;
+                        }
+                    }
+                    Ok(None) | Err(_) => {
+                        gst::info!(self.shared.cat, "signalling connection lost; media continues, reconnecting");
+                        return Next::Reconnect;
+                    }
+                },
+                _ = status_tick.tick() => {
+                    if let Some(status) = self.poll_status()
+                        && sig.send(&ClientMessage::Status(StatusReport { srt: status })).await.is_err()
+                    {
+                        return Next::Reconnect;
+                    }
+                }
+                _ = health_tick.tick() => {
+                    if let Some(health) = self.health()
+                        && sig.send(&ClientMessage::Health(health)).await.is_err()
+                    {
+                        return Next::Reconnect;
+                    }
+                }
+                _ = sleep_until(deadline) => {
+                    let t = self.config.peer_timeout.unwrap_or_default();
+                    self.error(
+                        self.open_error(),
+                        format!(
+                            "No peer joined stream {} of session {} within {} s (peer-timeout)",
+                            self.stream.as_deref().unwrap_or("?"),
+                            self.config.target.session,
+                            t.as_secs()
+                        ),
+                    );
+                    sig.close().await;
+                    return Next::Stop;
+                }
+            }
+        }
+    }
+
+    /// Handles one server message; `Some` ends this connection.
+    async fn server_message(&mut self, sig: &mut Signalling, msg: ServerMessage) -> Option<Next> {
+        match msg {
+            ServerMessage::Registered(r) => {
+                gst::info!(
+                    self.shared.cat,
+                    "registered as {} of stream {}, public address {}:{}",
+                    r.role,
+                    r.stream,
+                    r.you.ip,
+                    r.you.port
+                );
+                self.stream = Some(r.stream);
+                if !self.ever_registered {
+                    self.ever_registered = true;
+                    self.peer_deadline = self.config.peer_timeout.map(|t| Instant::now() + t);
+                }
+                // The server forgets SRT status across reconnects and restarts: tell it again.
+                if let Some(status) = self.status
+                    && sig
+                        .send(&ClientMessage::Status(StatusReport { srt: status }))
+                        .await
+                        .is_err()
+                {
+                    return Some(Next::Reconnect);
+                }
+            }
+            ServerMessage::Peer(p) => {
+                if self.stream.as_deref() == Some(p.stream.as_str()) {
+                    self.peer_deadline = None;
+                    let latency = self.config.latency.unwrap_or(p.latency);
+                    let uri = Shared::srt_uri(
+                        &p,
+                        &self.config.local_address,
+                        self.config.local_port,
+                        latency,
+                    );
+                    self.shared.apply_peer(p, uri);
+                }
+            }
+            ServerMessage::Tally(t) => {
+                if self.stream.as_deref() == Some(t.stream.as_str()) {
+                    self.shared.set_tally(&t.stream, t.state);
+                }
+            }
+            ServerMessage::Session(update) => {
+                let mine = self.stream.clone().or(self.config.target.stream.clone());
+                let stream_state = mine
+                    .as_deref()
+                    .and_then(|m| update.streams.iter().find(|s| s.name == m))
+                    .or(update.streams.first())
+                    .map(|s| s.state);
+                if let Some(state) = stream_state {
+                    self.shared.set_stream_state(state);
+                }
+                let streams: Vec<String> = update
+                    .streams
+                    .iter()
+                    .map(|s| format!("{}={}", s.name, s.state))
+                    .collect();
+                self.shared.post(
+                    gst::Structure::builder("punch-session")
+                        .field("session", self.config.target.session.as_str())
+                        .field("state", update.state.as_str())
+                        .field(
+                            "stream-state",
+                            stream_state.map(|s| s.as_str()).unwrap_or(""),
+                        )
+                        .field("connected", update.connected as u32)
+                        .field("total", update.total as u32)
+                        .field("streams", streams.join(","))
+                        .build(),
+                );
+            }
+            ServerMessage::Error(e) => {
+                let session = &self.config.target.session;
+                match e.code.as_str() {
+                    "forbidden" => self.error(
+                        gst::ResourceError::NotAuthorized,
+                        format!("Punch session {session}: {}", e.message),
+                    ),
+                    "unknown_stream" => self.error(
+                        gst::ResourceError::NotFound,
+                        format!("Punch session {session}: {}", e.message),
+                    ),
+                    // A slot still held by our own previous connection frees itself once the
+                    // server notices it is gone; a first registration conflicts with someone else.
+                    "slot_taken" if self.ever_registered => {
+                        gst::info!(self.shared.cat, "slot still held ({}); retrying", e.message);
+                        sleep(Duration::from_secs(1)).await;
+                        return Some(Next::Reconnect);
+                    }
+                    "slot_taken" => self.error(
+                        gst::ResourceError::Busy,
+                        format!("Punch session {session}: {}", e.message),
+                    ),
+                    _ => {
+                        gst::warning!(self.shared.cat, "server reported {}: {}", e.code, e.message);
+                        return None;
+                    }
+                }
+                return Some(Next::Stop);
+            }
+            ServerMessage::Closed(c) => {
+                self.shared
+                    .set_stream_state(punch::protocol::SessionState::Closed);
+                self.error(
+                    gst::ResourceError::NotFound,
+                    format!(
+                        "Punch session {} was closed ({})",
+                        self.config.target.session, c.reason
+                    ),
+                );
+                return Some(Next::Stop);
+            }
+        }
+        None
+    }
+
+    /// The SRT status, when it changed since the last poll.
+    fn poll_status(&mut self) -> Option<SrtStatus> {
+        if !self.shared.inner_running() {
+            return None;
+        }
+        let stats = self.shared.stats()?;
+        let now = if health::is_connected(&stats) {
+            SrtStatus::Connected
+        } else if self.status == Some(SrtStatus::Connected) {
+            SrtStatus::Disconnected
+        } else {
+            SrtStatus::Connecting
+        };
+        if self.status == Some(now) {
+            return None;
+        }
+        gst::info!(self.shared.cat, "SRT {now:?}");
+        self.status = Some(now);
+        Some(now)
+    }
+
+    /// Samples the stats, posts `punch-health`, returns the report for the server.
+    fn health(&mut self) -> Option<punch::protocol::Health> {
+        if !self.shared.inner_running() {
+            return None;
+        }
+        let stats = self.shared.stats()?;
+        let sample = Sample::take(&stats, self.config.role);
+        let prev = self.last_sample.replace(sample)?;
+        let report = health::report(&prev, &sample, &stats, self.config.role);
+        let stream = self.stream.clone().unwrap_or_default();
+        self.shared
+            .post(report.structure(&stream, self.config.role));
+        report.connected.then(|| report.to_protocol())
+    }
+}
