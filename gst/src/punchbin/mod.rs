@@ -315,15 +315,6 @@ impl Shared {
         }
     }
 
-    fn active(&self) -> bool {
-        self.state
-            .lock()
-            .unwrap()
-            .cancel
-            .as_ref()
-            .is_some_and(|c| !c.is_cancelled())
-    }
-
     /// Sink: drop buffers until the inner sink runs, so a live source upstream never sees
     /// FLUSHING from an inactive pad (style.md).
     fn block_input(&self, ghost: &gst::GhostPad) {
@@ -381,8 +372,9 @@ impl Shared {
         let _guard = self.lifecycle.lock().unwrap();
         let uri = {
             let state = self.state.lock().unwrap();
-            match (&state.inner_uri, self.active()) {
-                (Some(uri), true) => uri.clone(),
+            let active = state.cancel.as_ref().is_some_and(|c| !c.is_cancelled());
+            match &state.inner_uri {
+                Some(uri) if active => uri.clone(),
                 _ => return,
             }
         };
