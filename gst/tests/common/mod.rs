@@ -1,0 +1,318 @@
+//! Element test helpers: the real server in-process on 127.0.0.1:0, real pipelines with the
+//! real srtsrc/srtsink, bounded bus waits.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::sync::Once;
+use std::time::{Duration, Instant};
+
+use gst::prelude::*;
+use punch::server::{Server, ServerConfig};
+use serde_json::{Value, json};
+
+pub const WAIT: Duration = Duration::from_secs(15);
+/// Payload chunk: one SRT live-mode message.
+pub const CHUNK: usize = 1316;
+
+pub fn init() {
+    static INIT: Once = Once::new();
+    INIT.call_once(|| {
+        gst::init().unwrap();
+        gstpunch::plugin_register_static().expect("plugin registers");
+        for f in ["srtsrc", "srtsink", "appsrc", "appsink"] {
+            assert!(
+                gst::ElementFactory::find(f).is_some(),
+                "GStreamer element {f} is missing: install gstreamer1.0-plugins-bad and gstreamer1.0-plugins-base (scripts/install-deps.sh)"
+            );
+        }
+    });
+}
+
+/// A server on its own runtime, so the test thread can drive GStreamer synchronously.
+pub struct Env {
+    pub rt: tokio::runtime::Runtime,
+    pub server: Option<Server>,
+    pub addr: SocketAddr,
+    pub config: ServerConfig,
+}
+
+impl Env {
+    pub fn new() -> Env {
+        Self::with_config(ServerConfig::default())
+    }
+
+    pub fn with_config(config: ServerConfig) -> Env {
+        init();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let server = rt
+            .block_on(Server::start(config.clone()))
+            .expect("server starts");
+        let addr = server.local_addr();
+        Env {
+            rt,
+            server: Some(server),
+            addr,
+            config: ServerConfig {
+                listen: addr,
+                ..config
+            },
+        }
+    }
+
+    pub fn base(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn create(&self, body: Value) -> Value {
+        let base = self.base();
+        self.rt.block_on(async move {
+            let resp = reqwest::Client::new()
+                .post(format!("{base}/api/session"))
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 201);
+            resp.json::<Value>().await.unwrap()
+        })
+    }
+
+    pub fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let url = format!("{}{path}", self.base());
+        let token = token.to_string();
+        self.rt.block_on(async move {
+            let mut req = reqwest::Client::new()
+                .request(method, url)
+                .bearer_auth(token);
+            if let Some(b) = body {
+                req = req.json(&b);
+            }
+            let resp = req.send().await.unwrap();
+            (
+                resp.status().as_u16(),
+                resp.json().await.unwrap_or(Value::Null),
+            )
+        })
+    }
+
+    /// Polls `GET /api/session` until `pred` holds.
+    pub fn wait_view(
+        &self,
+        session: &str,
+        token: &str,
+        what: &str,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let start = Instant::now();
+        loop {
+            let (status, v) = self.request(
+                reqwest::Method::GET,
+                &format!("/api/session/{session}"),
+                token,
+                None,
+            );
+            if status == 200 && pred(&v) {
+                return v;
+            }
+            assert!(
+                start.elapsed() < WAIT,
+                "timed out waiting for {what}; last view: {v}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn restart_server(&mut self) {
+        let server = self.server.take().unwrap();
+        self.rt.block_on(server.shutdown());
+        let server = self
+            .rt
+            .block_on(Server::start(self.config.clone()))
+            .expect("server restarts");
+        self.server = Some(server);
+    }
+
+    pub fn uri(&self, created: &Value, stream: &str, role: &str) -> String {
+        let token = created["stream_tokens"][stream][role].as_str().unwrap();
+        format!(
+            "punch://{}/{}/{stream}?token={token}",
+            self.addr,
+            created["session"].as_str().unwrap()
+        )
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        if let Some(s) = self.server.take() {
+            self.rt.block_on(s.shutdown());
+        }
+    }
+}
+
+/// The deterministic chunk number `seq`.
+pub fn chunk(seq: u32) -> Vec<u8> {
+    let mut v = Vec::with_capacity(CHUNK);
+    v.extend_from_slice(&seq.to_be_bytes());
+    let mut x = seq.wrapping_mul(2_654_435_761).wrapping_add(1);
+    while v.len() < CHUNK {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        v.push(x as u8);
+    }
+    v
+}
+
+pub fn sender(uri: &str) -> (gst::Pipeline, gst_app::AppSrc, gst::Element) {
+    let p = gst::parse::launch(&format!(
+        "appsrc name=src is-live=true format=time caps=application/x-punch-test ! punchsink name=punch health-interval=200 uri=\"{uri}\""
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let src = p
+        .by_name("src")
+        .unwrap()
+        .downcast::<gst_app::AppSrc>()
+        .unwrap();
+    let punch = p.by_name("punch").unwrap();
+    (p, src, punch)
+}
+
+pub fn receiver(uri: &str) -> (gst::Pipeline, gst_app::AppSink, gst::Element) {
+    let p = gst::parse::launch(&format!(
+        "punchsrc name=punch health-interval=200 uri=\"{uri}\" ! appsink name=sink sync=false max-buffers=100000"
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let sink = p
+        .by_name("sink")
+        .unwrap()
+        .downcast::<gst_app::AppSink>()
+        .unwrap();
+    let punch = p.by_name("punch").unwrap();
+    (p, sink, punch)
+}
+
+pub fn play(p: &gst::Pipeline) {
+    p.set_state(gst::State::Playing).expect("pipeline starts");
+}
+
+/// Sets NULL and checks that it returns promptly.
+pub fn stop(p: &gst::Pipeline) {
+    let t = Instant::now();
+    p.set_state(gst::State::Null).unwrap();
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "NULL took {:?}",
+        t.elapsed()
+    );
+}
+
+/// Waits for a message on `p`'s bus matching `pred`; panics on an error message or timeout.
+pub fn wait_msg<T>(
+    p: &gst::Pipeline,
+    what: &str,
+    mut pred: impl FnMut(&gst::Message) -> Option<T>,
+) -> T {
+    let bus = p.bus().unwrap();
+    let start = Instant::now();
+    while start.elapsed() < WAIT {
+        if let Some(msg) = bus.timed_pop(gst::ClockTime::from_mseconds(100)) {
+            if let Some(t) = pred(&msg) {
+                return t;
+            }
+            if let gst::MessageView::Error(e) = msg.view() {
+                panic!(
+                    "error while waiting for {what}: {} ({:?})",
+                    e.error(),
+                    e.debug()
+                );
+            }
+        }
+    }
+    panic!("timed out waiting for {what}");
+}
+
+/// Waits for an error message; returns (domain error, text).
+pub fn wait_error(p: &gst::Pipeline, within: Duration) -> (glib::Error, String) {
+    let bus = p.bus().unwrap();
+    let start = Instant::now();
+    while start.elapsed() < within {
+        if let Some(msg) = bus.timed_pop_filtered(
+            gst::ClockTime::from_mseconds(100),
+            &[gst::MessageType::Error],
+        ) {
+            if let gst::MessageView::Error(e) = msg.view() {
+                return (e.error(), e.error().to_string());
+            }
+        }
+    }
+    panic!("no error within {within:?}");
+}
+
+pub use gst::glib;
+
+/// An element message's structure named `name` from `punch`.
+pub fn element_msg(msg: &gst::Message, name: &str) -> Option<gst::Structure> {
+    match msg.view() {
+        gst::MessageView::Element(e) => e
+            .structure()
+            .filter(|s| s.name() == name)
+            .map(|s| s.to_owned()),
+        _ => None,
+    }
+}
+
+/// Waits until a `punch-health` says connected.
+pub fn wait_connected(p: &gst::Pipeline) -> gst::Structure {
+    wait_msg(p, "punch-health connected", |m| {
+        element_msg(m, "punch-health").filter(|s| s.get::<bool>("connected").unwrap_or(false))
+    })
+}
+
+/// Pushes chunks `from..to`, paced (about 5 Mbit/s); stops early once the pipeline stops.
+pub fn push_chunks(src: &gst_app::AppSrc, from: u32, to: u32) {
+    for seq in from..to {
+        if src
+            .push_buffer(gst::Buffer::from_mut_slice(chunk(seq)))
+            .is_err()
+        {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// Pulls chunks until `n` arrived or the time is up.
+pub fn pull_chunks(sink: &gst_app::AppSink, n: usize, within: Duration) -> Vec<Vec<u8>> {
+    let start = Instant::now();
+    let mut got = Vec::new();
+    while got.len() < n && start.elapsed() < within {
+        if let Some(sample) = sink.try_pull_sample(gst::ClockTime::from_mseconds(100)) {
+            let buf = sample.buffer().unwrap();
+            got.push(buf.map_readable().unwrap().to_vec());
+        }
+    }
+    got
+}
+
+pub fn seq_of(c: &[u8]) -> u32 {
+    u32::from_be_bytes(c[..4].try_into().unwrap())
+}
+
+pub fn single() -> Value {
+    json!({})
+}
