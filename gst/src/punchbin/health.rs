@@ -76,7 +76,7 @@ pub struct Report {
     pub interval_ms: u64,
 }
 
-/// Counters restart when SRT reconnects: a drop means "from zero".
+/// A counter that went down restarted from zero.
 fn delta(prev: f64, cur: f64) -> f64 {
     if cur >= prev { cur - prev } else { cur }
 }
@@ -87,8 +87,12 @@ fn percent(part: f64, whole: f64) -> Option<f64> {
 
 pub fn report(prev: &Sample, cur: &Sample, stats: &gst::StructureRef, role: Role) -> Report {
     let secs = cur.at.duration_since(prev.at).as_secs_f64().max(1e-3);
-    let packets = delta(prev.packets, cur.packets);
-    let lost = delta(prev.lost, cur.lost);
+    // libsrt's counters restart together with each SRT connection; the element's byte counter
+    // does not.
+    let restarted = cur.packets < prev.packets;
+    let srt_delta = |p: f64, c: f64| if restarted { c } else { delta(p, c) };
+    let packets = srt_delta(prev.packets, cur.packets);
+    let lost = srt_delta(prev.lost, cur.lost);
     let connected = is_connected(stats);
     Report {
         connected,

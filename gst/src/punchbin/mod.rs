@@ -472,7 +472,7 @@ impl Shared {
     fn set_stream_state(&self, state: SessionState) {
         let changed = {
             let mut st = self.state.lock().unwrap();
-            std::mem::replace(&mut st.stream_state, Some(state)) != Some(state)
+            st.stream_state.replace(state) != Some(state)
         };
         if changed && let Some(bin) = self.bin() {
             bin.notify("session-state");

@@ -246,21 +246,27 @@ pub fn wait_msg<T>(
     panic!("timed out waiting for {what}");
 }
 
-/// Waits for an error message; returns (domain error, text).
+/// Waits for an error message; returns (domain error, text). On timeout the panic shows what
+/// the bus carried instead.
 pub fn wait_error(p: &gst::Pipeline, within: Duration) -> (glib::Error, String) {
     let bus = p.bus().unwrap();
     let start = Instant::now();
+    let mut seen = Vec::new();
     while start.elapsed() < within {
-        if let Some(msg) = bus.timed_pop_filtered(
-            gst::ClockTime::from_mseconds(100),
-            &[gst::MessageType::Error],
-        ) {
+        if let Some(msg) = bus.timed_pop(gst::ClockTime::from_mseconds(100)) {
             if let gst::MessageView::Error(e) = msg.view() {
                 return (e.error(), e.error().to_string());
             }
+            if seen.len() < 50 {
+                seen.push(format!(
+                    "{:?}: {:?}",
+                    msg.type_(),
+                    msg.structure().map(|s| s.to_string())
+                ));
+            }
         }
     }
-    panic!("no error within {within:?}");
+    panic!("no error within {within:?}; the bus carried: {seen:#?}");
 }
 
 pub use gst::glib;
