@@ -4,7 +4,12 @@
 set -euo pipefail
 
 PACKAGES=(
-  pkg-config gcc libc6-dev ca-certificates
+  pkg-config gcc libc6-dev ca-certificates curl python3
+  # GStreamer 1.22: headers for the plugin, srtsrc/srtsink/openh264/mpegts (plugins-bad), tools
+  libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev gstreamer1.0-tools
+  gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
+  # ffprobe, to check what arrived
+  ffmpeg
 )
 
 SUDO=""

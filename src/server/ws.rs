@@ -207,7 +207,7 @@ pub async fn run(
                             let reason = format!("message too large: {cap}");
                             c.close(close_code::TOO_BIG, &reason).await;
                         }
-                        break "read error";
+                        break "connection lost";
                     }
                     Some(Ok(frame)) => {
                         if matches!(frame, Message::Text(_) | Message::Binary(_)) && !rate.allow() {
