@@ -108,6 +108,7 @@ impl PunchBin {
                 // the bin is driven by hand and must not go async inside a playing pipeline.
                 inner.set_property("wait-for-connection", false);
                 inner.set_property("async", false);
+                inner.set_property("sync", false);
             }
             bin.add(inner)
                 .expect("adding the inner element to an empty bin");
@@ -320,9 +321,11 @@ impl Shared {
     fn block_input(&self, ghost: &gst::GhostPad) {
         let mut state = self.state.lock().unwrap();
         if state.drop_probe.is_none() {
+            // `Handled` consumes the buffer; `Drop` makes gstreamer-rs 0.25 unref a NULL pointer
+            // (a GStreamer-CRITICAL per buffer).
             state.drop_probe = ghost.add_probe(
                 gst::PadProbeType::BUFFER | gst::PadProbeType::BUFFER_LIST,
-                |_, _| gst::PadProbeReturn::Drop,
+                |_, _| gst::PadProbeReturn::Handled,
             );
         }
     }
@@ -402,6 +405,12 @@ impl Shared {
             self.inner_factory,
             uri.split('?').next().unwrap_or("")
         );
+        // A locked element misses the base time the bin hands its children at PLAYING: without
+        // it srtsrc would timestamp against clock zero and synced sinks downstream would stall.
+        if let Some(base_time) = bin.base_time() {
+            inner.set_base_time(base_time);
+        }
+        inner.set_start_time(bin.start_time());
         match inner.sync_state_with_parent() {
             Ok(()) => {
                 self.state.lock().unwrap().inner_running = true;
