@@ -437,7 +437,7 @@ pub struct SessionView {
     pub latency: u32,
     pub ttl: u64,
     pub created: String,
-    /// When the session expires if nothing happens until then (null while peers are connected).
+    /// When the session expires if nothing happens until then (null while any WebSocket is open).
     pub expires: Option<String>,
     pub streams: Vec<StreamView>,
     pub connected: usize,

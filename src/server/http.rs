@@ -573,9 +573,18 @@ async fn set_tally(
     let (handle, _) = session_for(&state, &headers, query.as_deref(), &id, ip, true)?;
     let body = body_bytes(body, state.config.limits.http_max_body)?;
     let req: TallyRequest = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::bad_request(format!(
-            "expected {{\"stream\": NAME, \"state\": \"on-air\"|\"preview\"|\"off\"}}: {e}"
-        ))
+        let code = if e.is_data() {
+            "bad_request"
+        } else {
+            "invalid_json"
+        };
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            code,
+            format!(
+                "expected {{\"stream\": NAME, \"state\": \"on-air\"|\"preview\"|\"off\"}}: {e}"
+            ),
+        )
     })?;
     handle.set_tally(req.stream.clone(), req.state).await?;
     Ok(Json(json!({ "stream": req.stream, "state": req.state })).into_response())

@@ -166,7 +166,12 @@ pub async fn run(
     };
     if let Err(e) = session.attach(conn, ip, scope, out_tx).await {
         c.send_error(e.code, e.message.clone()).await;
-        c.close(close_code::TRY_AGAIN, &e.message).await;
+        let code = if e.status.as_u16() == 429 {
+            close_code::TRY_AGAIN
+        } else {
+            close_code::NORMAL
+        };
+        c.close(code, &e.message).await;
         return;
     }
     state.stats.connections.fetch_add(1, Ordering::Relaxed);
@@ -192,6 +197,10 @@ pub async fn run(
                 Some(Outbound::Close(code, reason)) => {
                     c.close(code, &reason).await;
                     break "closed by the session";
+                }
+                None if state.cancel.is_cancelled() => {
+                    c.close(close_code::GOING_AWAY, "server shutting down").await;
+                    break "server shutdown";
                 }
                 None => {
                     c.close(close_code::POLICY, "too slow: the send queue overflowed").await;
@@ -226,8 +235,8 @@ pub async fn run(
                     c.close(close_code::GOING_AWAY, "keepalive timeout").await;
                     break "keepalive timeout";
                 }
-                if timeout(limits.write_timeout, c.socket.send(Message::Ping(Default::default()))).await.is_err() {
-                    break "write timeout";
+                if !matches!(timeout(limits.write_timeout, c.socket.send(Message::Ping(Default::default()))).await, Ok(Ok(()))) {
+                    break "write failed";
                 }
             }
         }
