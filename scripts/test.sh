@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# Every check: install what is missing, formatting, lints, then all tests.
+# Every check: install what is missing, formatting, lints, then all tests (GLib warnings and
+# criticals abort: G_DEBUG=fatal_warnings).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/install-deps.sh
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
-cargo test --workspace
+# the plugin's cdylib (target/debug/libgstpunch.so) is loaded by gst-launch-1.0 in a test
+cargo build --workspace
+G_DEBUG=fatal_warnings cargo test --workspace

@@ -386,13 +386,23 @@ fn print_created(c: &CreatedSession) {
     );
     say!("Dashboard  {}", c.url);
     say!("Admin token (keep private): {}", c.token);
-    say!("Streams:");
+    // The server base is the dashboard URL without its path.
+    let base = c.url.split("/s/").next().unwrap_or_default();
+    say!("Streams (punchsink takes the sender URI, punchsrc the receiver URI):");
     for name in &c.streams {
         say!("  {name}");
         if let Some(t) = c.stream_tokens.get(name) {
             for role in ["sender", "receiver"] {
                 if let Some(tok) = t.get(role).and_then(Value::as_str) {
                     say!("    {role:<8} token {tok}");
+                    if let Ok(uri) = crate::protocol::uri::PunchUri::for_server(
+                        base,
+                        &c.session,
+                        Some(name),
+                        tok,
+                    ) {
+                        say!("    {:<8} uri   {uri}", "");
+                    }
                 }
             }
         }
