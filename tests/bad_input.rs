@@ -283,3 +283,70 @@ async fn websocket_endpoint_without_upgrade_is_a_json_400() {
     assert_eq!(code(&resp.json().await.unwrap()), "bad_request");
     srv.server.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_connection_that_never_reads_is_dropped_not_buffered() {
+    let limits = Limits {
+        send_queue: 4,
+        messages_per_second: 1e9,
+        message_burst: 1e9,
+        ..Limits::default()
+    };
+    let srv = start(ServerConfig {
+        limits,
+        ..ServerConfig::default()
+    })
+    .await;
+    let created = create(&srv.base, json!({"name": "slow"})).await;
+    let token = created["token"].as_str().unwrap();
+    // a monitor that never reads: every session change is queued for it
+    let silent = raw_ws(&srv.base, "slow", token).await;
+    let mut busy = raw_ws(&srv.base, "slow", token).await;
+    raw_send(
+        &mut busy,
+        Message::text(r#"{"type":"register","port":9000,"role":"sender"}"#),
+    )
+    .await;
+    let connections = || async {
+        let v: serde_json::Value = http()
+            .get(format!("{}/healthz", srv.base))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        v["connections"].as_u64().unwrap()
+    };
+    assert_eq!(connections().await, 2);
+    // Each status change is a `session` broadcast. The busy peer waits for each one; the silent
+    // one's socket buffers fill, then its queue, and the server lets it go.
+    let dropped = tokio::time::timeout(std::time::Duration::from_secs(60), async {
+        for i in 0u64.. {
+            let srt = if i % 2 == 0 {
+                "connected"
+            } else {
+                "connecting"
+            };
+            raw_send(
+                &mut busy,
+                Message::text(format!(r#"{{"type":"status","srt":"{srt}"}}"#)),
+            )
+            .await;
+            while raw_next(&mut busy)
+                .await
+                .expect("the busy peer stays connected")["type"]
+                != "session"
+            {}
+            if i % 1000 == 999 && connections().await == 1 {
+                return i;
+            }
+        }
+        unreachable!()
+    })
+    .await
+    .expect("the silent connection is dropped within 60 s");
+    assert!(dropped > 0);
+    drop(silent);
+    srv.server.shutdown().await;
+}

@@ -385,6 +385,8 @@ async fn restart_with_a_file_database_keeps_sessions_tokens_and_passphrases() {
         after, before,
         "same coordinates, passphrase and latency after the restart"
     );
+    srv.server.shutdown().await;
+    // the history is complete once the server has flushed its database
     let history = punch::server::store::registration_events(&db, "persist").unwrap();
     assert_eq!(
         history
@@ -394,7 +396,6 @@ async fn restart_with_a_file_database_keeps_sessions_tokens_and_passphrases() {
         4,
         "{history:?}"
     );
-    srv.server.shutdown().await;
 }
 
 #[tokio::test]
@@ -437,6 +438,19 @@ async fn slot_takeover_after_disconnect_and_refusal_while_live() {
     srv.server.shutdown().await;
 }
 
+async fn post_tally(base: &str, session: &str, token: &str, body: Value) -> u16 {
+    let url = format!("{base}/api/session/{session}/tally");
+    http()
+        .post(url)
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
 #[tokio::test]
 async fn tally_reaches_the_peers_of_its_stream() {
     let srv = start_default().await;
@@ -460,14 +474,16 @@ async fn tally_reaches_the_peers_of_its_stream() {
         _ => None,
     })
     .await;
-    let resp = http()
-        .post(format!("{}/api/session/tally/tally", srv.base))
-        .bearer_auth(token)
-        .json(&json!({"stream": "cam1", "state": "on-air"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        post_tally(
+            &srv.base,
+            "tally",
+            token,
+            json!({"stream": "cam1", "state": "on-air"})
+        )
+        .await,
+        200
+    );
     expect_msg(&mut cam1, "on-air", |m| match m {
         ServerMessage::Tally(t) if t.stream == "cam1" && t.state == TallyState::OnAir => Some(()),
         _ => None,
@@ -475,22 +491,26 @@ async fn tally_reaches_the_peers_of_its_stream() {
     .await;
     let (_, v) = get_session(&srv.base, "tally", token).await;
     assert_eq!(v["streams"][0]["tally"], "on-air");
-    let resp = http()
-        .post(format!("{}/api/session/tally/tally", srv.base))
-        .bearer_auth(token)
-        .json(&json!({"stream": "nope", "state": "on-air"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 400);
-    let resp = http()
-        .post(format!("{}/api/session/tally/tally", srv.base))
-        .bearer_auth(token)
-        .json(&json!({"stream": "cam1", "state": "red"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 400);
+    assert_eq!(
+        post_tally(
+            &srv.base,
+            "tally",
+            token,
+            json!({"stream": "nope", "state": "on-air"})
+        )
+        .await,
+        400
+    );
+    assert_eq!(
+        post_tally(
+            &srv.base,
+            "tally",
+            token,
+            json!({"stream": "cam1", "state": "red"})
+        )
+        .await,
+        400
+    );
     srv.server.shutdown().await;
 }
 

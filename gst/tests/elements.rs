@@ -55,6 +55,13 @@ fn health_reaches_the_bus_and_the_server_and_tally_reaches_the_sink() {
     let admin = created["token"].as_str().unwrap().to_string();
     let (tx, src, tx_punch) = sender(&env.uri(&created, "default", "sender"));
     let (rx, _sink, rx_punch) = receiver(&env.uri(&created, "default", "receiver"));
+    let notified = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    for name in ["stats", "tally", "session-state", "peer-address"] {
+        let notified = notified.clone();
+        tx_punch.connect_notify(Some(name), move |_, pspec| {
+            notified.lock().unwrap().push(pspec.name().to_string())
+        });
+    }
     play(&rx);
     play(&tx);
     wait_connected(&tx);
@@ -114,6 +121,13 @@ fn health_reaches_the_bus_and_the_server_and_tally_reaches_the_sink() {
     });
     assert_eq!(t.get::<&str>("stream").unwrap(), "default");
     assert_eq!(tx_punch.property::<String>("tally"), "on-air");
+    let notified = notified.lock().unwrap().clone();
+    for name in ["stats", "tally", "session-state", "peer-address"] {
+        assert!(
+            notified.iter().any(|n| n == name),
+            "no notify::{name} in {notified:?}"
+        );
+    }
     pusher.join().unwrap();
     stop(&tx);
     stop(&rx);

@@ -294,8 +294,10 @@ fn missing_srt_element_names_the_debian_package() {
     let plugin_dir = tempfile::tempdir().unwrap();
     let ours =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/libgstpunch.so");
-    let system =
-        std::path::Path::new("/usr/lib/x86_64-linux-gnu/gstreamer-1.0/libgstcoreelements.so");
+    let system = gst::Registry::get()
+        .find_plugin("coreelements")
+        .and_then(|p| p.filename())
+        .expect("GStreamer's coreelements plugin");
     assert!(ours.exists(), "{} not built", ours.display());
     std::os::unix::fs::symlink(&ours, plugin_dir.path().join("libgstpunch.so")).unwrap();
     std::os::unix::fs::symlink(system, plugin_dir.path().join("libgstcoreelements.so")).unwrap();

@@ -376,6 +376,26 @@ fn admin_token(server: &str, session: &str, given: Option<String>) -> Result<Str
     })
 }
 
+/// An admin request on `/api/session/{name}{path}` with the given or remembered token.
+async fn admin_request(
+    server: &ServerArg,
+    name: &str,
+    token: TokenArg,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> Result<Value, String> {
+    let base = server.server.trim_end_matches('/');
+    let token = admin_token(base, name, token.token)?;
+    let mut req = http()
+        .request(method, format!("{base}/api/session/{name}{path}"))
+        .bearer_auth(token);
+    if let Some(body) = body {
+        req = req.json(&body);
+    }
+    call(req, base).await
+}
+
 fn print_created(c: &CreatedSession) {
     say!(
         "Session    {}   ({}, latency {} ms, closes after {} s without activity)",
@@ -506,15 +526,7 @@ async fn session(cmd: SessionCommand) -> Result<(), String> {
             server,
             token,
         } => {
-            let base = server.server.trim_end_matches('/');
-            let token = admin_token(base, &name, token.token)?;
-            let v = call(
-                http()
-                    .get(format!("{base}/api/session/{name}"))
-                    .bearer_auth(token),
-                base,
-            )
-            .await?;
+            let v = admin_request(&server, &name, token, reqwest::Method::GET, "", None).await?;
             let view: SessionView =
                 serde_json::from_value(v).map_err(|e| format!("unexpected answer: {e}"))?;
             print_view(&view);
@@ -525,20 +537,12 @@ async fn session(cmd: SessionCommand) -> Result<(), String> {
             server,
             token,
         } => {
-            let base = server.server.trim_end_matches('/');
-            let token = admin_token(base, &name, token.token)?;
-            call(
-                http()
-                    .delete(format!("{base}/api/session/{name}"))
-                    .bearer_auth(token),
-                base,
-            )
-            .await?;
+            admin_request(&server, &name, token, reqwest::Method::DELETE, "", None).await?;
             let mut tokens = load_tokens();
-            if tokens.remove(&token_key(base, &name)).is_some() {
+            if tokens.remove(&token_key(&server.server, &name)).is_some() {
                 let _ = store_tokens(&tokens);
             }
-            println!("Session {name} closed; its peers were told and disconnected.");
+            say!("Session {name} closed; its peers were told and disconnected.");
             Ok(())
         }
         SessionCommand::Tally {
@@ -548,18 +552,18 @@ async fn session(cmd: SessionCommand) -> Result<(), String> {
             server,
             token,
         } => {
-            let base = server.server.trim_end_matches('/');
-            let token = admin_token(base, &name, token.token)?;
             let state = TallyState::parse(&state).expect("clap checked the value");
-            call(
-                http()
-                    .post(format!("{base}/api/session/{name}/tally"))
-                    .bearer_auth(token)
-                    .json(&json!({ "stream": stream, "state": state })),
-                base,
+            let body = json!({ "stream": stream, "state": state });
+            admin_request(
+                &server,
+                &name,
+                token,
+                reqwest::Method::POST,
+                "/tally",
+                Some(body),
             )
             .await?;
-            println!("Tally of {name}/{stream} set to {}", state.as_str());
+            say!("Tally of {name}/{stream} set to {}", state.as_str());
             Ok(())
         }
     }

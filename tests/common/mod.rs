@@ -63,9 +63,15 @@ pub async fn create(base: &str, body: Value) -> Value {
     v
 }
 
-pub async fn get_session(base: &str, session: &str, token: &str) -> (u16, Value) {
+/// A request on `/api/session/{session}` with a bearer token; status and JSON body.
+pub async fn session_request(
+    method: reqwest::Method,
+    base: &str,
+    session: &str,
+    token: &str,
+) -> (u16, Value) {
     let resp = http()
-        .get(format!("{base}/api/session/{session}"))
+        .request(method, format!("{base}/api/session/{session}"))
         .bearer_auth(token)
         .send()
         .await
@@ -76,17 +82,12 @@ pub async fn get_session(base: &str, session: &str, token: &str) -> (u16, Value)
     )
 }
 
+pub async fn get_session(base: &str, session: &str, token: &str) -> (u16, Value) {
+    session_request(reqwest::Method::GET, base, session, token).await
+}
+
 pub async fn delete_session(base: &str, session: &str, token: &str) -> (u16, Value) {
-    let resp = http()
-        .delete(format!("{base}/api/session/{session}"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
-    (
-        resp.status().as_u16(),
-        resp.json().await.unwrap_or(Value::Null),
-    )
+    session_request(reqwest::Method::DELETE, base, session, token).await
 }
 
 /// The error code of an `{"error": {...}}` body.

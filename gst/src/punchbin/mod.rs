@@ -8,6 +8,7 @@
 //!   becomes one clear error instead of a flood).
 //! * PAUSED→READY cancels the task and stops the inner element at once.
 
+pub(crate) mod element;
 mod health;
 pub mod settings;
 mod signalling;
@@ -230,8 +231,13 @@ impl PunchBin {
                     result = gst::StateChangeSuccess::NoPreroll;
                 }
             }
-            gst::StateChange::PlayingToPaused if shared.role == Role::Receiver => {
-                result = gst::StateChangeSuccess::NoPreroll;
+            gst::StateChange::PlayingToPaused | gst::StateChange::PausedToPlaying => {
+                // The locked inner element follows pause and resume by hand.
+                shared.follow_state(transition.next());
+                if shared.role == Role::Receiver && transition == gst::StateChange::PlayingToPaused
+                {
+                    result = gst::StateChangeSuccess::NoPreroll;
+                }
             }
             _ => {}
         }
@@ -313,6 +319,16 @@ impl Shared {
             && let Some(ghost) = self.ghost.get()
         {
             self.block_input(ghost);
+        }
+    }
+
+    /// A running inner element goes to `state` with its bin.
+    fn follow_state(&self, state: gst::State) {
+        let _guard = self.lifecycle.lock().unwrap();
+        if self.inner_running()
+            && let Some(inner) = self.inner()
+        {
+            let _ = inner.set_state(state);
         }
     }
 

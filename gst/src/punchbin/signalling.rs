@@ -7,6 +7,7 @@ use std::net::UdpSocket;
 use std::sync::Arc;
 use std::time::Duration;
 
+use gst::prelude::*;
 use punch::client::{ClientError, Signalling};
 use punch::protocol::{
     ClientMessage, PeerMeta, Port, Register, Role, ServerMessage, SrtStatus, StatusReport,
@@ -388,6 +389,9 @@ impl Task {
         let stream = self.stream.clone().unwrap_or_default();
         self.shared
             .post(report.structure(&stream, self.config.role));
+        if let Some(bin) = self.bin() {
+            bin.notify("stats");
+        }
         report.connected.then(|| report.to_protocol())
     }
 }

@@ -23,7 +23,7 @@
 //! Properties: `uri`, `server`, `session`, `stream`, `token`, `local-port` (0 = any free port),
 //! `local-address` (0.0.0.0), `latency` (-1 = the session's), `label`, `health-interval` (1000 ms),
 //! `peer-timeout` (0 = wait forever); read-only and notifying: `session-state`, `peer-address`,
-//! `tally`, `stats` (the inner `srtsink`'s).
+//! `tally`, `stats` (the inner `srtsink`'s; notifies every `health-interval`).
 //!
 //! Bus messages (element messages from this element):
 //! * `punch-health` every `health-interval` while `srtsink` runs: `stream` (string), `role`
