@@ -322,3 +322,92 @@ fn missing_srt_element_names_the_debian_package() {
         "{text}"
     );
 }
+
+/// srtsrc cannot bind its port: the bin restarts it with backoff and recovers once the port is
+/// free; with the port never freed it gives up with one clear error.
+#[test]
+fn failing_inner_element_is_restarted_then_given_up() {
+    let env = Env::new();
+    let created = env.create(json!({ "name": "inner-fail" }));
+    let holder = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+    let port = holder.local_addr().unwrap().port();
+    let (tx, src, _) = sender(&env.uri(&created, "default", "sender"));
+    let (rx, sink, _) = receiver(&format!(
+        "{}&local-port={port}",
+        env.uri(&created, "default", "receiver")
+    ));
+    play(&tx);
+    play(&rx);
+    let pusher = std::thread::spawn(move || push_chunks(&src, 0, 3000));
+    assert!(
+        pull_chunks(&sink, 1, Duration::from_millis(500)).is_empty(),
+        "srtsrc cannot bind yet"
+    );
+    drop(holder);
+    let got = pull_chunks(&sink, 50, WAIT);
+    assert_eq!(got.len(), 50, "media flows once the port is free");
+    let bus = rx.bus().unwrap();
+    assert!(
+        bus.pop_filtered(&[gst::MessageType::Error]).is_none(),
+        "restarts are not errors"
+    );
+    stop(&rx);
+    stop(&tx);
+    pusher.join().unwrap();
+
+    // never freed: five failures, then one error naming the cause
+    let holder = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+    let port = holder.local_addr().unwrap().port();
+    let (tx, _, _) = sender(&env.uri(&created, "default", "sender"));
+    let (rx, _, _) = receiver(&format!(
+        "{}&local-port={port}",
+        env.uri(&created, "default", "receiver")
+    ));
+    play(&tx);
+    play(&rx);
+    let (err, text) = wait_error(&rx, WAIT);
+    assert!(err.matches(gst::ResourceError::Failed), "{err}");
+    assert!(text.contains("keeps failing (5 times"), "{text}");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        rx.bus()
+            .unwrap()
+            .pop_filtered(&[gst::MessageType::Error])
+            .is_none(),
+        "one error only"
+    );
+    stop(&rx);
+    stop(&tx);
+    drop(holder);
+}
+
+#[test]
+fn eos_before_any_peer_still_finishes_the_pipeline() {
+    let env = Env::new();
+    let created = env.create(json!({ "name": "eos" }));
+    let (tx, src, _) = sender(&env.uri(&created, "default", "sender"));
+    play(&tx);
+    wait_msg(&tx, "registered", |m| element_msg(m, "punch-session"));
+    src.end_of_stream().unwrap();
+    wait_msg(&tx, "EOS", |m| {
+        matches!(m.view(), gst::MessageView::Eos(_)).then_some(())
+    });
+    stop(&tx);
+}
+
+#[test]
+fn an_invalid_uri_property_is_reported_at_start() {
+    init();
+    let p = gst::parse::launch("punchsrc uri=punch://example.org:8787 ! fakesink")
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap();
+    assert!(p.set_state(gst::State::Playing).is_err());
+    let (err, text) = wait_error(&p, WAIT);
+    assert!(err.matches(gst::ResourceError::Settings), "{err}");
+    assert!(
+        text.contains("invalid uri") && text.contains("names no session"),
+        "{text}"
+    );
+    stop(&p);
+}

@@ -100,7 +100,7 @@ pub fn report(prev: &Sample, cur: &Sample, stats: &gst::StructureRef, role: Role
         bitrate: delta(prev.payload_bytes, cur.payload_bytes) * 8.0 / secs,
         retransmit_percent: match role {
             Role::Sender if connected => {
-                percent(delta(prev.retransmitted, cur.retransmitted), packets).or(Some(0.0))
+                percent(srt_delta(prev.retransmitted, cur.retransmitted), packets).or(Some(0.0))
             }
             _ => None,
         },

@@ -27,6 +27,8 @@ pub use settings::Settings;
 /// Inner failures tolerated within [`FAILURE_WINDOW`] before the element gives up.
 const MAX_FAILURES: usize = 5;
 const FAILURE_WINDOW: Duration = Duration::from_secs(60);
+/// First delay before restarting a failed inner element (doubling with each failure).
+const RESTART_BACKOFF: Duration = Duration::from_millis(200);
 
 /// Runtime state, behind one mutex (never held across `set_state` or signal emission).
 #[derive(Default)]
@@ -43,8 +45,23 @@ struct State {
     peer_address: Option<String>,
     tally: TallyState,
     failures: VecDeque<Instant>,
+    /// The inner element reported an error and is being restarted (its EOS is not ours).
+    inner_failed: bool,
+    /// This start attempt's failure is counted (one failure can post several errors).
+    failure_counted: bool,
+    /// The "keeps failing" error was posted.
+    gave_up: bool,
     /// One clear error for the passphrase warning flood.
     passphrase_error_posted: bool,
+    /// Counts starts: work from an earlier run's task is ignored.
+    run: u64,
+}
+
+impl State {
+    /// Started and not stopped.
+    fn active(&self) -> bool {
+        self.cancel.as_ref().is_some_and(|c| !c.is_cancelled())
+    }
 }
 
 /// Shared between the element and its signalling task.
@@ -95,9 +112,31 @@ impl PunchBin {
             Role::Sender => "sink",
             Role::Receiver => "src",
         };
-        let ghost = gst::GhostPad::builder_from_template(templ)
-            .name(pad_name)
-            .build();
+        let ghost = match shared.role {
+            Role::Sender => {
+                // While the inner sink restarts, its errors and flushing must not reach (and
+                // stop) upstream: the bin restarts it and the live source carries on.
+                let (weak, weak_list) = (Arc::downgrade(shared), Arc::downgrade(shared));
+                gst::GhostPad::builder_from_template(templ)
+                    .name(pad_name)
+                    .chain_function(move |pad, parent, buffer| {
+                        Shared::absorb_failure(
+                            &weak,
+                            gst::ProxyPad::chain_default(pad, parent, buffer),
+                        )
+                    })
+                    .chain_list_function(move |pad, parent, list| {
+                        Shared::absorb_failure(
+                            &weak_list,
+                            gst::ProxyPad::chain_list_default(pad, parent, list),
+                        )
+                    })
+                    .build()
+            }
+            Role::Receiver => gst::GhostPad::builder_from_template(templ)
+                .name(pad_name)
+                .build(),
+        };
         let inner = gst::ElementFactory::make(shared.inner_factory)
             .name("srt")
             .build()
@@ -119,8 +158,37 @@ impl PunchBin {
             ghost.set_target(Some(&target)).expect("ghost pad target");
         }
         bin.add_pad(&ghost).expect("adding the ghost pad");
-        if shared.role == Role::Sender {
-            shared.block_input(&ghost);
+        let weak = Arc::downgrade(shared);
+        match shared.role {
+            Role::Sender => {
+                shared.block_input(&ghost);
+                // srtsink waits for the connection before sending caps stream headers, whatever
+                // wait-for-connection says, and fails for good if it times out (srt-facts §1.5);
+                // mpegtsmux repeats PAT/PMT in the stream anyway.
+                ghost.add_probe(gst::PadProbeType::EVENT_DOWNSTREAM, |_, info| {
+                    if let Some(gst::PadProbeData::Event(ev)) = &mut info.data
+                        && let gst::EventView::Caps(c) = ev.view()
+                        && c.caps().iter().any(|s| s.has_field("streamheader"))
+                    {
+                        let mut caps = c.caps_owned();
+                        for s in caps.make_mut().iter_mut() {
+                            s.remove_field("streamheader");
+                        }
+                        *ev = gst::event::Caps::new(&caps);
+                    }
+                    gst::PadProbeReturn::Ok
+                });
+            }
+            Role::Receiver => {
+                // A failing srtsrc pushes EOS after its error; the bin restarts it instead.
+                ghost.add_probe(gst::PadProbeType::EVENT_DOWNSTREAM, move |_, info| {
+                    let is_eos = matches!(&info.data, Some(gst::PadProbeData::Event(e)) if e.type_() == gst::EventType::Eos);
+                    match weak.upgrade() {
+                        Some(shared) if is_eos && shared.take_inner_failure() => gst::PadProbeReturn::Handled,
+                        _ => gst::PadProbeReturn::Ok,
+                    }
+                });
+            }
         }
         let _ = shared.ghost.set(ghost);
         let _ = shared.inner.set(inner);
@@ -131,14 +199,10 @@ impl PunchBin {
     }
 
     pub fn set_property(&self, bin: &gst::Bin, value: &glib::Value, pspec: &glib::ParamSpec) {
-        let mut settings = self.settings.lock().unwrap();
-        if let Err(e) = settings::set_property(&mut settings, value, pspec) {
-            drop(settings);
-            gst::element_error!(
-                bin,
-                gst::ResourceError::Settings,
-                ("Invalid {}: {e}", pspec.name())
-            );
+        let result = settings::set_property(&mut self.settings.lock().unwrap(), value, pspec);
+        if let Err(e) = result {
+            // reported at NULL→READY (see `Settings::uri_error`)
+            gst::warning!(self.shared.cat, obj = bin, "invalid {}: {e}", pspec.name());
         }
     }
 
@@ -208,7 +272,8 @@ impl PunchBin {
                     );
                     return Err(gst::StateChangeError);
                 }
-                if let Err(e) = self.settings.lock().unwrap().target() {
+                let target = self.settings.lock().unwrap().target();
+                if let Err(e) = target {
                     gst::element_error!(bin, gst::ResourceError::Settings, ("{e}"));
                     return Err(gst::StateChangeError);
                 }
@@ -283,21 +348,34 @@ impl Shared {
         self.bin.get().and_then(|w| w.upgrade())
     }
 
+    /// Whether `run` is the element's current, not yet stopped run.
+    fn is_current(&self, run: u64) -> bool {
+        let state = self.state.lock().unwrap();
+        state.run == run && state.active()
+    }
+
+    fn active(&self) -> bool {
+        self.state.lock().unwrap().active()
+    }
+
     fn stats(&self) -> Option<gst::Structure> {
         self.inner().map(|i| i.property::<gst::Structure>("stats"))
     }
 
     fn start(self: Arc<Self>, config: signalling::Config) {
         let cancel = CancellationToken::new();
-        {
+        let run = {
             let mut state = self.state.lock().unwrap();
+            let run = state.run + 1;
             *state = State {
                 cancel: Some(cancel.clone()),
                 drop_probe: state.drop_probe.take(),
+                run,
                 ..State::default()
             };
-        }
-        crate::RUNTIME.spawn(signalling::run(self, config, cancel));
+            run
+        };
+        crate::RUNTIME.spawn(signalling::run(self, config, cancel, run));
     }
 
     /// Stops signalling and the inner element; returns promptly.
@@ -326,10 +404,22 @@ impl Shared {
     fn follow_state(&self, state: gst::State) {
         let _guard = self.lifecycle.lock().unwrap();
         if self.inner_running()
-            && let Some(inner) = self.inner()
+            && let (Some(inner), Some(bin)) = (self.inner(), self.bin())
         {
+            if state == gst::State::Playing {
+                self.hand_down_times(&bin, inner);
+            }
             let _ = inner.set_state(state);
         }
+    }
+
+    /// A locked element misses the base and start time the bin hands its children at PLAYING:
+    /// without them srtsrc would timestamp against a stale base and synced sinks would stall.
+    fn hand_down_times(&self, bin: &gst::Bin, inner: &gst::Element) {
+        if let Some(base_time) = bin.base_time() {
+            inner.set_base_time(base_time);
+        }
+        inner.set_start_time(bin.start_time());
     }
 
     /// Sink: drop buffers until the inner sink runs, so a live source upstream never sees
@@ -339,11 +429,45 @@ impl Shared {
         if state.drop_probe.is_none() {
             // `Handled` consumes the buffer; `Drop` makes gstreamer-rs 0.25 unref a NULL pointer
             // (a GStreamer-CRITICAL per buffer).
+            // While blocked an EOS cannot reach srtsink either: the bin posts it itself, so
+            // `gst-launch-1.0 -e` and applications waiting for EOS still finish.
             state.drop_probe = ghost.add_probe(
-                gst::PadProbeType::BUFFER | gst::PadProbeType::BUFFER_LIST,
-                |_, _| gst::PadProbeReturn::Handled,
+                gst::PadProbeType::BUFFER
+                    | gst::PadProbeType::BUFFER_LIST
+                    | gst::PadProbeType::EVENT_DOWNSTREAM,
+                |pad, info| match &info.data {
+                    Some(gst::PadProbeData::Event(e)) if e.type_() == gst::EventType::Eos => {
+                        if let Some(bin) = pad.parent_element() {
+                            let _ =
+                                bin.post_message(gst::message::Eos::builder().src(&bin).build());
+                        }
+                        gst::PadProbeReturn::Handled
+                    }
+                    Some(gst::PadProbeData::Event(_)) => gst::PadProbeReturn::Ok,
+                    _ => gst::PadProbeReturn::Handled,
+                },
             );
         }
+    }
+
+    /// Sink chain result: failures of a restarting inner element are not upstream's problem.
+    fn absorb_failure(
+        weak: &std::sync::Weak<Shared>,
+        res: Result<gst::FlowSuccess, gst::FlowError>,
+    ) -> Result<gst::FlowSuccess, gst::FlowError> {
+        match res {
+            Err(gst::FlowError::Error | gst::FlowError::NotLinked | gst::FlowError::Flushing)
+                if weak.upgrade().is_some_and(|s| s.active()) =>
+            {
+                Ok(gst::FlowSuccess::Ok)
+            }
+            other => other,
+        }
+    }
+
+    /// Whether the inner element has failed since it last started (and forget it).
+    fn take_inner_failure(&self) -> bool {
+        std::mem::take(&mut self.state.lock().unwrap().inner_failed)
     }
 
     fn unblock_input(&self, ghost: &gst::GhostPad) {
@@ -366,10 +490,11 @@ impl Shared {
     }
 
     /// A new peer: (re)start the inner element towards it, from a GStreamer thread.
-    fn apply_peer(self: &Arc<Self>, peer: PeerInfo, uri: String) {
+    fn apply_peer(self: &Arc<Self>, run: u64, peer: PeerInfo, uri: String) {
         {
             let mut state = self.state.lock().unwrap();
-            if state.inner_uri.as_deref() == Some(uri.as_str()) {
+            let current = state.run == run && state.active();
+            if !current || state.inner_uri.as_deref() == Some(uri.as_str()) {
                 return;
             }
             state.peer_address = Some(format!("{}:{}", peer.ip, peer.port));
@@ -391,7 +516,7 @@ impl Shared {
         let _guard = self.lifecycle.lock().unwrap();
         let uri = {
             let state = self.state.lock().unwrap();
-            let active = state.cancel.as_ref().is_some_and(|c| !c.is_cancelled());
+            let active = state.active();
             match &state.inner_uri {
                 Some(uri) if active => uri.clone(),
                 _ => return,
@@ -401,7 +526,11 @@ impl Shared {
         else {
             return;
         };
-        self.state.lock().unwrap().inner_running = false;
+        {
+            let mut state = self.state.lock().unwrap();
+            state.inner_running = false;
+            state.failure_counted = false;
+        }
         if self.role == Role::Sender {
             self.block_input(ghost);
             // Unlinking and relinking makes the sticky events (caps, segment) go to the
@@ -421,58 +550,78 @@ impl Shared {
             self.inner_factory,
             uri.split('?').next().unwrap_or("")
         );
-        // A locked element misses the base time the bin hands its children at PLAYING: without
-        // it srtsrc would timestamp against clock zero and synced sinks downstream would stall.
-        if let Some(base_time) = bin.base_time() {
-            inner.set_base_time(base_time);
-        }
-        inner.set_start_time(bin.start_time());
+        self.hand_down_times(&bin, inner);
         match inner.sync_state_with_parent() {
             Ok(()) => {
-                self.state.lock().unwrap().inner_running = true;
+                {
+                    let mut state = self.state.lock().unwrap();
+                    state.inner_running = true;
+                    state.inner_failed = false;
+                }
                 if self.role == Role::Sender {
                     self.unblock_input(ghost);
                 } else {
                     let _ = bin.post_message(gst::message::Latency::builder().src(&bin).build());
                 }
             }
-            Err(_) => {
-                drop(_guard);
-                self.inner_failed(&format!("{} could not start", self.inner_factory), "");
-            }
+            // The element posts its own ERROR, which schedules the next attempt.
+            Err(_) => gst::warning!(
+                self.cat,
+                obj = &bin,
+                "{} could not start",
+                self.inner_factory
+            ),
         }
     }
 
     /// The inner element failed: restart it, unless it keeps failing.
     fn inner_failed(self: &Arc<Self>, error: &str, debug: &str) {
         let Some(bin) = self.bin() else { return };
-        let give_up = {
+        let (give_up, attempt) = {
             let mut state = self.state.lock().unwrap();
+            if state.gave_up || !state.active() || state.failure_counted {
+                return;
+            }
+            state.inner_failed = true;
+            state.failure_counted = true;
             let now = Instant::now();
             state
                 .failures
                 .retain(|t| now.duration_since(*t) < FAILURE_WINDOW);
             state.failures.push_back(now);
-            state.failures.len() >= MAX_FAILURES
+            state.gave_up = state.failures.len() >= MAX_FAILURES;
+            (state.gave_up, state.failures.len() as u32)
         };
         if give_up {
-            gst::element_error!(
-                bin,
-                gst::ResourceError::Failed,
-                (
-                    "The SRT element keeps failing ({MAX_FAILURES} times within {} s): {error}",
-                    FAILURE_WINDOW.as_secs()
-                ),
-                ["{debug}"]
-            );
+            // Posted from a GStreamer thread: this may run inside the inner element's state
+            // change, and an application may stop the pipeline from its error handler.
+            let (error, debug) = (error.to_string(), debug.to_string());
+            bin.call_async(move |bin| {
+                gst::element_error!(
+                    bin,
+                    gst::ResourceError::Failed,
+                    (
+                        "The SRT element keeps failing ({MAX_FAILURES} times within {} s): {error}",
+                        FAILURE_WINDOW.as_secs()
+                    ),
+                    ["{debug}"]
+                );
+            });
             return;
         }
+        let delay = RESTART_BACKOFF * 2u32.pow(attempt.saturating_sub(1)).min(16);
         gst::warning!(
             self.cat,
             obj = &bin,
-            "restarting the inner SRT element after: {error} ({debug})"
+            "restarting the inner SRT element in {delay:?} after: {error} ({debug})"
         );
-        self.schedule_restart(&bin);
+        let shared = self.clone();
+        crate::RUNTIME.spawn(async move {
+            tokio::time::sleep(delay).await;
+            if let Some(bin) = shared.bin() {
+                shared.schedule_restart(&bin);
+            }
+        });
     }
 
     /// libsrt reports a passphrase mismatch only as a stream of warnings on one side.

@@ -23,6 +23,9 @@ pub struct Settings {
     pub label: Option<String>,
     pub health_interval_ms: u32,
     pub peer_timeout_s: u32,
+    /// Why the last `uri` set was refused: reported at NULL→READY, since a property set before
+    /// the element has a bus (gst-launch) cannot post an error.
+    pub uri_error: Option<String>,
 }
 
 impl Default for Settings {
@@ -38,6 +41,7 @@ impl Default for Settings {
             label: None,
             health_interval_ms: DEFAULT_HEALTH_INTERVAL_MS,
             peer_timeout_s: DEFAULT_PEER_TIMEOUT_S,
+            uri_error: None,
         }
     }
 }
@@ -129,6 +133,9 @@ impl Settings {
 
     /// Checks that there is a session to join.
     pub fn target(&self) -> Result<Target, String> {
+        if let Some(e) = &self.uri_error {
+            return Err(format!("invalid uri: {e}"));
+        }
         const HOW: &str = "set uri=punch://HOST[:PORT]/SESSION[/STREAM]?token=TOKEN (or the server, session and token properties)";
         let server = self
             .server
@@ -269,8 +276,13 @@ pub fn set_property(
     };
     match pspec.name() {
         "uri" => match string() {
-            Some(uri) => settings.set_uri(&uri)?,
+            Some(uri) => {
+                let result = settings.set_uri(&uri);
+                settings.uri_error = result.as_ref().err().cloned();
+                result?
+            }
             None => {
+                settings.uri_error = None;
                 settings.server = None;
                 settings.session = None;
                 settings.stream = None;

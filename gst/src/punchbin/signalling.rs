@@ -85,9 +85,11 @@ struct Task {
     peer_deadline: Option<Instant>,
     status: Option<SrtStatus>,
     last_sample: Option<Sample>,
+    /// The element run this task serves.
+    run: u64,
 }
 
-pub async fn run(shared: Arc<Shared>, config: Config, cancel: CancellationToken) {
+pub async fn run(shared: Arc<Shared>, config: Config, cancel: CancellationToken, run: u64) {
     let mut task = Task {
         shared,
         config,
@@ -96,6 +98,7 @@ pub async fn run(shared: Arc<Shared>, config: Config, cancel: CancellationToken)
         peer_deadline: None,
         status: None,
         last_sample: None,
+        run,
     };
     tokio::select! {
         _ = cancel.cancelled() => {}
@@ -109,6 +112,10 @@ impl Task {
     }
 
     fn error(&self, kind: gst::ResourceError, message: String) {
+        // a stopped element's task must not post into the next run
+        if !self.shared.is_current(self.run) {
+            return;
+        }
         if let Some(bin) = self.bin() {
             gst::element_error!(bin, kind, ("{message}"));
         }
@@ -274,7 +281,7 @@ impl Task {
                         self.config.local_port,
                         latency,
                     );
-                    self.shared.apply_peer(p, uri);
+                    self.shared.apply_peer(self.run, p, uri);
                 }
             }
             ServerMessage::Tally(t) => {

@@ -16,7 +16,9 @@
 //!   `srtsink` runs, buffers are dropped (a live source upstream keeps running); `srtsink` also
 //!   drops while its SRT connection is being set up (`wait-for-connection=false`).
 //! * A new peer address (the receiver restarted elsewhere) restarts `srtsink` towards it; a
-//!   failing `srtsink` is restarted, and only repeated failures (5 within 60 s) fail the pipeline.
+//!   failing `srtsink` is restarted with backoff (its errors do not reach upstream), and only
+//!   repeated failures (5 within 60 s) fail the pipeline. `streamheader` is removed from the caps
+//!   (srtsink would block on it until connected); an EOS before any peer is answered by the bin.
 //! * Losing the signalling connection does not touch the media; the element reconnects with
 //!   backoff and re-registers.
 //!
@@ -35,7 +37,7 @@
 //! * `punch-session`: `session`, `state` (the session's), `stream-state` (this stream's),
 //!   `connected`, `total` (streams), `streams` ("name=STATE,…").
 //!
-//! Errors: invalid settings (RESOURCE/SETTINGS), server unreachable after 5 attempts
+//! Errors: invalid settings or `uri` (RESOURCE/SETTINGS), server unreachable after 5 attempts
 //! (RESOURCE/OPEN_WRITE), token refused (RESOURCE/NOT_AUTHORIZED), unknown or closed session
 //! (RESOURCE/NOT_FOUND), stream already has a sender (RESOURCE/BUSY), no peer within
 //! `peer-timeout` (RESOURCE/OPEN_WRITE), wrong passphrase (RESOURCE/NOT_AUTHORIZED), `srtsink`
