@@ -48,7 +48,17 @@ ls -l "$OUT/received.ts"
 ffprobe -hide_banner "$OUT/received.ts" 2>&1 | grep -E "Input|Duration|Stream" || echo "(nothing decodable arrived)"
 echo
 echo "== the server's view of the session:"
-curl -fs -H "Authorization: Bearer $ADMIN" "$BASE/api/session/$SESSION" | python3 -m json.tool | head -40
+curl -fs -H "Authorization: Bearer $ADMIN" "$BASE/api/session/$SESSION" > "$OUT/session.json" || true
+python3 - "$OUT/session.json" <<'PY' || true
+import json, sys
+v = json.load(open(sys.argv[1]))
+print("session %s: %s" % (v["session"], v["state"]))
+for s in v["streams"]:
+    for side in ("sender", "receiver"):
+        p = s[side]
+        addr = p["address"] or {}
+        print("  %s %-8s %-10s %s:%s  last health %s" % (s["name"], side, p["status"], addr.get("ip", "-"), addr.get("port", "-"), json.dumps(p["last_health"])))
+PY
 echo
 echo "== the server keeps running on port $PORT (database ${PUNCH_DB:-punch.db}); Ctrl-C stops it."
 echo "   Camera line:  examples/camera.sh '<punch URI with a sender token>'"

@@ -375,6 +375,12 @@ impl Shared {
             };
             run
         };
+        // the read-only properties were reset: tell whoever follows them
+        if let Some(bin) = self.bin() {
+            for name in ["session-state", "peer-address", "tally"] {
+                bin.notify(name);
+            }
+        }
         crate::RUNTIME.spawn(signalling::run(self, config, cancel, run));
     }
 
