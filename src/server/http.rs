@@ -11,7 +11,8 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, RawQuery, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequestParts, Path, RawQuery, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -193,26 +194,68 @@ fn authenticate(
     })
 }
 
-fn session_for(
-    state: &AppState,
-    headers: &HeaderMap,
-    query: Option<&str>,
-    id: &str,
+/// A request on one session, authenticated: its task, the token's claims, the client address.
+/// Every session route takes this (or [`AdminSession`]), so auth is checked in one place.
+struct AuthedSession {
+    id: String,
+    handle: SessionHandle,
+    claims: Claims,
     ip: IpAddr,
-    admin: bool,
-) -> Result<(SessionHandle, Claims), ApiError> {
-    let claims = authenticate(state, headers, query, id, ip)?;
-    let found = if admin {
-        state.registry.lookup_admin(id, &claims)
-    } else {
-        state.registry.lookup(id, &claims)
-    };
-    match found {
-        Ok(h) => Ok((h, claims)),
-        Err(e) => {
+}
+
+impl FromRequestParts<Arc<AppState>> for AuthedSession {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, ApiError> {
+        let Path(id) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ApiError::bad_request(format!("invalid session in the path: {e}")))?;
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0)
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "no client address",
+                )
+            })?;
+        let ip = client_ip(state, peer, &parts.headers);
+        let claims = authenticate(state, &parts.headers, parts.uri.query(), &id, ip)?;
+        let handle = state.registry.lookup(&id, &claims).inspect_err(|e| {
             tracing::info!(session = id, %ip, status = e.status.as_u16(), "request refused: {}", e.message);
-            Err(e)
+        })?;
+        Ok(AuthedSession {
+            id,
+            handle,
+            claims,
+            ip,
+        })
+    }
+}
+
+/// An [`AuthedSession`] whose token is the session's admin token.
+struct AdminSession(AuthedSession);
+
+impl FromRequestParts<Arc<AppState>> for AdminSession {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, ApiError> {
+        let session = AuthedSession::from_request_parts(parts, state).await?;
+        if session.claims.scope != Scope::Admin {
+            tracing::info!(session = session.id, ip = %session.ip, "request refused: stream token on an admin route");
+            return Err(ApiError::forbidden(
+                "this needs the session's admin token; a stream token was given",
+            ));
         }
+        Ok(AdminSession(session))
     }
 }
 
@@ -535,42 +578,21 @@ async fn create_session(
 // ---------------------------------------------------------------------------------------------
 // Other routes
 
-async fn get_session(
-    State(state): State<Arc<AppState>>,
-    Path(id): Path<String>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    let ip = client_ip(&state, peer, &headers);
-    let (handle, _) = session_for(&state, &headers, query.as_deref(), &id, ip, false)?;
-    Ok(Json(handle.view().await?).into_response())
+async fn get_session(session: AuthedSession) -> Result<Response, ApiError> {
+    Ok(Json(session.handle.view().await?).into_response())
 }
 
-async fn delete_session(
-    State(state): State<Arc<AppState>>,
-    Path(id): Path<String>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    let ip = client_ip(&state, peer, &headers);
-    let (handle, _) = session_for(&state, &headers, query.as_deref(), &id, ip, true)?;
-    handle.close("closed by operator").await?;
-    tracing::info!(session = id, client = %ip, "session closed by operator");
-    Ok(Json(json!({ "session": id, "state": SessionState::Closed })).into_response())
+async fn delete_session(AdminSession(session): AdminSession) -> Result<Response, ApiError> {
+    session.handle.close("closed by operator").await?;
+    tracing::info!(session = session.id, client = %session.ip, "session closed by operator");
+    Ok(Json(json!({ "session": session.id, "state": SessionState::Closed })).into_response())
 }
 
 async fn set_tally(
     State(state): State<Arc<AppState>>,
-    Path(id): Path<String>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
+    AdminSession(session): AdminSession,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let ip = client_ip(&state, peer, &headers);
-    let (handle, _) = session_for(&state, &headers, query.as_deref(), &id, ip, true)?;
     let body = body_bytes(body, state.config.limits.http_max_body)?;
     let req: TallyRequest = serde_json::from_slice(&body).map_err(|e| {
         let code = if e.is_data() {
@@ -586,20 +608,21 @@ async fn set_tally(
             ),
         )
     })?;
-    handle.set_tally(req.stream.clone(), req.state).await?;
+    session
+        .handle
+        .set_tally(req.stream.clone(), req.state)
+        .await?;
     Ok(Json(json!({ "stream": req.stream, "state": req.state })).into_response())
 }
 
 async fn ws_upgrade(
     State(state): State<Arc<AppState>>,
-    Path(id): Path<String>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
+    session: AuthedSession,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
-    let ip = client_ip(&state, peer, &headers);
-    let (handle, claims) = session_for(&state, &headers, query.as_deref(), &id, ip, false)?;
+    let AuthedSession {
+        handle, claims, ip, ..
+    } = session;
     let upgrade =
         upgrade.map_err(|e| ApiError::bad_request(format!("expected a WebSocket upgrade: {e}")))?;
     let limits = &state.config.limits;
@@ -619,15 +642,12 @@ async fn ws_upgrade(
 
 async fn session_qr(
     State(state): State<Arc<AppState>>,
-    Path(id): Path<String>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    AdminSession(session): AdminSession,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let ip = client_ip(&state, peer, &headers);
-    session_for(&state, &headers, query.as_deref(), &id, ip, true)?;
     let token = token_from(&headers, query.as_deref()).unwrap_or_default();
-    let url = format!("{}/s/{id}?t={token}", base_url(&state, &headers));
+    let url = format!("{}/s/{}?t={token}", base_url(&state, &headers), session.id);
     let svg =
         qr_svg(&url).map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "qr", e))?;
     let mut resp = svg.into_response();

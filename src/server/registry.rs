@@ -9,7 +9,7 @@ use super::error::ApiError;
 use super::now_ms;
 use super::session::SessionHandle;
 use super::store::{TOMBSTONE_RETENTION_MS, Tombstone};
-use super::token::{Claims, Scope};
+use super::token::Claims;
 
 #[derive(Default)]
 pub struct Registry {
@@ -98,16 +98,5 @@ impl Registry {
             ))),
             _ => Err(ApiError::not_found(format!("no session named {name}"))),
         }
-    }
-
-    /// [`lookup`](Self::lookup) restricted to admin tokens.
-    pub fn lookup_admin(&self, name: &str, claims: &Claims) -> Result<SessionHandle, ApiError> {
-        let handle = self.lookup(name, claims)?;
-        if claims.scope != Scope::Admin {
-            return Err(ApiError::forbidden(
-                "this needs the session's admin token; a stream token was given",
-            ));
-        }
-        Ok(handle)
     }
 }
