@@ -4,7 +4,7 @@ mod common;
 
 use common::*;
 use punch::protocol::Role;
-use punch::server::{Limits, ServerConfig};
+use punch::server::Limits;
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -105,11 +105,7 @@ async fn session_creation_is_rate_limited_per_client() {
         creates_per_minute: 3,
         ..Limits::default()
     };
-    let srv = start(ServerConfig {
-        limits,
-        ..ServerConfig::default()
-    })
-    .await;
+    let srv = start_with_limits(limits).await;
     for _ in 0..3 {
         assert_eq!(create_raw(&srv.base, "{}").await.0, 201);
     }
@@ -124,11 +120,7 @@ async fn session_limit_is_429() {
         max_sessions: 2,
         ..Limits::default()
     };
-    let srv = start(ServerConfig {
-        limits,
-        ..ServerConfig::default()
-    })
-    .await;
+    let srv = start_with_limits(limits).await;
     create(&srv.base, json!({})).await;
     create(&srv.base, json!({})).await;
     let (got, v) = create_raw(&srv.base, "{}").await;
@@ -248,11 +240,7 @@ async fn message_floods_are_cut_off() {
         message_burst: 5.0,
         ..Limits::default()
     };
-    let srv = start(ServerConfig {
-        limits,
-        ..ServerConfig::default()
-    })
-    .await;
+    let srv = start_with_limits(limits).await;
     let created = create(&srv.base, json!({"name": "flood"})).await;
     let mut ws = raw_ws(&srv.base, "flood", created["token"].as_str().unwrap()).await;
     for _ in 0..20 {
@@ -292,11 +280,7 @@ async fn a_connection_that_never_reads_is_dropped_not_buffered() {
         message_burst: 1e9,
         ..Limits::default()
     };
-    let srv = start(ServerConfig {
-        limits,
-        ..ServerConfig::default()
-    })
-    .await;
+    let srv = start_with_limits(limits).await;
     let created = create(&srv.base, json!({"name": "slow"})).await;
     let token = created["token"].as_str().unwrap();
     // a monitor that never reads: every session change is queued for it
@@ -308,14 +292,7 @@ async fn a_connection_that_never_reads_is_dropped_not_buffered() {
     )
     .await;
     let connections = || async {
-        let v: serde_json::Value = http()
-            .get(format!("{}/healthz", srv.base))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let v = healthz(&srv.base).await;
         v["connections"].as_u64().unwrap()
     };
     assert_eq!(connections().await, 2);

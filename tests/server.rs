@@ -275,14 +275,7 @@ async fn every_auth_failure() {
 async fn wait_until_expired(base: &str, sessions: u64) -> Value {
     within("session expiry", async {
         loop {
-            let v: Value = http()
-                .get(format!("{base}/healthz"))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let v = healthz(base).await;
             if v["sessions"] == sessions {
                 return v;
             }
@@ -307,14 +300,7 @@ async fn ttl_expiry_closes_idle_sessions_but_not_connected_ones() {
     .await;
     // An open connection keeps the session alive well past its TTL.
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    let v: Value = http()
-        .get(format!("{}/healthz", srv.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v = healthz(&srv.base).await;
     assert_eq!(
         v["sessions"], 1,
         "a session with a connected peer must not expire"
@@ -560,11 +546,7 @@ async fn dead_connections_are_noticed_and_free_their_slot() {
         idle_timeout: Duration::from_millis(400),
         ..Limits::default()
     };
-    let srv = start(ServerConfig {
-        limits,
-        ..ServerConfig::default()
-    })
-    .await;
+    let srv = start_with_limits(limits).await;
     let created = create(&srv.base, json!({"name": "dead"})).await;
     let token = created["token"].as_str().unwrap();
     // A client that registers and then never reads again: it never answers pings.
@@ -637,14 +619,7 @@ async fn multi_stream_sessions_and_the_session_summary() {
 #[tokio::test]
 async fn healthz_and_unknown_routes() {
     let srv = start_default().await;
-    let v: Value = http()
-        .get(format!("{}/healthz", srv.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v = healthz(&srv.base).await;
     assert_eq!(v["status"], "ok");
     let resp = http()
         .get(format!("{}/nope", srv.base))

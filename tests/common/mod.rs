@@ -7,7 +7,7 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use punch::client::Signalling;
 use punch::protocol::{ClientMessage, PeerMeta, Port, Register, Role, ServerMessage};
-use punch::server::{Server, ServerConfig};
+use punch::server::{Limits, Server, ServerConfig};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -34,6 +34,26 @@ pub async fn start(config: ServerConfig) -> TestServer {
     .expect("server starts");
     let base = format!("http://{}", server.local_addr());
     TestServer { server, base }
+}
+
+pub async fn start_with_limits(limits: Limits) -> TestServer {
+    start(ServerConfig {
+        limits,
+        ..ServerConfig::default()
+    })
+    .await
+}
+
+/// `GET /healthz`.
+pub async fn healthz(base: &str) -> Value {
+    http()
+        .get(format!("{base}/healthz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
 }
 
 pub async fn start_default() -> TestServer {

@@ -663,11 +663,12 @@ impl Shared {
         let Some(bin) = self.bin() else { return };
         self.state.lock().unwrap().tally = tally;
         bin.notify("tally");
-        let s = gst::Structure::builder("punch-tally")
-            .field("stream", stream)
-            .field("state", tally.as_str())
-            .build();
-        let _ = bin.post_message(gst::message::Element::builder(s).src(&bin).build());
+        self.post(
+            gst::Structure::builder("punch-tally")
+                .field("stream", stream)
+                .field("state", tally.as_str())
+                .build(),
+        );
     }
 
     fn post(&self, structure: gst::Structure) {
