@@ -91,6 +91,7 @@ fn register(role: Role, port: u16) -> ClientMessage {
         port: Port(port),
         role,
         meta: PeerMeta::default(),
+        nat: None,
     })
 }
 

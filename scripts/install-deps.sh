@@ -8,8 +8,12 @@ PACKAGES=(
   # GStreamer 1.22: headers for the plugin, srtsrc/srtsink/openh264/mpegts (plugins-bad), tools
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev gstreamer1.0-tools
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
-  # ffprobe, to check what arrived
-  ffmpeg
+  # ffprobe, to check what arrived; ffmpeg and srt-live-transmit for the interop tests
+  ffmpeg srt-tools
+  # headless browser for the dashboard test (driven by playwright-core from npm)
+  chromium
+  # the NAT lab: network namespaces, NAT and firewall rules, conntrack evidence
+  iproute2 nftables conntrack
 )
 
 SUDO=""

@@ -232,6 +232,7 @@ fn wrong_passphrase_is_one_clear_error() {
                     port: punch::protocol::Port(sink_port),
                     role: punch::protocol::Role::Sender,
                     meta: Default::default(),
+                    nat: None,
                 },
             )))
             .unwrap();

@@ -43,6 +43,37 @@ enum Command {
     /// Create, inspect, close sessions and set tally on a running server.
     #[command(subcommand)]
     Session(SessionCommand),
+    /// Tell how this machine's NAT treats UDP, and whether direct SRT rendezvous can work.
+    ///
+    /// Probes the server's STUN service twice from one local UDP port (primary and alternate
+    /// STUN port): the same public address both times means an endpoint-independent mapping
+    /// (rendezvous works), different ones a symmetric NAT (Punch relays such streams).
+    Doctor {
+        /// Punch server base URL.
+        #[arg(env = "PUNCH_SERVER", default_value = DEFAULT_SERVER)]
+        server: String,
+        /// Local UDP port to probe from (default: any free port).
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+    },
+    /// Hold one side of a stream for another SRT tool (srt-live-transmit, OBS, vMix, ...).
+    ///
+    /// Registers with the session from the given local UDP port (after STUN discovery from that
+    /// port), prints the peer's coordinates and passphrase and the settings for the tool, and
+    /// stays connected (Ctrl-C leaves). Start the tool on that same local port.
+    Peer {
+        /// The side's punch:// URI (with its stream token), as `punch session create` prints it.
+        uri: String,
+        /// The local UDP port the SRT tool will bind.
+        #[arg(long)]
+        port: u16,
+        /// sender or receiver (default: the one the token is for).
+        #[arg(long, value_parser = ["sender", "receiver"])]
+        role: Option<String>,
+        /// Label shown on the dashboard.
+        #[arg(long)]
+        label: Option<String>,
+    },
 }
 
 #[derive(Args)]
@@ -76,6 +107,49 @@ struct ServeArgs {
     /// Create a demo session at start-up and print how to use it.
     #[arg(long)]
     demo: bool,
+    /// UDP port of the STUN service peers discover their public address with (the alternate
+    /// port for NAT classification is the next one; 0 = any free ports). Open both in firewalls.
+    #[arg(long, default_value_t = 3478, env = "PUNCH_STUN_PORT")]
+    stun_port: u16,
+    /// Run no STUN service (peers then only work behind port-preserving NATs).
+    #[arg(long)]
+    no_stun: bool,
+    /// Seconds a stream may try direct rendezvous before it is relayed through this server.
+    #[arg(long, default_value_t = 8.0)]
+    direct_timeout: f64,
+    /// Never relay media (streams that cannot be punched then do not connect).
+    #[arg(long)]
+    no_relay: bool,
+    /// Most streams relayed at once.
+    #[arg(long, default_value_t = 100)]
+    relay_max: usize,
+    /// Bandwidth cap per relayed stream, Mbit/s.
+    #[arg(long, default_value_t = 50)]
+    relay_max_mbps: u64,
+    /// Bandwidth cap of all relayed streams together, Mbit/s.
+    #[arg(long, default_value_t = 1000)]
+    relay_total_mbps: u64,
+    /// UDP port range relays take their ports from, e.g. 40000-40999 (default: any free port).
+    #[arg(long, value_parser = parse_port_range)]
+    relay_ports: Option<(u16, u16)>,
+}
+
+fn parse_port_range(s: &str) -> Result<(u16, u16), String> {
+    let (lo, hi) = s
+        .split_once('-')
+        .ok_or("expected LOW-HIGH, e.g. 40000-40999")?;
+    let parse = |p: &str| {
+        p.trim()
+            .parse::<u16>()
+            .ok()
+            .filter(|p| *p > 0)
+            .ok_or(format!("{p:?} is not a port number (1-65535)"))
+    };
+    let (lo, hi) = (parse(lo)?, parse(hi)?);
+    if lo > hi {
+        return Err(format!("{lo} is above {hi}"));
+    }
+    Ok((lo, hi))
 }
 
 #[derive(Args)]
@@ -126,6 +200,28 @@ enum SessionCommand {
         #[command(flatten)]
         token: TokenArg,
     },
+    /// Set a stream's SRT latency (ms); both of its peers reconnect with it.
+    Latency {
+        name: String,
+        stream: String,
+        latency: u32,
+        #[command(flatten)]
+        server: ServerArg,
+        #[command(flatten)]
+        token: TokenArg,
+    },
+    /// Print the connection strings of a session's streams (GStreamer, srt-live-transmit,
+    /// ffmpeg, OBS, vMix) once both sides of a stream are registered.
+    Connect {
+        name: String,
+        /// Only this stream.
+        #[arg(long)]
+        stream: Option<String>,
+        #[command(flatten)]
+        server: ServerArg,
+        #[command(flatten)]
+        token: TokenArg,
+    },
     /// Set a stream's tally: on-air, preview or off.
     Tally {
         name: String,
@@ -155,6 +251,13 @@ pub fn main() -> ExitCode {
         match cli.command {
             Command::Serve(args) => serve(args).await,
             Command::Session(cmd) => session(cmd).await,
+            Command::Doctor { server, port } => doctor(&server, port).await,
+            Command::Peer {
+                uri,
+                port,
+                role,
+                label,
+            } => peer(&uri, port, role, label).await,
         }
     });
     match result {
@@ -219,6 +322,16 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         secret,
         ..ServerConfig::default()
     };
+    config.stun_port = (!args.no_stun).then_some(args.stun_port);
+    if !(args.direct_timeout.is_finite() && args.direct_timeout > 0.0) {
+        return Err("--direct-timeout must be a positive number of seconds".into());
+    }
+    config.path.direct_timeout_ms = (args.direct_timeout * 1000.0) as i64;
+    config.path.relay = !args.no_relay;
+    config.relay.max_relays = args.relay_max;
+    config.relay.max_bitrate = args.relay_max_mbps * 1_000_000;
+    config.relay.max_total_bitrate = args.relay_total_mbps * 1_000_000;
+    config.relay.ports = args.relay_ports;
     config.limits.max_sessions = args.max_sessions;
     config.limits.creates_per_minute = args.creates_per_minute;
     if !(1..=config.limits.max_ttl_s).contains(&args.ttl) {
@@ -241,6 +354,18 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         None => say!(
             "Peers reach it at http://<this machine's address>:{} (set --public-url if it sits behind a proxy or DNS name)",
             addr.port()
+        ),
+    }
+    match server.stun_ports() {
+        Some([p, alt]) => say!(
+            "STUN on udp/{p} and udp/{alt}; relayed streams use {} (open these UDP ports to peers)",
+            match args.relay_ports {
+                Some((lo, hi)) => format!("udp/{lo}-{hi}"),
+                None => "any free UDP port".into(),
+            }
+        ),
+        None => say!(
+            "No STUN service (--no-stun): peers behind port-rewriting NATs cannot connect directly"
         ),
     }
     say!(
@@ -545,6 +670,76 @@ async fn session(cmd: SessionCommand) -> Result<(), String> {
             say!("Session {name} closed; its peers were told and disconnected.");
             Ok(())
         }
+        SessionCommand::Latency {
+            name,
+            stream,
+            latency,
+            server,
+            token,
+        } => {
+            let body = json!({ "stream": stream, "latency": latency });
+            admin_request(
+                &server,
+                &name,
+                token,
+                reqwest::Method::POST,
+                "/latency",
+                Some(body),
+            )
+            .await?;
+            say!("Latency of {name}/{stream} set to {latency} ms; its peers reconnect with it");
+            Ok(())
+        }
+        SessionCommand::Connect {
+            name,
+            stream,
+            server,
+            token,
+        } => {
+            let path = match &stream {
+                Some(s) => format!("/connect?stream={s}"),
+                None => "/connect".into(),
+            };
+            let v = admin_request(&server, &name, token, reqwest::Method::GET, &path, None).await?;
+            let answer: crate::protocol::ConnectResponse =
+                serde_json::from_value(v).map_err(|e| format!("unexpected answer: {e}"))?;
+            for (stream, sides) in &answer.streams {
+                for (title, s) in [
+                    ("peer a (sender)", &sides.for_peer_a),
+                    ("peer b (receiver)", &sides.for_peer_b),
+                ] {
+                    say!("== {stream}: {title}");
+                    for (format, value) in [
+                        ("punch", &s.punch),
+                        ("gstreamer", &s.gstreamer),
+                        ("srt_live_transmit", &s.srt_live_transmit),
+                        ("ffmpeg", &s.ffmpeg),
+                        ("obs", &s.obs),
+                    ] {
+                        if !value.is_empty() {
+                            say!("{format}:\n  {value}");
+                        }
+                        if let Some(note) = s.notes.get(format) {
+                            say!("  ({note})");
+                        }
+                    }
+                    let v = &s.vmix;
+                    say!(
+                        "vmix: Type={} Hostname={} Port={} Latency={} ms Passphrase={} Key Length={}",
+                        v.kind,
+                        v.hostname,
+                        v.port,
+                        v.latency_ms,
+                        v.passphrase,
+                        v.key_length
+                    );
+                    if let Some(note) = s.notes.get("vmix") {
+                        say!("  ({note})");
+                    }
+                }
+            }
+            Ok(())
+        }
         SessionCommand::Tally {
             name,
             stream,
@@ -565,6 +760,209 @@ async fn session(cmd: SessionCommand) -> Result<(), String> {
             .await?;
             say!("Tally of {name}/{stream} set to {}", state.as_str());
             Ok(())
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// NAT diagnosis and third-party peers
+
+/// How long each STUN probe waits for an answer.
+const STUN_TIMEOUT: Duration = Duration::from_millis(1500);
+
+/// The server's host name and STUN ports, from its `/healthz`.
+async fn stun_service(server: &str) -> Result<(String, [u16; 2]), String> {
+    let base = server.trim_end_matches('/');
+    let health = call(http().get(format!("{base}/healthz")), base).await?;
+    let ports: Option<[u16; 2]> = serde_json::from_value(health["stun"].clone()).ok();
+    let ports =
+        ports.ok_or_else(|| format!("the server at {base} runs no STUN service (--no-stun)"))?;
+    let host = reqwest::Url::parse(base)
+        .ok()
+        .and_then(|u| u.host_str().map(|h| h.trim_matches(['[', ']']).to_string()))
+        .ok_or_else(|| format!("{base} is not a server URL"))?;
+    Ok((host, ports))
+}
+
+/// The local address the kernel picks to reach `server` (no packet is sent).
+fn local_ip_towards(server: SocketAddr) -> Option<std::net::IpAddr> {
+    let s = std::net::UdpSocket::bind(crate::client::nat::any_local(server.ip(), 0)).ok()?;
+    s.connect(server).ok()?;
+    s.local_addr().ok().map(|a| a.ip())
+}
+
+async fn doctor(server: &str, port: u16) -> Result<(), String> {
+    use crate::client::nat::discover_host;
+    use crate::protocol::NatMapping;
+    let (host, [primary, alternate]) = stun_service(server).await?;
+    let found = discover_host(&host, primary, port, STUN_TIMEOUT).await?;
+    say!(
+        "STUN service   {} (alternate port {alternate})",
+        found.server
+    );
+    let local_ip = local_ip_towards(found.server);
+    say!(
+        "Local address  {}",
+        local_ip
+            .map(|ip| format!(
+                "{ip} (UDP probes from port {})",
+                if port == 0 {
+                    "any".to_string()
+                } else {
+                    port.to_string()
+                }
+            ))
+            .unwrap_or_else(|| "unknown".into())
+    );
+    say!("Public address {} (seen by the primary port)", found.mapped);
+    match found.mapped_alt {
+        Some(alt) => say!("               {alt} (seen by the alternate port)"),
+        None => say!("               (the alternate port did not answer)"),
+    }
+    let behind_nat = local_ip.is_some_and(|ip| ip != found.mapped.ip());
+    say!(
+        "NAT            {}",
+        if behind_nat {
+            "yes"
+        } else {
+            "none seen (the public address is this machine's)"
+        }
+    );
+    let verdict = match found.mapping() {
+        NatMapping::EndpointIndependent => {
+            "endpoint-independent mapping: direct SRT rendezvous can work (peers are given the public address above)"
+        }
+        NatMapping::EndpointDependent => {
+            "endpoint-dependent mapping (symmetric NAT): a new public port per destination, so direct rendezvous cannot work; Punch relays such streams through the server"
+        }
+        NatMapping::Unknown => {
+            "unknown: the alternate STUN port did not answer (is UDP to it blocked?); Punch tries direct and falls back to the relay"
+        }
+    };
+    say!("Mapping        {verdict}");
+    Ok(())
+}
+
+/// The role a stream token is for (`ps.<session>.<stream>.<role>.…`).
+fn token_role(token: &str) -> Option<crate::protocol::Role> {
+    let mut parts = token.split('.');
+    (parts.next()? == "ps").then_some(())?;
+    crate::protocol::Role::parse(parts.nth(2)?)
+}
+
+async fn peer(
+    uri: &str,
+    port: u16,
+    role: Option<String>,
+    label: Option<String>,
+) -> Result<(), String> {
+    use crate::client::{Signalling, nat};
+    use crate::protocol::{ClientMessage, PeerMeta, Port, Register, Role, ServerMessage};
+    let uri = crate::protocol::uri::PunchUri::parse(uri)?;
+    let role = match role {
+        Some(r) => Role::parse(&r).expect("clap checked the value"),
+        None => token_role(&uri.token)
+            .ok_or("the token is not a stream token: pass --role sender|receiver")?,
+    };
+    if port == 0 {
+        return Err("--port must be the UDP port your SRT tool binds (1-65535)".into());
+    }
+    let stop = shutdown_signal()?;
+    tokio::pin!(stop);
+    let mut sig = Signalling::connect(
+        &uri.server_url(),
+        &uri.session,
+        &uri.token,
+        Duration::from_secs(10),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    let mut nat_report = None;
+    let mut server_ip = None;
+    loop {
+        let msg = tokio::select! {
+            _ = &mut stop => return Ok(()),
+            m = sig.recv() => m.map_err(|e| e.to_string())?,
+        };
+        let Some(msg) = msg else {
+            return Err("the server closed the connection".into());
+        };
+        match msg {
+            ServerMessage::Hello(hello) => {
+                if let Some([stun, _]) = hello.stun {
+                    match nat::discover_host(&uri.host, stun, port, STUN_TIMEOUT).await {
+                        Ok(found) => {
+                            say!(
+                                "Local port {port} is {} in public ({})",
+                                found.mapped,
+                                found.mapping().as_str()
+                            );
+                            server_ip = Some(found.server.ip());
+                            nat_report = Some(found.report());
+                        }
+                        Err(e) => eprintln!("warning: STUN discovery failed: {e}"),
+                    }
+                }
+                sig.send(&ClientMessage::Register(Register {
+                    stream: uri.stream.clone(),
+                    port: Port(port),
+                    role,
+                    meta: PeerMeta {
+                        label: label.clone(),
+                        ..Default::default()
+                    },
+                    nat: nat_report.clone(),
+                }))
+                .await
+                .map_err(|e| e.to_string())?;
+            }
+            ServerMessage::Registered(r) => say!(
+                "Registered as the {} of stream {} (public address {}:{}); waiting for the peer",
+                r.role,
+                r.stream,
+                r.you.ip,
+                r.you.port
+            ),
+            ServerMessage::Peer(p) => {
+                let host = if p.relay {
+                    server_ip
+                        .map(|ip| ip.to_string())
+                        .unwrap_or_else(|| uri.host.clone())
+                } else {
+                    p.ip.clone()
+                };
+                if p.relay {
+                    say!("The stream is relayed through the server.");
+                } else if let Ok(peer) = format!("{host}:{}", p.port).parse::<SocketAddr>() {
+                    // Open our own NAT towards the peer before the tool starts (docs/nat-traversal.md).
+                    let _ = nat::prime(
+                        nat::any_local(peer.ip(), port),
+                        peer,
+                        nat::PRIME_TTL,
+                        nat::PRIME_COUNT,
+                        nat::PRIME_GAP,
+                    )
+                    .await;
+                }
+                say!(
+                    "Peer {host}:{} passphrase {} pbkeylen {} latency {} ms",
+                    p.port,
+                    p.passphrase,
+                    p.pbkeylen,
+                    p.latency
+                );
+                say!(
+                    "srt-live-transmit: 'srt://{host}:{}?mode=rendezvous&adapter=0.0.0.0&port={port}&latency={}&passphrase={}&pbkeylen={}'",
+                    p.port,
+                    p.latency,
+                    p.passphrase,
+                    p.pbkeylen
+                );
+            }
+            ServerMessage::Error(e) => return Err(format!("{} ({})", e.message, e.code)),
+            ServerMessage::Closed(c) => return Err(format!("session closed: {}", c.reason)),
+            ServerMessage::Tally(t) => say!("Tally {}: {}", t.stream, t.state.as_str()),
+            _ => {}
         }
     }
 }

@@ -4,6 +4,8 @@
 //! into the server's own error (`401 unauthorized`, `410 gone`, ...). Reconnection policy belongs
 //! to the caller (the elements reconnect with backoff).
 
+pub mod nat;
+
 use std::fmt;
 use std::time::Duration;
 
@@ -86,6 +88,19 @@ pub fn ws_url(server: &str, session: &str) -> Result<String, ClientError> {
     }
     crate::protocol::validate_name("session", session).map_err(ClientError::BadUrl)?;
     Ok(format!("{ws_scheme}://{rest}/api/ws/{session}"))
+}
+
+/// The host name or IP (without brackets or port) of a server base URL, for its UDP services.
+pub fn server_host(server: &str) -> Option<String> {
+    let rest = server.split_once("://")?.1;
+    let authority = rest.split('/').next()?;
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, a)| a);
+    let host = if let Some(v6) = authority.strip_prefix('[') {
+        v6.split(']').next()?
+    } else {
+        authority.split(':').next()?
+    };
+    (!host.is_empty()).then(|| host.to_string())
 }
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -183,6 +198,23 @@ impl Signalling {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn server_hosts() {
+        assert_eq!(
+            server_host("http://192.0.2.1:8787").as_deref(),
+            Some("192.0.2.1")
+        );
+        assert_eq!(
+            server_host("https://punch.example.org/prefix").as_deref(),
+            Some("punch.example.org")
+        );
+        assert_eq!(
+            server_host("http://[2001:db8::1]:8787").as_deref(),
+            Some("2001:db8::1")
+        );
+        assert_eq!(server_host("nonsense"), None);
+    }
 
     #[test]
     fn ws_urls() {

@@ -4,6 +4,7 @@
 //! This module is serde only (no tokio, no GStreamer) so that every side uses the same types.
 //! WebSocket messages are JSON objects tagged by `type`. `docs/protocol.md` shows each one.
 
+pub mod stun;
 pub mod uri;
 
 use serde::{Deserialize, Deserializer, Serialize};
@@ -71,6 +72,10 @@ pub enum SessionState {
     Waiting,
     /// Both sides registered and received each other's coordinates.
     Ready,
+    /// Direct rendezvous cannot work or did not connect: media goes through the server's relay.
+    /// (Ordered before `Connected` so that a session's state, its least advanced stream's, shows
+    /// that one of its streams is relayed.)
+    Relaying,
     /// Both sides report their SRT connection up.
     Connected,
     /// Closed by its admin or expired; terminal.
@@ -82,6 +87,7 @@ impl SessionState {
         match self {
             SessionState::Waiting => "WAITING",
             SessionState::Ready => "READY",
+            SessionState::Relaying => "RELAYING",
             SessionState::Connected => "CONNECTED",
             SessionState::Closed => "CLOSED",
         }
@@ -91,6 +97,7 @@ impl SessionState {
         match s {
             "WAITING" => Some(SessionState::Waiting),
             "READY" => Some(SessionState::Ready),
+            "RELAYING" => Some(SessionState::Relaying),
             "CONNECTED" => Some(SessionState::Connected),
             "CLOSED" => Some(SessionState::Closed),
             _ => None,
@@ -215,6 +222,40 @@ pub struct Register {
     pub role: Role,
     #[serde(default)]
     pub meta: PeerMeta,
+    /// What the peer learnt about its NAT by STUN from the SRT port (absent: no discovery).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nat: Option<NatReport>,
+}
+
+/// How a NAT maps one local UDP port to public ports (RFC 4787 terms).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NatMapping {
+    /// The same public ip:port for every destination (no NAT, port-preserving or "cone" NATs):
+    /// rendezvous to the mapped address works.
+    EndpointIndependent,
+    /// A new public port per destination ("symmetric"): only a relay can connect it.
+    EndpointDependent,
+    /// Discovery could not tell (one probe unanswered).
+    Unknown,
+}
+
+impl NatMapping {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NatMapping::EndpointIndependent => "endpoint-independent",
+            NatMapping::EndpointDependent => "endpoint-dependent",
+            NatMapping::Unknown => "unknown",
+        }
+    }
+}
+
+/// STUN discovery result sent with `register`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NatReport {
+    /// Public address of the SRT port as the server's STUN service saw it.
+    pub mapped: Option<Endpoint>,
+    pub mapping: NatMapping,
 }
 
 /// Link health sampled by the peer over its last reporting interval.
@@ -273,12 +314,15 @@ pub struct StatusReport {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerMessage {
+    Hello(Hello),
     Registered(Registered),
     Peer(PeerInfo),
     Tally(Tally),
     Session(SessionUpdate),
     Error(ErrorBody),
     Closed(Closed),
+    /// The full session view, pushed to admin connections (the dashboard) on every change.
+    View(Box<SessionView>),
 }
 
 /// Registration accepted.
@@ -302,6 +346,18 @@ pub struct PeerInfo {
     pub pbkeylen: u8,
     /// SRT latency to configure, milliseconds.
     pub latency: u32,
+    /// The coordinates are the server's relay: `ip` is empty and the peer sends to `port` on the
+    /// address it reached the server's STUN service at.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub relay: bool,
+}
+
+/// Sent first on every connection: what the server offers besides signalling.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    /// UDP ports of the STUN service on the server's host (primary, alternate), if it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stun: Option<[u16; 2]>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -399,6 +455,62 @@ pub struct TallyRequest {
     pub state: TallyState,
 }
 
+/// The fields vMix's SRT dialog asks for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VmixFields {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub hostname: String,
+    pub port: u16,
+    pub latency_ms: u32,
+    pub passphrase: String,
+    pub key_length: u8,
+}
+
+/// Ready-to-paste settings for one side of a stream, one per client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectionStrings {
+    /// URI for `punchsink`/`punchsrc` (stream-scoped token).
+    pub punch: String,
+    /// A complete `gst-launch-1.0` line with `srtsink`/`srtsrc`.
+    pub gstreamer: String,
+    pub srt_live_transmit: String,
+    /// ffmpeg piped through srt-live-transmit (ffmpeg itself cannot be a rendezvous peer).
+    pub ffmpeg: String,
+    /// OBS Studio custom server URL (latency in µs).
+    pub obs: String,
+    pub vmix: VmixFields,
+    /// Conditions a format only works under, by format name.
+    pub notes: std::collections::BTreeMap<String, String>,
+}
+
+/// Both sides of one stream: `a` is the sender (camera), `b` the receiver (decoder).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamConnect {
+    pub for_peer_a: ConnectionStrings,
+    pub for_peer_b: ConnectionStrings,
+}
+
+/// `GET /api/session/:id/connect`: per stream, and for a single-stream session also at the
+/// top level (the original service's shape).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectResponse {
+    pub session: String,
+    pub streams: std::collections::BTreeMap<String, StreamConnect>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub for_peer_a: Option<ConnectionStrings>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub for_peer_b: Option<ConnectionStrings>,
+}
+
+/// `POST /api/session/:id/latency`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LatencyRequest {
+    pub stream: String,
+    /// New SRT latency, milliseconds.
+    pub latency: u32,
+}
+
 /// One side of a stream in `GET /api/session/:id`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PeerView {
@@ -410,6 +522,53 @@ pub struct PeerView {
     pub registered_at: Option<String>,
     pub last_health: Option<Health>,
     pub health_at: Option<String>,
+    /// The NAT discovery the peer reported at registration.
+    pub nat: Option<NatReport>,
+}
+
+/// Colour of a stream's health on the dashboard; thresholds in `docs/dashboard.md`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HealthLevel {
+    Green,
+    Amber,
+    Red,
+}
+
+/// Which way a stream's media goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MediaPath {
+    /// Peer to peer (SRT rendezvous through both NATs).
+    Direct,
+    /// Through the server's UDP relay.
+    Relay,
+}
+
+/// The SRT latency the server recommends for a stream from its recent health.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LatencyRecommendation {
+    /// Recommended SRT latency, milliseconds.
+    pub latency: u32,
+    /// 95th percentile of the RTT samples in the window, milliseconds.
+    pub rtt_p95: f64,
+    /// Highest loss (or retransmit) percentage in the window.
+    pub loss: f64,
+    /// RTT multiplier chosen for that loss (SRT Deployment Guide table).
+    pub multiplier: u32,
+    /// RTT samples the recommendation is based on.
+    pub samples: usize,
+    /// How it was derived, for people.
+    pub note: String,
+}
+
+/// One point of a stream's recent history (dashboard sparklines).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HealthSample {
+    /// Unix time, milliseconds.
+    pub t: i64,
+    pub rtt: Option<f64>,
+    pub bitrate: Option<f64>,
 }
 
 /// One stream in `GET /api/session/:id`.
@@ -423,8 +582,19 @@ pub struct StreamView {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub audio: Option<String>,
     pub state: SessionState,
+    /// SRT latency the peers are given, milliseconds.
     pub latency: u32,
     pub tally: TallyState,
+    /// Direct or relayed, once both sides are registered.
+    pub path: Option<MediaPath>,
+    /// Why the stream is relayed.
+    pub path_reason: Option<String>,
+    pub level: Option<HealthLevel>,
+    /// What decided `level`, for people.
+    pub level_reason: Option<String>,
+    pub recommendation: Option<LatencyRecommendation>,
+    /// Recent health, oldest first.
+    pub history: Vec<HealthSample>,
     pub sender: PeerView,
     pub receiver: PeerView,
 }

@@ -11,7 +11,9 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequestParts, Path, RawQuery, State};
+use axum::extract::{
+    ConnectInfo, DefaultBodyLimit, FromRequestParts, Path, Query, RawQuery, State,
+};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -21,14 +23,17 @@ use rand::distr::Alphanumeric;
 use serde_json::{Map, Value, json};
 use std::sync::atomic::Ordering;
 
+use super::connect::stream_strings;
 use super::error::ApiError;
 use super::session::{self, SessionHandle};
 use super::store::{SessionRecord, StoreOp, StreamRecord};
 use super::token::{Claims, Scope};
+use super::ui;
 use super::{AppState, now_ms, ws};
 use crate::protocol::{
-    CreatedSession, DEFAULT_LATENCY_MS, DEFAULT_PBKEYLEN, DEFAULT_STREAM, MAX_LABEL_LEN,
-    MAX_LATENCY_MS, MIN_LATENCY_MS, Role, SessionState, StreamSpec, TallyRequest, validate_name,
+    ConnectResponse, CreatedSession, DEFAULT_LATENCY_MS, DEFAULT_PBKEYLEN, DEFAULT_STREAM,
+    LatencyRequest, MAX_LABEL_LEN, MAX_LATENCY_MS, MIN_LATENCY_MS, Role, SessionState, StreamSpec,
+    TallyRequest, uri::PunchUri, validate_name,
 };
 
 pub fn router(state: Arc<AppState>) -> Router {
@@ -37,8 +42,13 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/session", post(create_session))
         .route("/api/session/{id}", get(get_session).delete(delete_session))
         .route("/api/session/{id}/tally", post(set_tally))
+        .route("/api/session/{id}/latency", post(set_latency))
+        .route("/api/session/{id}/connect", get(connection_strings))
         .route("/api/ws/{id}", get(ws_upgrade))
+        .route("/s/{id}", get(dashboard))
         .route("/s/{id}/qr", get(session_qr))
+        .route("/s/{id}/qr/{stream}/{role}", get(stream_qr))
+        .route("/ui/{file}", get(ui::asset))
         .route("/healthz", get(healthz))
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .method_not_allowed_fallback(|| async {
@@ -210,9 +220,10 @@ impl FromRequestParts<Arc<AppState>> for AuthedSession {
         parts: &mut Parts,
         state: &Arc<AppState>,
     ) -> Result<Self, ApiError> {
-        let Path(id) = Path::<String>::from_request_parts(parts, state)
+        let Path(params) = Path::<HashMap<String, String>>::from_request_parts(parts, state)
             .await
             .map_err(|e| ApiError::bad_request(format!("invalid session in the path: {e}")))?;
+        let id = params.get("id").cloned().unwrap_or_default();
         let peer = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
@@ -588,13 +599,14 @@ async fn delete_session(AdminSession(session): AdminSession) -> Result<Response,
     Ok(Json(json!({ "session": session.id, "state": SessionState::Closed })).into_response())
 }
 
-async fn set_tally(
-    State(state): State<Arc<AppState>>,
-    AdminSession(session): AdminSession,
+/// A JSON request body of type `T`; the error shows the `expected` form.
+fn json_body<T: serde::de::DeserializeOwned>(
+    state: &AppState,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
+    expected: &str,
+) -> Result<T, ApiError> {
     let body = body_bytes(body, state.config.limits.http_max_body)?;
-    let req: TallyRequest = serde_json::from_slice(&body).map_err(|e| {
+    serde_json::from_slice(&body).map_err(|e| {
         let code = if e.is_data() {
             "bad_request"
         } else {
@@ -603,16 +615,144 @@ async fn set_tally(
         ApiError::new(
             StatusCode::BAD_REQUEST,
             code,
-            format!(
-                "expected {{\"stream\": NAME, \"state\": \"on-air\"|\"preview\"|\"off\"}}: {e}"
-            ),
+            format!("expected {expected}: {e}"),
         )
-    })?;
+    })
+}
+
+async fn set_tally(
+    State(state): State<Arc<AppState>>,
+    AdminSession(session): AdminSession,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let req: TallyRequest = json_body(
+        &state,
+        body,
+        r#"{"stream": NAME, "state": "on-air"|"preview"|"off"}"#,
+    )?;
     session
         .handle
         .set_tally(req.stream.clone(), req.state)
         .await?;
     Ok(Json(json!({ "stream": req.stream, "state": req.state })).into_response())
+}
+
+async fn set_latency(
+    State(state): State<Arc<AppState>>,
+    AdminSession(session): AdminSession,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let req: LatencyRequest =
+        json_body(&state, body, r#"{"stream": NAME, "latency": MILLISECONDS}"#)?;
+    session
+        .handle
+        .set_latency(req.stream.clone(), req.latency)
+        .await?;
+    tracing::info!(
+        session = session.id,
+        stream = req.stream,
+        latency = req.latency,
+        "latency set by operator"
+    );
+    Ok(Json(json!({ "stream": req.stream, "latency": req.latency })).into_response())
+}
+
+/// The `punch://` URI of one side of a stream, with a token for exactly that side.
+fn stream_uri(
+    state: &AppState,
+    headers: &HeaderMap,
+    session: &AuthedSession,
+    stream: &str,
+    role: Role,
+) -> Result<String, ApiError> {
+    let token = state.key.issue(
+        &session.id,
+        &session.handle.nonce,
+        &Scope::Stream {
+            stream: stream.to_string(),
+            role,
+        },
+    );
+    PunchUri::for_server(&base_url(state, headers), &session.id, Some(stream), &token)
+        .map(|u| u.to_string())
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e))
+}
+
+#[derive(serde::Deserialize)]
+struct ConnectQuery {
+    stream: Option<String>,
+}
+
+async fn connection_strings(
+    State(state): State<Arc<AppState>>,
+    AdminSession(session): AdminSession,
+    Query(query): Query<ConnectQuery>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let coordinates = session.handle.coordinates().await?;
+    let single = coordinates.len() == 1;
+    let selected: Vec<_> = match &query.stream {
+        Some(name) => {
+            let c = coordinates
+                .into_iter()
+                .find(|c| &c.name == name)
+                .ok_or_else(|| {
+                    ApiError::new(
+                        StatusCode::NOT_FOUND,
+                        "unknown_stream",
+                        format!("session {} has no stream {name:?}", session.id),
+                    )
+                })?;
+            vec![c]
+        }
+        None => coordinates,
+    };
+    // The relay is on this server: the host the operator reached it by.
+    let base = base_url(&state, &headers);
+    let relay_host = PunchUri::for_server(&base, &session.id, None, "-")
+        .map(|u| u.host)
+        .unwrap_or_default();
+    let mut streams = std::collections::BTreeMap::new();
+    let mut missing = Vec::new();
+    for c in &selected {
+        let uris = [
+            stream_uri(&state, &headers, &session, &c.name, Role::Sender)?,
+            stream_uri(&state, &headers, &session, &c.name, Role::Receiver)?,
+        ];
+        match stream_strings(c, &relay_host, uris) {
+            Ok(s) => {
+                streams.insert(c.name.clone(), s);
+            }
+            Err(why) => missing.push(why),
+        }
+    }
+    if !missing.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "peers_missing",
+            missing.join("; "),
+        ));
+    }
+    let top = single.then(|| streams.values().next().cloned()).flatten();
+    Ok(Json(ConnectResponse {
+        session: session.id.clone(),
+        for_peer_a: top.as_ref().map(|s| s.for_peer_a.clone()),
+        for_peer_b: top.map(|s| s.for_peer_b),
+        streams,
+    })
+    .into_response())
+}
+
+/// `GET /s/:id?t=ADMIN`: the operator dashboard, or a page saying why not.
+async fn dashboard(session: Result<AdminSession, ApiError>) -> Response {
+    let view = match session {
+        Ok(AdminSession(session)) => session.handle.view().await,
+        Err(e) => Err(e),
+    };
+    match view {
+        Ok(view) => ui::dashboard(&view),
+        Err(e) => ui::error_page(&e),
+    }
 }
 
 async fn ws_upgrade(
@@ -632,7 +772,7 @@ async fn ws_upgrade(
     Ok(upgrade
         .read_buffer_size(1024)
         .write_buffer_size(0)
-        .max_write_buffer_size(64 * 1024)
+        .max_write_buffer_size(1024 * 1024)
         .max_message_size(max)
         .max_frame_size(max)
         .on_upgrade(move |socket| {
@@ -640,16 +780,10 @@ async fn ws_upgrade(
         }))
 }
 
-async fn session_qr(
-    State(state): State<Arc<AppState>>,
-    AdminSession(session): AdminSession,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    let token = token_from(&headers, query.as_deref()).unwrap_or_default();
-    let url = format!("{}/s/{}?t={token}", base_url(&state, &headers), session.id);
+/// An SVG image response of a QR code of `data`, with the UI headers.
+fn qr_response(data: &str) -> Result<Response, ApiError> {
     let svg =
-        qr_svg(&url).map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "qr", e))?;
+        qr_svg(data).map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "qr", e))?;
     let mut resp = svg.into_response();
     let h = resp.headers_mut();
     h.insert(
@@ -657,15 +791,49 @@ async fn session_qr(
         HeaderValue::from_static("image/svg+xml"),
     );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
+    ui::security_headers(&mut resp);
     Ok(resp)
+}
+
+/// `GET /s/:id/qr`: the dashboard link (it carries the admin token: for the production team).
+async fn session_qr(
+    State(state): State<Arc<AppState>>,
+    AdminSession(session): AdminSession,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let token = token_from(&headers, query.as_deref()).unwrap_or_default();
+    qr_response(&format!(
+        "{}/s/{}?t={token}",
+        base_url(&state, &headers),
+        session.id
+    ))
+}
+
+/// `GET /s/:id/qr/:stream/:role`: what one camera operator needs, the `punch://` URI of one
+/// side of one stream with a token for just that side (never the admin token).
+async fn stream_qr(
+    State(state): State<Arc<AppState>>,
+    AdminSession(session): AdminSession,
+    Path((_, stream, role)): Path<(String, String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let role = Role::parse(&role).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("{role:?} is not a side of a stream; use sender or receiver"),
+        )
+    })?;
+    let known = session.handle.coordinates().await?;
+    if !known.iter().any(|c| c.name == stream) {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_stream",
+            format!("session {} has no stream {stream:?}", session.id),
+        ));
+    }
+    qr_response(&stream_uri(&state, &headers, &session, &stream, role)?)
 }
 
 /// An SVG QR code of `data`.
@@ -680,10 +848,17 @@ pub fn qr_svg(data: &str) -> Result<String, String> {
 }
 
 async fn healthz(State(state): State<Arc<AppState>>) -> Json<Value> {
+    let relay = &state.relay.stats;
     Json(json!({
         "status": "ok",
         "sessions": state.registry.len(),
         "connections": state.stats.connections.load(Ordering::Relaxed),
         "messages": state.stats.messages.load(Ordering::Relaxed),
+        "stun": state.stun_ports,
+        "stun_requests": state.stats.stun_requests.load(Ordering::Relaxed),
+        "relays": relay.active.load(Ordering::Relaxed),
+        "relay_packets": relay.packets.load(Ordering::Relaxed),
+        "relay_bytes": relay.bytes.load(Ordering::Relaxed),
+        "relay_dropped": relay.dropped.load(Ordering::Relaxed),
     }))
 }

@@ -8,12 +8,17 @@
 //! # Ok(()) }
 //! ```
 
+mod connect;
 mod error;
+mod health;
 mod http;
 mod registry;
+pub mod relay;
 mod session;
 pub mod store;
+mod stun;
 pub mod token;
+mod ui;
 mod ws;
 
 use std::net::SocketAddr;
@@ -26,6 +31,8 @@ use tokio_util::task::TaskTracker;
 
 pub use error::ApiError;
 use registry::Registry;
+use relay::{RelayConfig, RelayService};
+pub use session::PathPolicy;
 use session::SessionEnv;
 use store::Store;
 use token::TokenKey;
@@ -91,6 +98,12 @@ pub struct ServerConfig {
     /// Token secret; when unset it is generated once and stored in the database.
     pub secret: Option<Vec<u8>>,
     pub limits: Limits,
+    /// UDP port of the STUN service (the alternate is the next one; 0: any free ports;
+    /// `None`: no STUN service), on the `listen` address.
+    pub stun_port: Option<u16>,
+    /// Direct attempts versus the relay.
+    pub path: PathPolicy,
+    pub relay: RelayConfig,
 }
 
 impl Default for ServerConfig {
@@ -103,6 +116,9 @@ impl Default for ServerConfig {
             default_ttl_s: DEFAULT_TTL_S,
             secret: None,
             limits: Limits::default(),
+            stun_port: Some(0),
+            path: PathPolicy::default(),
+            relay: RelayConfig::default(),
         }
     }
 }
@@ -112,6 +128,7 @@ impl Default for ServerConfig {
 pub struct Stats {
     pub connections: AtomicUsize,
     pub messages: AtomicU64,
+    pub stun_requests: Arc<AtomicU64>,
 }
 
 /// Shared by every request handler and connection task.
@@ -124,11 +141,15 @@ pub struct AppState {
     next_conn_id: AtomicU64,
     stats: Stats,
     create_limiter: http::CreateLimiter,
+    /// `[primary, alternate]` STUN ports, when the service runs.
+    stun_ports: Option<[u16; 2]>,
+    relay: Arc<RelayService>,
 }
 
 /// A running server.
 pub struct Server {
     addr: SocketAddr,
+    stun_ports: Option<[u16; 2]>,
     cancel: CancellationToken,
     tracker: TaskTracker,
     serve: tokio::task::JoinHandle<()>,
@@ -143,6 +164,24 @@ impl Server {
             .await
             .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        let stun_sockets = match config.stun_port {
+            Some(port) => {
+                let at = SocketAddr::new(config.listen.ip(), port);
+                Some(stun::bind(at).await.map_err(|e| {
+                    format!("cannot open the STUN service on UDP {at} (and the port above it): {e}")
+                })?)
+            }
+            None => None,
+        };
+        let stun_ports = stun_sockets.as_ref().map(|s| {
+            s.each_ref()
+                .map(|s| s.local_addr().map(|a| a.port()).unwrap_or(0))
+        });
+        let mut relay_config = config.relay.clone();
+        if relay_config.bind.is_unspecified() {
+            relay_config.bind = config.listen.ip();
+        }
+        let relay = Arc::new(RelayService::new(relay_config));
         let (store, store_thread, loaded) =
             Store::open(&config.db, config.secret.clone(), now_ms())?;
         if config.db == ":memory:" && config.secret.is_none() {
@@ -157,6 +196,11 @@ impl Server {
             cancel: cancel.clone(),
             tracker: tracker.clone(),
             max_conns: config.limits.max_connections_per_session,
+            policy: PathPolicy {
+                relay: config.path.relay && config.relay.max_relays > 0,
+                ..config.path.clone()
+            },
+            relay: relay.clone(),
         };
         for (name, t) in loaded.tombstones {
             registry.restore_tombstone(name, t);
@@ -175,8 +219,14 @@ impl Server {
             next_conn_id: AtomicU64::new(1),
             stats: Stats::default(),
             create_limiter: http::CreateLimiter::default(),
+            stun_ports,
+            relay,
             config,
         });
+        if let Some(sockets) = stun_sockets {
+            let requests = state.stats.stun_requests.clone();
+            tracker.spawn(stun::serve(sockets, requests, cancel.clone()));
+        }
         let app = http::router(state.clone());
         let shutdown = cancel.clone();
         let serve = tokio::spawn(async move {
@@ -193,9 +243,14 @@ impl Server {
             }
         });
         tracing::info!("listening on http://{addr}");
+        if let Some([primary, alternate]) = state.stun_ports {
+            tracing::info!("STUN on udp/{primary} and udp/{alternate}");
+        }
+        let stun_ports = state.stun_ports;
         drop(state);
         Ok(Server {
             addr,
+            stun_ports,
             cancel,
             tracker,
             serve,
@@ -206,6 +261,11 @@ impl Server {
 
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// `[primary, alternate]` UDP ports of the STUN service, if it runs.
+    pub fn stun_ports(&self) -> Option<[u16; 2]> {
+        self.stun_ports
     }
 
     /// Resolves when the server stops (after [`shutdown`](Self::shutdown) from elsewhere, or a fatal error).

@@ -12,14 +12,17 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::error::ApiError;
+use super::health::{self, StreamHealth};
 use super::registry::Registry;
+use super::relay::{Relay, RelayService};
 use super::store::{LastPeer, SessionRecord, Store, StoreOp};
 use super::token::Scope;
 use super::{format_time, now_ms};
 use crate::protocol::{
-    ClientMessage, Closed, Endpoint, ErrorBody, Health, MAX_LABEL_LEN, PeerInfo, PeerStatus,
-    PeerView, Register, Registered, Role, ServerMessage, SessionState, SessionUpdate, SessionView,
-    SrtStatus, StreamSummary, StreamView, Tally, TallyState,
+    ClientMessage, Closed, Endpoint, ErrorBody, Health, MAX_LABEL_LEN, MAX_LATENCY_MS,
+    MIN_LATENCY_MS, MediaPath, NatMapping, NatReport, PeerInfo, PeerStatus, PeerView, Register,
+    Registered, Role, ServerMessage, SessionState, SessionUpdate, SessionView, SrtStatus,
+    StreamSummary, StreamView, Tally, TallyState,
 };
 
 pub type ConnId = u64;
@@ -34,11 +37,29 @@ pub enum Target {
     All,
 }
 
+/// A relay the session asks its task to start or stop.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RelayOp {
+    /// Start one for stream `stream` between these peer addresses (`[sender, receiver]`);
+    /// `generation` ties the answer to this request.
+    Start {
+        stream: usize,
+        generation: u64,
+        ips: [IpAddr; 2],
+    },
+    Stop {
+        stream: usize,
+    },
+}
+
 /// What handling one event asks the owner to do.
 #[derive(Debug, Default)]
 pub struct Effects {
     pub out: Vec<(Target, ServerMessage)>,
     pub store: Vec<StoreOp>,
+    pub relay: Vec<RelayOp>,
+    /// The session view changed: dashboards should get a fresh one.
+    pub view_changed: bool,
 }
 
 impl Effects {
@@ -65,10 +86,64 @@ struct ConnInfo {
 }
 
 /// The live holder of one side of a stream.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Holder {
     conn: ConnId,
     srt: Option<SrtStatus>,
+    /// Where the holder's SRT datagrams come from (its STUN-mapped address, else its
+    /// signalling address).
+    udp_ip: IpAddr,
+    /// The local port its SRT socket binds.
+    local_port: u16,
+    nat: Option<NatReport>,
+}
+
+/// How a session decides between direct rendezvous and the relay.
+#[derive(Debug, Clone)]
+pub struct PathPolicy {
+    /// Whether the server may relay at all.
+    pub relay: bool,
+    /// How long a stream may stay READY before it is relayed (milliseconds).
+    pub direct_timeout_ms: i64,
+}
+
+impl Default for PathPolicy {
+    fn default() -> Self {
+        PathPolicy {
+            relay: true,
+            direct_timeout_ms: 8_000,
+        }
+    }
+}
+
+/// What a stream has at run time only (not persisted).
+#[derive(Debug, Default)]
+struct StreamRuntime {
+    health: StreamHealth,
+    path: Option<MediaPath>,
+    path_reason: Option<String>,
+    /// Why a relay was asked for, while it is being set up.
+    relay_pending: Option<String>,
+    /// `[sender's port, receiver's port]` of the relay in use.
+    relay_ports: Option<[u16; 2]>,
+    /// When a direct attempt gives way to the relay.
+    direct_deadline: Option<i64>,
+    /// Bumped whenever the pairing starts over, so that a late relay answer is recognised.
+    generation: u64,
+}
+
+/// What a stream's connection strings are made of.
+#[derive(Debug, Clone)]
+pub struct StreamCoordinates {
+    pub name: String,
+    pub passphrase: String,
+    pub pbkeylen: u8,
+    pub latency: u32,
+    /// Public SRT address and local port of the live sender and receiver.
+    pub sender: Option<(Endpoint, u16)>,
+    pub receiver: Option<(Endpoint, u16)>,
+    /// `[sender's, receiver's]` relay ports when the stream is relayed.
+    pub relay_ports: Option<[u16; 2]>,
 }
 
 /// A session's state, independent of sockets and tasks.
@@ -77,8 +152,10 @@ pub struct SessionCore {
     rec: SessionRecord,
     /// Live holders per stream, `[sender, receiver]`.
     holders: Vec<[Option<Holder>; 2]>,
+    runtime: Vec<StreamRuntime>,
     conns: HashMap<ConnId, ConnInfo>,
     max_conns: usize,
+    policy: PathPolicy,
     activity_persisted_ms: i64,
     closed: bool,
 }
@@ -91,14 +168,21 @@ fn slot_index(role: Role) -> usize {
 }
 
 impl SessionCore {
-    pub fn new(rec: SessionRecord, max_conns: usize) -> Self {
+    pub fn new(rec: SessionRecord, max_conns: usize, policy: PathPolicy) -> Self {
         let holders = vec![[None, None]; rec.streams.len()];
+        let runtime = rec
+            .streams
+            .iter()
+            .map(|_| StreamRuntime::default())
+            .collect();
         let activity_persisted_ms = rec.last_activity_ms;
         SessionCore {
             rec,
             holders,
+            runtime,
             conns: HashMap::new(),
             max_conns,
+            policy,
             activity_persisted_ms,
             closed: false,
         }
@@ -152,6 +236,7 @@ impl SessionCore {
                 ),
             ));
         }
+        let scope_is_admin = scope == Scope::Admin;
         self.conns.insert(
             conn,
             ConnInfo {
@@ -162,8 +247,10 @@ impl SessionCore {
         );
         let mut fx = Effects::default();
         fx.store.extend(self.touch(now));
-        // A new connection learns where the session stands right away.
+        // A new connection learns where the session stands right away (a dashboard from the
+        // view that follows).
         fx.send(conn, ServerMessage::Session(self.summary()));
+        fx.view_changed = scope_is_admin;
         Ok(fx)
     }
 
@@ -176,6 +263,7 @@ impl SessionCore {
         if let Some((idx, role)) = info.slot {
             self.with_summary_change(&mut fx, |core, fx| {
                 core.holders[idx][slot_index(role)] = None;
+                core.reset_path(idx, fx);
                 fx.store.push(StoreOp::Left {
                     session: core.rec.name.clone(),
                     stream: core.rec.streams[idx].name.clone(),
@@ -209,6 +297,9 @@ impl SessionCore {
                     self.with_summary_change(&mut fx, |core, _| {
                         if let Some(h) = core.holders[idx][slot_index(role)].as_mut() {
                             h.srt = Some(s.srt);
+                        }
+                        if core.both_connected(idx) {
+                            core.runtime[idx].direct_deadline = None;
                         }
                     });
                 }
@@ -293,7 +384,7 @@ impl SessionCore {
             return;
         }
         let me = slot_index(r.role);
-        if let Some(holder) = self.holders[idx][me]
+        if let Some(holder) = &self.holders[idx][me]
             && holder.conn != conn
         {
             let from = self.rec.streams[idx]
@@ -312,11 +403,18 @@ impl SessionCore {
             return;
         }
         let ip = info.ip;
+        // The STUN-mapped address is where the SRT port is reachable; without discovery, the
+        // signalling address with the declared port (right for port-preserving NATs).
+        let mapped = r.nat.as_ref().and_then(|n| n.mapped.clone());
+        let udp_ip = mapped
+            .as_ref()
+            .and_then(|m| m.ip.parse().ok())
+            .unwrap_or(ip);
         self.with_summary_change(fx, |core, fx| {
-            let address = Endpoint {
+            let address = mapped.unwrap_or(Endpoint {
                 ip: ip.to_string(),
                 port: r.port.0,
-            };
+            });
             let peer = LastPeer {
                 address: address.clone(),
                 meta: r.meta,
@@ -325,30 +423,37 @@ impl SessionCore {
                 health_ms: None,
             };
             *core.rec.streams[idx].peer_mut(r.role) = Some(peer.clone());
-            core.holders[idx][me] = Some(Holder { conn, srt: None });
+            core.holders[idx][me] = Some(Holder {
+                conn,
+                srt: None,
+                udp_ip,
+                local_port: r.port.0,
+                nat: r.nat,
+            });
             if let Some(c) = core.conns.get_mut(&conn) {
                 c.slot = Some((idx, r.role));
             }
+            core.reset_path(idx, fx);
             fx.store.push(StoreOp::Registered {
                 session: core.rec.name.clone(),
                 stream: stream_name.clone(),
                 role: r.role,
                 peer,
             });
-            let other = core.holders[idx][slot_index(r.role.other())];
-            let other_info = other.map(|_| core.peer_info(idx, r.role.other()));
+            // Coordinates go out now for a direct attempt, or once the relay runs.
+            let paired = core.both_registered(idx) && core.pair(idx, now, fx);
+            let peer = paired.then(|| core.peer_info_for(idx, r.role));
             fx.send(
                 conn,
                 ServerMessage::Registered(Registered {
                     stream: stream_name.clone(),
                     role: r.role,
                     you: address,
-                    peer: other_info.clone(),
+                    peer,
                 }),
             );
-            if let (Some(other), Some(other_info)) = (other, other_info) {
-                fx.send(conn, ServerMessage::Peer(other_info));
-                fx.send(other.conn, ServerMessage::Peer(core.peer_info(idx, r.role)));
+            if paired {
+                core.send_coordinates(idx, fx);
             }
             fx.send(
                 conn,
@@ -372,6 +477,8 @@ impl SessionCore {
             p.health = Some(h.clone());
             p.health_ms = Some(now);
         }
+        self.runtime[idx].health.record(role, &h, now);
+        fx.view_changed = true;
         fx.store.push(StoreOp::Health {
             session: self.rec.name.clone(),
             stream: self.rec.streams[idx].name.clone(),
@@ -455,31 +562,251 @@ impl SessionCore {
         let after = self.summary();
         if after != before {
             fx.out.push((Target::All, ServerMessage::Session(after)));
+            fx.view_changed = true;
         }
     }
 
-    fn peer_info(&self, idx: usize, role: Role) -> PeerInfo {
+    /// The coordinates `recipient` needs: the other side's public address, or its own relay port.
+    fn peer_info_for(&self, idx: usize, recipient: Role) -> PeerInfo {
         let s = &self.rec.streams[idx];
-        let addr = s
-            .peer(role)
-            .as_ref()
-            .map(|p| p.address.clone())
-            .unwrap_or(Endpoint {
-                ip: String::new(),
-                port: 0,
-            });
+        let (ip, port, relay) = match self.runtime[idx].relay_ports {
+            Some(ports) => (String::new(), ports[slot_index(recipient)], true),
+            None => {
+                let addr = s
+                    .peer(recipient.other())
+                    .as_ref()
+                    .map(|p| p.address.clone());
+                let addr = addr.unwrap_or(Endpoint {
+                    ip: String::new(),
+                    port: 0,
+                });
+                (addr.ip, addr.port, false)
+            }
+        };
         PeerInfo {
             stream: s.name.clone(),
-            ip: addr.ip,
-            port: addr.port,
+            ip,
+            port,
             passphrase: s.passphrase.clone(),
             pbkeylen: self.rec.pbkeylen,
             latency: s.latency,
+            relay,
         }
     }
 
+    /// Sends both holders of stream `idx` their coordinates.
+    fn send_coordinates(&self, idx: usize, fx: &mut Effects) {
+        for role in [Role::Sender, Role::Receiver] {
+            if let Some(h) = &self.holders[idx][slot_index(role)] {
+                fx.send(h.conn, ServerMessage::Peer(self.peer_info_for(idx, role)));
+            }
+        }
+    }
+
+    fn both_registered(&self, idx: usize) -> bool {
+        self.holders[idx].iter().all(Option::is_some)
+    }
+
+    fn both_connected(&self, idx: usize) -> bool {
+        self.holders[idx].iter().all(|h| {
+            h.as_ref()
+                .is_some_and(|h| h.srt == Some(SrtStatus::Connected))
+        })
+    }
+
+    /// Forgets how stream `idx` was paired (a side left or registered again); stops its relay.
+    fn reset_path(&mut self, idx: usize, fx: &mut Effects) {
+        let rt = &mut self.runtime[idx];
+        if rt.relay_ports.take().is_some() || rt.relay_pending.take().is_some() {
+            fx.relay.push(RelayOp::Stop { stream: idx });
+        }
+        rt.path = None;
+        rt.path_reason = None;
+        rt.direct_deadline = None;
+        rt.generation += 1;
+        fx.view_changed = true;
+    }
+
+    /// Chooses the path of a stream whose two sides are registered. `true` when the direct
+    /// coordinates can go out now; `false` when a relay was asked for instead.
+    fn pair(&mut self, idx: usize, now: i64, fx: &mut Effects) -> bool {
+        let symmetric = [Role::Sender, Role::Receiver].into_iter().find(|r| {
+            self.holders[idx][slot_index(*r)]
+                .as_ref()
+                .and_then(|h| h.nat.as_ref())
+                .is_some_and(|n| n.mapping == NatMapping::EndpointDependent)
+        });
+        if let Some(role) = symmetric {
+            let why = format!(
+                "the {role}'s NAT gives each destination a new port (endpoint-dependent mapping), so direct rendezvous cannot work"
+            );
+            if self.policy.relay {
+                self.request_relay(idx, why, fx);
+                return false;
+            }
+            self.runtime[idx].path_reason = Some(format!("{why}; the relay is disabled"));
+        }
+        let rt = &mut self.runtime[idx];
+        rt.path = Some(MediaPath::Direct);
+        rt.direct_deadline = self
+            .policy
+            .relay
+            .then_some(now + self.policy.direct_timeout_ms);
+        true
+    }
+
+    fn request_relay(&mut self, idx: usize, why: String, fx: &mut Effects) {
+        let ip_of = |h: &Option<Holder>| {
+            h.as_ref()
+                .map(|h| h.udp_ip)
+                .unwrap_or(IpAddr::from([0, 0, 0, 0]))
+        };
+        let ips = [ip_of(&self.holders[idx][0]), ip_of(&self.holders[idx][1])];
+        let rt = &mut self.runtime[idx];
+        rt.relay_pending = Some(why);
+        rt.direct_deadline = None;
+        fx.relay.push(RelayOp::Start {
+            stream: idx,
+            generation: rt.generation,
+            ips,
+        });
+        fx.view_changed = true;
+    }
+
+    /// The relay asked for is running: both sides are sent to it. `false` if the request is
+    /// stale (the pairing started over meanwhile) and the relay should be dropped.
+    pub fn relay_ready(&mut self, idx: usize, generation: u64, ports: [u16; 2]) -> (bool, Effects) {
+        let mut fx = Effects::default();
+        let rt = &mut self.runtime[idx];
+        if rt.generation != generation || rt.relay_pending.is_none() {
+            return (false, fx);
+        }
+        self.with_summary_change(&mut fx, |core, fx| {
+            let rt = &mut core.runtime[idx];
+            rt.path = Some(MediaPath::Relay);
+            rt.path_reason = rt.relay_pending.take();
+            rt.relay_ports = Some(ports);
+            tracing::info!(
+                session = core.rec.name,
+                stream = core.rec.streams[idx].name,
+                ?ports,
+                reason = rt.path_reason.as_deref().unwrap_or(""),
+                "stream relayed"
+            );
+            core.send_coordinates(idx, fx);
+        });
+        fx.view_changed = true;
+        (true, fx)
+    }
+
+    /// The relay could not be started: the stream stays (or goes) direct, and says why.
+    pub fn relay_failed(&mut self, idx: usize, generation: u64, error: &str) -> Effects {
+        let mut fx = Effects::default();
+        let rt = &mut self.runtime[idx];
+        if rt.generation != generation {
+            return fx;
+        }
+        let why = rt.relay_pending.take().unwrap_or_default();
+        tracing::warn!(
+            session = self.rec.name,
+            stream = self.rec.streams[idx].name,
+            "cannot relay: {error}"
+        );
+        let already_direct = rt.path == Some(MediaPath::Direct);
+        rt.path = Some(MediaPath::Direct);
+        rt.path_reason = Some(format!("{why}, but the relay is unavailable: {error}"));
+        if !already_direct {
+            self.send_coordinates(idx, &mut fx);
+        }
+        fx.view_changed = true;
+        fx
+    }
+
+    /// When [`tick`](Self::tick) has something to do.
+    pub fn next_deadline(&self) -> Option<i64> {
+        self.runtime.iter().filter_map(|r| r.direct_deadline).min()
+    }
+
+    /// Gives up on direct attempts that did not connect in time.
+    pub fn tick(&mut self, now: i64) -> Effects {
+        let mut fx = Effects::default();
+        for idx in 0..self.runtime.len() {
+            if self.runtime[idx].direct_deadline.is_some_and(|d| d <= now) {
+                let secs = self.policy.direct_timeout_ms as f64 / 1000.0;
+                self.request_relay(
+                    idx,
+                    format!("no direct SRT connection within {secs} s (a NAT or firewall blocks the rendezvous)"),
+                    &mut fx,
+                );
+            }
+        }
+        fx
+    }
+
+    /// Changes a stream's SRT latency; both peers get it and reconnect with it.
+    pub fn set_latency(
+        &mut self,
+        stream: &str,
+        latency: u32,
+        now: i64,
+    ) -> Result<Effects, ApiError> {
+        let idx = self.stream_index(stream)?;
+        if !(MIN_LATENCY_MS..=MAX_LATENCY_MS).contains(&latency) {
+            return Err(ApiError::bad_request(format!(
+                "latency must be between {MIN_LATENCY_MS} and {MAX_LATENCY_MS} ms, got {latency}"
+            )));
+        }
+        let mut fx = Effects::default();
+        fx.store.extend(self.touch(now));
+        self.rec.streams[idx].latency = latency;
+        fx.store.push(StoreOp::Latency {
+            session: self.rec.name.clone(),
+            stream: stream.to_string(),
+            latency,
+        });
+        let rt = &self.runtime[idx];
+        if rt.path.is_some() && rt.relay_pending.is_none() {
+            self.send_coordinates(idx, &mut fx);
+        }
+        fx.view_changed = true;
+        Ok(fx)
+    }
+
+    pub fn coordinates(&self) -> Vec<StreamCoordinates> {
+        self.rec
+            .streams
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let live = |role: Role| {
+                    let h = self.holders[i][slot_index(role)].as_ref()?;
+                    s.peer(role)
+                        .as_ref()
+                        .map(|p| (p.address.clone(), h.local_port))
+                };
+                StreamCoordinates {
+                    name: s.name.clone(),
+                    passphrase: s.passphrase.clone(),
+                    pbkeylen: self.rec.pbkeylen,
+                    latency: s.latency,
+                    sender: live(Role::Sender),
+                    receiver: live(Role::Receiver),
+                    relay_ports: self.runtime[i].relay_ports,
+                }
+            })
+            .collect()
+    }
+
+    /// Admin connections that hold no slot: dashboards.
+    pub fn watchers(&self) -> impl Iterator<Item = ConnId> + '_ {
+        self.conns
+            .iter()
+            .filter(|(_, c)| c.scope == Scope::Admin && c.slot.is_none())
+            .map(|(id, _)| *id)
+    }
+
     fn peer_status(&self, idx: usize, role: Role) -> PeerStatus {
-        match self.holders[idx][slot_index(role)] {
+        match &self.holders[idx][slot_index(role)] {
             None => PeerStatus::Waiting,
             Some(Holder {
                 srt: Some(SrtStatus::Connected),
@@ -497,8 +824,9 @@ impl SessionCore {
             self.peer_status(idx, Role::Sender),
             self.peer_status(idx, Role::Receiver),
         ) {
-            (PeerStatus::Connected, PeerStatus::Connected) => SessionState::Connected,
             (PeerStatus::Waiting, _) | (_, PeerStatus::Waiting) => SessionState::Waiting,
+            _ if self.runtime[idx].relay_ports.is_some() => SessionState::Relaying,
+            (PeerStatus::Connected, PeerStatus::Connected) => SessionState::Connected,
             _ => SessionState::Ready,
         }
     }
@@ -526,9 +854,8 @@ impl SessionCore {
                 tally: s.tally,
             })
             .collect();
-        let connected = streams
-            .iter()
-            .filter(|s| s.state == SessionState::Connected)
+        let connected = (0..streams.len())
+            .filter(|i| self.both_connected(*i))
             .count();
         SessionUpdate {
             state: self.state(),
@@ -541,7 +868,7 @@ impl SessionCore {
     pub fn view(&self) -> SessionView {
         let peer_view = |idx: usize, role: Role| {
             let last = self.rec.streams[idx].peer(role).as_ref();
-            let holder = self.holders[idx][slot_index(role)];
+            let holder = self.holders[idx][slot_index(role)].as_ref();
             PeerView {
                 status: self.peer_status(idx, role),
                 address: last.map(|p| p.address.clone()),
@@ -550,28 +877,46 @@ impl SessionCore {
                 registered_at: last.map(|p| format_time(p.registered_ms)),
                 last_health: last.and_then(|p| p.health.clone()),
                 health_at: last.and_then(|p| p.health_ms).map(format_time),
+                nat: holder.and_then(|h| h.nat.clone()),
             }
+        };
+        // Only live holders' health colours a stream.
+        let live_health = |idx: usize, role: Role| {
+            self.holders[idx][slot_index(role)].as_ref()?;
+            self.rec.streams[idx].peer(role).as_ref()?.health.as_ref()
         };
         let streams: Vec<StreamView> = self
             .rec
             .streams
             .iter()
             .enumerate()
-            .map(|(i, s)| StreamView {
-                name: s.name.clone(),
-                label: s.label.clone(),
-                role: s.role.clone(),
-                audio: s.audio.clone(),
-                state: self.stream_state(i),
-                latency: s.latency,
-                tally: s.tally,
-                sender: peer_view(i, Role::Sender),
-                receiver: peer_view(i, Role::Receiver),
+            .map(|(i, s)| {
+                let rt = &self.runtime[i];
+                let level = health::level(
+                    [live_health(i, Role::Sender), live_health(i, Role::Receiver)],
+                    s.latency,
+                );
+                StreamView {
+                    name: s.name.clone(),
+                    label: s.label.clone(),
+                    role: s.role.clone(),
+                    audio: s.audio.clone(),
+                    state: self.stream_state(i),
+                    latency: s.latency,
+                    tally: s.tally,
+                    path: rt.path,
+                    path_reason: rt.path_reason.clone().or(rt.relay_pending.clone()),
+                    level: level.as_ref().map(|l| l.0),
+                    level_reason: level.map(|l| l.1),
+                    recommendation: rt.health.recommendation(),
+                    history: rt.health.history(),
+                    sender: peer_view(i, Role::Sender),
+                    receiver: peer_view(i, Role::Receiver),
+                }
             })
             .collect();
-        let connected = streams
-            .iter()
-            .filter(|s| s.state == SessionState::Connected)
+        let connected = (0..streams.len())
+            .filter(|i| self.both_connected(*i))
             .count();
         SessionView {
             session: self.rec.name.clone(),
@@ -620,6 +965,14 @@ enum Command {
         stream: String,
         state: TallyState,
         reply: oneshot::Sender<Result<(), ApiError>>,
+    },
+    Latency {
+        stream: String,
+        latency: u32,
+        reply: oneshot::Sender<Result<(), ApiError>>,
+    },
+    Coordinates {
+        reply: oneshot::Sender<Vec<StreamCoordinates>>,
     },
     Close {
         reason: String,
@@ -691,6 +1044,20 @@ impl SessionHandle {
         .await?
     }
 
+    pub async fn set_latency(&self, stream: String, latency: u32) -> Result<(), ApiError> {
+        self.request(|reply| Command::Latency {
+            stream,
+            latency,
+            reply,
+        })
+        .await?
+    }
+
+    /// What third-party connection strings are made of.
+    pub async fn coordinates(&self) -> Result<Vec<StreamCoordinates>, ApiError> {
+        self.request(|reply| Command::Coordinates { reply }).await
+    }
+
     /// Closes the session; returns once the closure is stored and the name answers 410.
     pub async fn close(&self, reason: &str) -> Result<(), ApiError> {
         self.request(|reply| Command::Close {
@@ -709,7 +1076,12 @@ pub struct SessionEnv {
     pub cancel: CancellationToken,
     pub tracker: TaskTracker,
     pub max_conns: usize,
+    pub policy: PathPolicy,
+    pub relay: Arc<RelayService>,
 }
+
+/// Dashboards get at most one view per this interval (health arrives every second per peer).
+const VIEW_INTERVAL: Duration = Duration::from_millis(250);
 
 /// Starts the task owning `rec`.
 pub fn spawn(rec: SessionRecord, env: SessionEnv) -> SessionHandle {
@@ -720,8 +1092,11 @@ pub fn spawn(rec: SessionRecord, env: SessionEnv) -> SessionHandle {
         tx,
     };
     let actor = Actor {
-        core: SessionCore::new(rec, env.max_conns),
+        core: SessionCore::new(rec, env.max_conns, env.policy.clone()),
         outs: HashMap::new(),
+        relays: HashMap::new(),
+        view_due: None,
+        view_sent: tokio::time::Instant::now() - VIEW_INTERVAL,
         env: env.clone(),
     };
     env.tracker.spawn(actor.run(rx));
@@ -731,16 +1106,24 @@ pub fn spawn(rec: SessionRecord, env: SessionEnv) -> SessionHandle {
 struct Actor {
     core: SessionCore,
     outs: HashMap<ConnId, mpsc::Sender<Outbound>>,
+    /// Running relays by stream index.
+    relays: HashMap<usize, Relay>,
+    /// When the dashboards are due a fresh view.
+    view_due: Option<tokio::time::Instant>,
+    view_sent: tokio::time::Instant,
     env: SessionEnv,
+}
+
+fn instant_at(ms: i64) -> tokio::time::Instant {
+    let wait = (ms - now_ms()).max(0) as u64;
+    tokio::time::Instant::now() + Duration::from_millis(wait)
 }
 
 impl Actor {
     async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
         loop {
-            let expiry = self.core.expires_ms().map(|at| {
-                let wait = (at - now_ms()).max(0) as u64;
-                tokio::time::Instant::now() + Duration::from_millis(wait)
-            });
+            let expiry = self.core.expires_ms().map(instant_at);
+            let deadline = self.core.next_deadline().map(instant_at);
             tokio::select! {
                 _ = self.env.cancel.cancelled() => {
                     // Server shutdown: the session lives on in the database. Count the
@@ -758,6 +1141,11 @@ impl Actor {
                         return;
                     }
                 }
+                _ = sleep_until_opt(deadline) => {
+                    let fx = self.core.tick(now_ms());
+                    self.apply(fx).await;
+                }
+                _ = sleep_until_opt(self.view_due) => self.send_view(),
                 cmd = rx.recv() => {
                     let Some(cmd) = cmd else { return };
                     if self.command(cmd).await {
@@ -816,6 +1204,22 @@ impl Actor {
                     let _ = reply.send(Err(e));
                 }
             },
+            Command::Latency {
+                stream,
+                latency,
+                reply,
+            } => match self.core.set_latency(&stream, latency, now) {
+                Ok(fx) => {
+                    self.apply(fx).await;
+                    let _ = reply.send(Ok(()));
+                }
+                Err(e) => {
+                    let _ = reply.send(Err(e));
+                }
+            },
+            Command::Coordinates { reply } => {
+                let _ = reply.send(self.core.coordinates());
+            }
             Command::Close { reason, reply } => {
                 self.shutdown(&reason).await;
                 let _ = reply.send(());
@@ -865,9 +1269,39 @@ impl Actor {
         self.env.registry.remove_closed(self.core.name(), reason);
     }
 
+    /// Sends the current view to every dashboard now.
+    fn send_view(&mut self) {
+        self.view_due = None;
+        self.view_sent = tokio::time::Instant::now();
+        let watchers: Vec<ConnId> = self.core.watchers().collect();
+        if watchers.is_empty() {
+            return;
+        }
+        let msg = ServerMessage::View(Box::new(self.core.view()));
+        let text: axum::extract::ws::Utf8Bytes = match serde_json::to_string(&msg) {
+            Ok(t) => t.into(),
+            Err(e) => {
+                tracing::error!("cannot serialise a session view: {e}");
+                return;
+            }
+        };
+        for conn in watchers {
+            if let Some(out) = self.outs.get(&conn) {
+                // A dashboard that does not keep up misses views, not the next one.
+                let _ = out.try_send(Outbound::Text(text.clone()));
+            }
+        }
+    }
+
     async fn apply(&mut self, fx: Effects) {
         for op in fx.store {
             self.env.store.send(op).await;
+        }
+        if fx.view_changed && self.view_due.is_none() {
+            self.view_due = Some(self.view_sent + VIEW_INTERVAL);
+        }
+        for op in fx.relay {
+            self.relay(op).await;
         }
         let mut slow = Vec::new();
         for (target, msg) in fx.out {
@@ -906,6 +1340,33 @@ impl Actor {
                     "dropping a connection that does not read its messages"
                 );
                 let fx = self.core.detach(conn, now_ms());
+                Box::pin(self.apply(fx)).await;
+            }
+        }
+    }
+}
+
+impl Actor {
+    async fn relay(&mut self, op: RelayOp) {
+        match op {
+            RelayOp::Stop { stream } => {
+                self.relays.remove(&stream);
+            }
+            RelayOp::Start {
+                stream,
+                generation,
+                ips,
+            } => {
+                let fx = match self.env.relay.allocate(ips).await {
+                    Ok(relay) => {
+                        let (current, fx) = self.core.relay_ready(stream, generation, relay.ports);
+                        if current {
+                            self.relays.insert(stream, relay);
+                        }
+                        fx
+                    }
+                    Err(e) => self.core.relay_failed(stream, generation, &e),
+                };
                 Box::pin(self.apply(fx)).await;
             }
         }
@@ -957,6 +1418,7 @@ mod tests {
             port: Port(port),
             role,
             meta: PeerMeta::default(),
+            nat: None,
         })
     }
 
@@ -974,7 +1436,7 @@ mod tests {
 
     #[test]
     fn both_sides_get_each_others_coordinates_and_one_passphrase() {
-        let mut core = SessionCore::new(record(&["cam"]), 8);
+        let mut core = SessionCore::new(record(&["cam"]), 8, PathPolicy::default());
         core.attach(1, ip("203.0.113.2"), Scope::Admin, 0).unwrap();
         core.attach(2, ip("198.51.100.2"), Scope::Admin, 0).unwrap();
         let fx = core.handle(1, register(None, Role::Sender, 9000), 1);
@@ -1042,7 +1504,7 @@ mod tests {
 
     #[test]
     fn refusals() {
-        let mut core = SessionCore::new(record(&["a", "b"]), 3);
+        let mut core = SessionCore::new(record(&["a", "b"]), 3, PathPolicy::default());
         let stream_b_sender = Scope::Stream {
             stream: "b".into(),
             role: Role::Sender,
@@ -1091,7 +1553,7 @@ mod tests {
 
     #[test]
     fn tally_reaches_both_peers_and_the_state_is_the_least_advanced_stream() {
-        let mut core = SessionCore::new(record(&["a", "b"]), 8);
+        let mut core = SessionCore::new(record(&["a", "b"]), 8, PathPolicy::default());
         core.attach(1, ip("127.0.0.1"), Scope::Admin, 0).unwrap();
         core.attach(2, ip("127.0.0.1"), Scope::Admin, 0).unwrap();
         core.handle(1, register(Some("a"), Role::Sender, 1000), 1);

@@ -111,6 +111,11 @@ pub enum StoreOp {
         stream: String,
         state: TallyState,
     },
+    Latency {
+        session: String,
+        stream: String,
+        latency: u32,
+    },
     Close {
         session: String,
         reason: String,
@@ -484,6 +489,17 @@ fn apply(tx: &rusqlite::Transaction<'_>, op: StoreOp) -> rusqlite::Result<Option
             tx.execute(
                 "UPDATE streams SET tally=?3 WHERE session=?1 AND name=?2",
                 params![session, stream, state.as_str()],
+            )?;
+            Ok(None)
+        }
+        StoreOp::Latency {
+            session,
+            stream,
+            latency,
+        } => {
+            tx.execute(
+                "UPDATE streams SET latency=?3 WHERE session=?1 AND name=?2",
+                params![session, stream, latency],
             )?;
             Ok(None)
         }

@@ -14,7 +14,7 @@ use tokio_tungstenite::tungstenite;
 use super::AppState;
 use super::session::{ConnId, Outbound, SessionHandle};
 use super::token::Scope;
-use crate::protocol::{ClientMessage, ErrorBody, ServerMessage};
+use crate::protocol::{ClientMessage, ErrorBody, Hello, ServerMessage};
 
 /// WebSocket close codes used by the server.
 pub mod close_code {
@@ -164,6 +164,13 @@ pub async fn run(
         conn,
         write_timeout: limits.write_timeout,
     };
+    // Before anything the session queues: what the server offers besides signalling.
+    let hello = ServerMessage::Hello(Hello {
+        stun: state.stun_ports,
+    });
+    if let Flow::Stop = c.send_message(&hello).await {
+        return;
+    }
     if let Err(e) = session.attach(conn, ip, scope, out_tx).await {
         c.send_error(e.code, e.message.clone()).await;
         let code = if e.status.as_u16() == 429 {

@@ -142,6 +142,7 @@ pub fn register(stream: Option<&str>, role: Role, port: u16) -> ClientMessage {
             label: Some(format!("{role}-{port}")),
             ..Default::default()
         },
+        nat: None,
     })
 }
 

@@ -9,6 +9,8 @@ pub const DEFAULT_LOCAL_ADDRESS: &str = "0.0.0.0";
 pub const DEFAULT_LATENCY: i32 = -1;
 pub const DEFAULT_HEALTH_INTERVAL_MS: u32 = 1000;
 pub const DEFAULT_PEER_TIMEOUT_S: u32 = 0;
+pub const DEFAULT_STUN: bool = true;
+pub const DEFAULT_PRIME_TTL: u32 = punch::client::nat::PRIME_TTL;
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -23,6 +25,10 @@ pub struct Settings {
     pub label: Option<String>,
     pub health_interval_ms: u32,
     pub peer_timeout_s: u32,
+    /// Discover the public address of the SRT port by STUN before registering.
+    pub stun: bool,
+    /// IP TTL of the priming datagrams sent before SRT starts; 0 = no priming.
+    pub prime_ttl: u32,
     /// Why the last `uri` set was refused: reported at NULL→READY, since a property set before
     /// the element has a bus (gst-launch) cannot post an error.
     pub uri_error: Option<String>,
@@ -41,6 +47,8 @@ impl Default for Settings {
             label: None,
             health_interval_ms: DEFAULT_HEALTH_INTERVAL_MS,
             peer_timeout_s: DEFAULT_PEER_TIMEOUT_S,
+            stun: DEFAULT_STUN,
+            prime_ttl: DEFAULT_PRIME_TTL,
             uri_error: None,
         }
     }
@@ -238,9 +246,22 @@ pub fn properties() -> Vec<glib::ParamSpec> {
             .default_value(DEFAULT_PEER_TIMEOUT_S)
             .mutable_ready()
             .build(),
+        glib::ParamSpecBoolean::builder("stun")
+            .nick("STUN discovery")
+            .blurb("Before registering, ask the server's STUN service from the SRT port what its public address is and how the NAT maps it (needed behind port-rewriting NATs; symmetric NATs are relayed)")
+            .default_value(DEFAULT_STUN)
+            .mutable_ready()
+            .build(),
+        glib::ParamSpecUInt::builder("prime-ttl")
+            .nick("Priming TTL")
+            .blurb("IP TTL of the datagrams sent from the SRT port to the peer before SRT starts: they open this side's NAT and expire before the peer's router (2 suits a host directly behind its router); 0 = no priming")
+            .maximum(255)
+            .default_value(DEFAULT_PRIME_TTL)
+            .mutable_ready()
+            .build(),
         glib::ParamSpecString::builder("session-state")
             .nick("Session state")
-            .blurb("State of this element's stream on the server: WAITING, READY, CONNECTED or CLOSED (notifies)")
+            .blurb("State of this element's stream on the server: WAITING, READY, RELAYING, CONNECTED or CLOSED (notifies)")
             .read_only()
             .build(),
         glib::ParamSpecString::builder("peer-address")
@@ -303,6 +324,8 @@ pub fn set_property(
             settings.health_interval_ms = value.get().expect("type checked upstream")
         }
         "peer-timeout" => settings.peer_timeout_s = value.get().expect("type checked upstream"),
+        "stun" => settings.stun = value.get().expect("type checked upstream"),
+        "prime-ttl" => settings.prime_ttl = value.get().expect("type checked upstream"),
         other => unreachable!("not a writable property: {other}"),
     }
     Ok(())
@@ -322,6 +345,8 @@ pub fn property(settings: &Settings, name: &str) -> Option<glib::Value> {
         "label" => settings.label.to_value(),
         "health-interval" => settings.health_interval_ms.to_value(),
         "peer-timeout" => settings.peer_timeout_s.to_value(),
+        "stun" => settings.stun.to_value(),
+        "prime-ttl" => settings.prime_ttl.to_value(),
         _ => return None,
     })
 }

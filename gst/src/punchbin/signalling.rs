@@ -3,14 +3,15 @@
 //! Media never depends on this task once the inner element runs: when the connection drops it
 //! reconnects with backoff and re-registers the same slot with the same port.
 
-use std::net::UdpSocket;
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::time::Duration;
 
 use gst::prelude::*;
-use punch::client::{ClientError, Signalling};
+use punch::client::{ClientError, Signalling, nat};
 use punch::protocol::{
-    ClientMessage, PeerMeta, Port, Register, Role, ServerMessage, SrtStatus, StatusReport,
+    ClientMessage, NatReport, PeerInfo, PeerMeta, Port, Register, Role, ServerMessage, SrtStatus,
+    StatusReport,
 };
 use tokio::time::{Instant, MissedTickBehavior, interval, sleep, sleep_until};
 use tokio_util::sync::CancellationToken;
@@ -26,6 +27,11 @@ const BACKOFF_START: Duration = Duration::from_millis(250);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// How often the inner element's stats are checked for connect/disconnect.
 const STATUS_POLL: Duration = Duration::from_millis(50);
+/// How long one STUN probe waits (the primary, then the alternate port).
+const STUN_TIMEOUT: Duration = Duration::from_millis(1000);
+/// While no peer has come, the discovery is repeated this often: it keeps the NAT mapping
+/// alive (UDP mappings expire after 30 s on Linux) and notices when it changed.
+const REPROBE: Duration = Duration::from_secs(20);
 
 /// Everything the task needs, resolved when the element starts.
 pub struct Config {
@@ -37,11 +43,17 @@ pub struct Config {
     label: Option<String>,
     health_interval: Duration,
     peer_timeout: Option<Duration>,
+    stun: bool,
+    prime_ttl: u32,
+    /// The server's host, where its STUN service and relay are.
+    server_host: String,
 }
 
 impl Config {
     pub fn new(settings: &Settings, role: Role) -> Result<Config, String> {
         let target = settings.target()?;
+        let server_host = punch::client::server_host(&target.server)
+            .ok_or_else(|| format!("server {:?} has no host", target.server))?;
         let local_port = match settings.local_port {
             0 => free_udp_port(&settings.local_address)?,
             p => p as u16,
@@ -56,6 +68,9 @@ impl Config {
             health_interval: Duration::from_millis(settings.health_interval_ms.into()),
             peer_timeout: (settings.peer_timeout_s > 0)
                 .then(|| Duration::from_secs(settings.peer_timeout_s.into())),
+            stun: settings.stun,
+            prime_ttl: settings.prime_ttl,
+            server_host,
         })
     }
 }
@@ -85,6 +100,14 @@ struct Task {
     peer_deadline: Option<Instant>,
     status: Option<SrtStatus>,
     last_sample: Option<Sample>,
+    /// STUN ports the server offers (from its `hello`).
+    stun_ports: Option<[u16; 2]>,
+    /// What STUN discovery found; kept across reconnects (the port is SRT's by then).
+    nat: Option<NatReport>,
+    /// The server address the STUN service answered from: where relayed media goes.
+    server_ip: Option<IpAddr>,
+    /// Whether a peer's coordinates were applied (discovery stops then: SRT holds the port).
+    peered: bool,
     /// The element run this task serves.
     run: u64,
 }
@@ -98,6 +121,10 @@ pub async fn run(shared: Arc<Shared>, config: Config, cancel: CancellationToken,
         peer_deadline: None,
         status: None,
         last_sample: None,
+        stun_ports: None,
+        nat: None,
+        server_ip: None,
+        peered: false,
         run,
     };
     tokio::select! {
@@ -181,14 +208,100 @@ impl Task {
                 label: self.config.label.clone(),
                 ..Default::default()
             },
+            nat: self.nat.clone(),
         })
+    }
+
+    /// STUN discovery from the SRT port, while SRT does not hold it. `true` when the result
+    /// differs from what was registered.
+    async fn discover(&mut self) -> bool {
+        let Some([stun_port, _]) = self.stun_ports.filter(|_| self.config.stun) else {
+            return false;
+        };
+        if self.peered || self.shared.inner_running() {
+            return false;
+        }
+        let local = match self.config.local_address.parse::<IpAddr>() {
+            Ok(ip) => SocketAddr::new(ip, self.config.local_port),
+            Err(_) => return false,
+        };
+        let server = match tokio::net::lookup_host((self.config.server_host.as_str(), stun_port))
+            .await
+            .map(|mut a| a.next())
+        {
+            Ok(Some(server)) => server,
+            _ => {
+                gst::warning!(
+                    self.shared.cat,
+                    "cannot resolve {} for STUN",
+                    self.config.server_host
+                );
+                return false;
+            }
+        };
+        match nat::discover(local, server, STUN_TIMEOUT).await {
+            Ok(found) => {
+                let report = found.report();
+                gst::info!(
+                    self.shared.cat,
+                    "STUN: local port {} is {} in public, mapping {}",
+                    self.config.local_port,
+                    found.mapped,
+                    found.mapping().as_str()
+                );
+                self.server_ip = Some(found.server.ip());
+                let changed = self.nat.as_ref() != Some(&report);
+                self.nat = Some(report);
+                changed
+            }
+            Err(e) => {
+                // Not fatal: without it the server uses the declared port, which works behind
+                // port-preserving NATs, and falls back to its relay otherwise.
+                gst::warning!(self.shared.cat, "STUN discovery failed: {e}");
+                false
+            }
+        }
+    }
+
+    /// Where `peer` is reached: relayed coordinates point at the server's own address.
+    async fn resolve_peer(&mut self, mut peer: PeerInfo) -> PeerInfo {
+        if peer.relay {
+            let ip = match self.server_ip {
+                Some(ip) => Some(ip),
+                None => tokio::net::lookup_host((self.config.server_host.as_str(), peer.port))
+                    .await
+                    .ok()
+                    .and_then(|mut a| a.next())
+                    .map(|a| a.ip()),
+            };
+            peer.ip = ip.map(|ip| ip.to_string()).unwrap_or_default();
+        } else if self.config.prime_ttl > 0
+            && !self.shared.inner_running()
+            && let Ok(ip) = peer.ip.parse::<IpAddr>()
+            && let Ok(local) = self.config.local_address.parse::<IpAddr>()
+        {
+            let to = SocketAddr::new(ip, peer.port);
+            if let Err(e) = nat::prime(
+                SocketAddr::new(local, self.config.local_port),
+                to,
+                self.config.prime_ttl,
+                nat::PRIME_COUNT,
+                nat::PRIME_GAP,
+            )
+            .await
+            {
+                gst::info!(self.shared.cat, "priming towards {to} failed: {e}");
+            }
+        }
+        peer
     }
 
     /// One signalling connection, until it drops or the element must stop.
     async fn session(&mut self, mut sig: Signalling) -> Next {
-        if sig.send(&self.register_message()).await.is_err() {
-            return Next::Reconnect;
-        }
+        // Registration follows the server's `hello` (it says where STUN is).
+        let mut reprobe = interval(REPROBE);
+        reprobe.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        reprobe.tick().await;
         let mut status_tick = interval(STATUS_POLL);
         status_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut health_tick = interval(self.config.health_interval);
@@ -215,6 +328,13 @@ impl Task {
                 _ = status_tick.tick() => {
                     if let Some(status) = self.poll_status()
                         && sig.send(&ClientMessage::Status(StatusReport { srt: status })).await.is_err()
+                    {
+                        return Next::Reconnect;
+                    }
+                }
+                _ = reprobe.tick() => {
+                    if self.discover().await
+                        && sig.send(&self.register_message()).await.is_err()
                     {
                         return Next::Reconnect;
                     }
@@ -247,6 +367,16 @@ impl Task {
     /// Handles one server message; `Some` ends this connection.
     async fn server_message(&mut self, sig: &mut Signalling, msg: ServerMessage) -> Option<Next> {
         match msg {
+            ServerMessage::Hello(hello) => {
+                self.stun_ports = hello.stun;
+                if self.nat.is_none() {
+                    self.discover().await;
+                }
+                if sig.send(&self.register_message()).await.is_err() {
+                    return Some(Next::Reconnect);
+                }
+            }
+            ServerMessage::View(_) => {}
             ServerMessage::Registered(r) => {
                 gst::info!(
                     self.shared.cat,
@@ -274,6 +404,8 @@ impl Task {
             ServerMessage::Peer(p) => {
                 if self.stream.as_deref() == Some(p.stream.as_str()) {
                     self.peer_deadline = None;
+                    let p = self.resolve_peer(p).await;
+                    self.peered = true;
                     let latency = self.config.latency.unwrap_or(p.latency);
                     let uri = Shared::srt_uri(
                         &p,
