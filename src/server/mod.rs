@@ -30,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use error::ApiError;
+pub use http::qr_svg;
 use registry::Registry;
 use relay::{RelayConfig, RelayService};
 pub use session::PathPolicy;

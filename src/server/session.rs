@@ -1570,4 +1570,190 @@ mod tests {
         }
         assert!(core.set_tally("nope", TallyState::Off, 2).is_err());
     }
+
+    fn register_nat(
+        role: Role,
+        port: u16,
+        mapped: (&str, u16),
+        mapping: NatMapping,
+    ) -> ClientMessage {
+        ClientMessage::Register(Register {
+            stream: None,
+            port: Port(port),
+            role,
+            meta: PeerMeta::default(),
+            nat: Some(NatReport {
+                mapped: Some(Endpoint {
+                    ip: mapped.0.into(),
+                    port: mapped.1,
+                }),
+                mapping,
+            }),
+        })
+    }
+
+    fn peers_sent(fx: &Effects, conn: ConnId) -> Vec<PeerInfo> {
+        sent_to(fx, conn)
+            .into_iter()
+            .filter_map(|m| match m {
+                ServerMessage::Peer(p) => Some(p.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn mapped_addresses_are_handed_out_and_symmetric_nats_are_relayed() {
+        let mut core = SessionCore::new(record(&["cam"]), 8, PathPolicy::default());
+        core.attach(1, ip("203.0.113.2"), Scope::Admin, 0).unwrap();
+        core.attach(2, ip("198.51.100.2"), Scope::Admin, 0).unwrap();
+        core.handle(
+            1,
+            register_nat(
+                Role::Sender,
+                9000,
+                ("203.0.113.2", 24419),
+                NatMapping::EndpointIndependent,
+            ),
+            1,
+        );
+        let fx = core.handle(
+            2,
+            register_nat(
+                Role::Receiver,
+                9000,
+                ("198.51.100.2", 61000),
+                NatMapping::EndpointDependent,
+            ),
+            2,
+        );
+        // No direct coordinates: a relay is asked for, between the two mapped addresses.
+        assert!(peers_sent(&fx, 1).is_empty() && peers_sent(&fx, 2).is_empty());
+        let [
+            RelayOp::Start {
+                stream: 0,
+                generation,
+                ips,
+            },
+        ] = fx.relay.as_slice()
+        else {
+            panic!("expected one relay start, got {:?}", fx.relay)
+        };
+        assert_eq!(*ips, [ip("203.0.113.2"), ip("198.51.100.2")]);
+        let reason = core.view().streams[0].path_reason.clone().unwrap();
+        assert!(
+            reason.contains("receiver's NAT") && reason.contains("endpoint-dependent"),
+            "{reason}"
+        );
+
+        let (current, fx) = core.relay_ready(0, *generation, [40000, 40001]);
+        assert!(current);
+        let to_sender = peers_sent(&fx, 1);
+        let to_receiver = peers_sent(&fx, 2);
+        assert!(to_sender[0].relay && to_sender[0].port == 40000 && to_sender[0].ip.is_empty());
+        assert!(to_receiver[0].relay && to_receiver[0].port == 40001);
+        assert_eq!(core.state(), SessionState::Relaying);
+        let view = core.view();
+        assert_eq!(view.streams[0].path, Some(MediaPath::Relay));
+        assert_eq!(
+            view.streams[0].receiver.nat.as_ref().map(|n| n.mapping),
+            Some(NatMapping::EndpointDependent)
+        );
+
+        // The receiver leaves: the relay stops, and a late answer to the old request is refused.
+        let fx = core.detach(2, 3);
+        assert_eq!(fx.relay, vec![RelayOp::Stop { stream: 0 }]);
+        assert!(!core.relay_ready(0, *generation, [1, 2]).0);
+    }
+
+    #[test]
+    fn a_direct_attempt_that_does_not_connect_in_time_is_relayed() {
+        let policy = PathPolicy {
+            relay: true,
+            direct_timeout_ms: 5_000,
+        };
+        let mut core = SessionCore::new(record(&["cam"]), 8, policy);
+        core.attach(1, ip("203.0.113.2"), Scope::Admin, 0).unwrap();
+        core.attach(2, ip("198.51.100.2"), Scope::Admin, 0).unwrap();
+        core.handle(1, register(None, Role::Sender, 9000), 1_000);
+        let fx = core.handle(2, register(None, Role::Receiver, 9000), 2_000);
+        assert_eq!(
+            peers_sent(&fx, 1).len(),
+            1,
+            "direct coordinates go out at once"
+        );
+        assert_eq!(core.view().streams[0].path, Some(MediaPath::Direct));
+        assert_eq!(core.next_deadline(), Some(7_000));
+        assert!(core.tick(6_999).relay.is_empty());
+        let fx = core.tick(7_000);
+        assert!(matches!(
+            fx.relay.as_slice(),
+            [RelayOp::Start { stream: 0, .. }]
+        ));
+        let reason = core.view().streams[0].path_reason.clone().unwrap();
+        assert!(reason.contains("within 5 s"), "{reason}");
+        assert_eq!(core.next_deadline(), None);
+
+        // When the relay cannot start, the stream stays direct and says why.
+        let RelayOp::Start { generation, .. } = fx.relay[0].clone() else {
+            unreachable!()
+        };
+        let fx = core.relay_failed(0, generation, "no free relay port");
+        assert!(
+            peers_sent(&fx, 1).is_empty(),
+            "the direct coordinates were already sent"
+        );
+        let view = core.view();
+        assert_eq!(view.streams[0].path, Some(MediaPath::Direct));
+        assert!(
+            view.streams[0]
+                .path_reason
+                .as_ref()
+                .unwrap()
+                .contains("no free relay port")
+        );
+    }
+
+    #[test]
+    fn connecting_in_time_cancels_the_fallback() {
+        let mut core = SessionCore::new(record(&["cam"]), 8, PathPolicy::default());
+        core.attach(1, ip("203.0.113.2"), Scope::Admin, 0).unwrap();
+        core.attach(2, ip("198.51.100.2"), Scope::Admin, 0).unwrap();
+        core.handle(1, register(None, Role::Sender, 9000), 0);
+        core.handle(2, register(None, Role::Receiver, 9000), 0);
+        for conn in [1, 2] {
+            core.handle(
+                conn,
+                ClientMessage::Status(StatusReport {
+                    srt: SrtStatus::Connected,
+                }),
+                100,
+            );
+        }
+        assert_eq!(core.next_deadline(), None);
+        assert!(core.tick(1_000_000).relay.is_empty());
+        assert_eq!(core.state(), SessionState::Connected);
+    }
+
+    #[test]
+    fn latency_changes_reach_both_peers_and_watchers_are_dashboards() {
+        let mut core = SessionCore::new(record(&["cam"]), 8, PathPolicy::default());
+        core.attach(1, ip("203.0.113.2"), Scope::Admin, 0).unwrap();
+        core.attach(2, ip("198.51.100.2"), Scope::Admin, 0).unwrap();
+        core.attach(3, ip("192.0.2.9"), Scope::Admin, 0).unwrap();
+        core.handle(1, register(None, Role::Sender, 9000), 0);
+        core.handle(2, register(None, Role::Receiver, 9000), 0);
+        assert_eq!(core.watchers().collect::<Vec<_>>(), vec![3]);
+        let fx = core.set_latency("cam", 480, 1).unwrap();
+        assert!(fx.view_changed);
+        assert_eq!(peers_sent(&fx, 1)[0].latency, 480);
+        assert_eq!(peers_sent(&fx, 2)[0].latency, 480);
+        assert_eq!(core.view().streams[0].latency, 480);
+        let e = core.set_latency("cam", 10, 2).unwrap_err();
+        assert!(e.message.contains("between 20 and 8000"), "{}", e.message);
+        assert_eq!(
+            core.set_latency("nope", 100, 2).unwrap_err().code,
+            "unknown_stream"
+        );
+    }
 }

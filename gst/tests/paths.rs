@@ -1,0 +1,242 @@
+//! How media gets from one side to the other: STUN discovery reported at registration, the
+//! latency an operator applies reaching both elements, and the relay carrying real, encrypted
+//! SRT between the two registered peers. (Real NATs are in tests/natlab.rs.)
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use gst::prelude::*;
+use punch::client::Signalling;
+use punch::protocol::{
+    ClientMessage, Endpoint, NatMapping, NatReport, PeerInfo, Port, Register, Role, ServerMessage,
+};
+use serde_json::json;
+
+#[test]
+fn elements_report_their_nat_and_follow_a_latency_change() {
+    let env = Env::new();
+    let created = env.create(json!({ "name": "latency" }));
+    let admin = created["token"].as_str().unwrap().to_string();
+    let (tx, src, _) = sender(&env.uri(&created, "default", "sender"));
+    let (rx, _sink, _) = receiver(&env.uri(&created, "default", "receiver"));
+    play(&rx);
+    play(&tx);
+    let pusher = std::thread::spawn(move || push_chunks(&src, 0, 100_000));
+    wait_connected(&tx);
+    let view = env.wait_view("latency", &admin, "both connected", |v| {
+        v["state"] == "CONNECTED"
+    });
+    let s = &view["streams"][0];
+    assert_eq!(s["path"], "direct");
+    for side in ["sender", "receiver"] {
+        // Loopback has no NAT: STUN maps the SRT port to itself.
+        assert_eq!(
+            s[side]["nat"]["mapping"], "endpoint-independent",
+            "{side}: {s}"
+        );
+        assert_eq!(s[side]["nat"]["mapped"]["ip"], "127.0.0.1");
+        assert_eq!(s[side]["nat"]["mapped"]["port"], s[side]["address"]["port"]);
+    }
+    assert_eq!(s["receiver"]["last_health"]["latency"], 200.0);
+
+    let (status, body) = env.request(
+        reqwest::Method::POST,
+        "/api/session/latency/latency",
+        &admin,
+        Some(json!({ "stream": "default", "latency": 360 })),
+    );
+    assert_eq!(status, 200, "{body}");
+    // Both inner elements restart with the new latency: the receiver's SRT link negotiates it.
+    wait_msg(&rx, "negotiated latency 360 ms", |m| {
+        element_msg(m, "punch-health").filter(|s| {
+            s.get::<bool>("connected").unwrap_or(false)
+                && s.get::<i32>("negotiated-latency-ms").ok() == Some(360)
+        })
+    });
+    stop(&tx);
+    stop(&rx);
+    let _ = pusher.join();
+}
+
+/// Registers one side over a plain signalling connection, claiming `mapping`.
+fn fake_peer(
+    env: &Env,
+    created: &serde_json::Value,
+    role: Role,
+    port: u16,
+    mapping: NatMapping,
+) -> Signalling {
+    let token = created["stream_tokens"]["default"][role.as_str()]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let base = env.base();
+    env.rt.block_on(async move {
+        let mut sig = Signalling::connect(&base, "relayed", &token, WAIT)
+            .await
+            .unwrap();
+        sig.send(&ClientMessage::Register(Register {
+            stream: None,
+            port: Port(port),
+            role,
+            meta: Default::default(),
+            nat: Some(NatReport {
+                mapped: Some(Endpoint {
+                    ip: "127.0.0.1".into(),
+                    port,
+                }),
+                mapping,
+            }),
+        }))
+        .await
+        .unwrap();
+        sig
+    })
+}
+
+fn next_peer(env: &Env, sig: &mut Signalling) -> PeerInfo {
+    env.rt.block_on(async {
+        tokio::time::timeout(WAIT, async {
+            loop {
+                match sig.recv().await {
+                    Ok(Some(ServerMessage::Peer(p))) => return p,
+                    Ok(Some(_)) => continue,
+                    other => panic!("signalling ended: {other:?}"),
+                }
+            }
+        })
+        .await
+        .expect("a peer message")
+    })
+}
+
+fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn a_symmetric_nat_is_relayed_and_encrypted_srt_flows_through_the_relay() {
+    let env = Env::new();
+    let created = env.create(json!({ "name": "relayed" }));
+    let admin = created["token"].as_str().unwrap().to_string();
+    let (port_a, port_b) = (free_udp_port(), free_udp_port());
+    let mut sig_a = fake_peer(
+        &env,
+        &created,
+        Role::Sender,
+        port_a,
+        NatMapping::EndpointDependent,
+    );
+    let mut sig_b = fake_peer(
+        &env,
+        &created,
+        Role::Receiver,
+        port_b,
+        NatMapping::EndpointIndependent,
+    );
+    let to_a = next_peer(&env, &mut sig_a);
+    let to_b = next_peer(&env, &mut sig_b);
+    assert!(to_a.relay && to_b.relay, "{to_a:?} {to_b:?}");
+    assert_ne!(to_a.port, to_b.port, "one relay port per side");
+    let view = env.wait_view("relayed", &admin, "RELAYING", |v| v["state"] == "RELAYING");
+    assert_eq!(view["streams"][0]["path"], "relay");
+    assert!(
+        view["streams"][0]["path_reason"]
+            .as_str()
+            .unwrap()
+            .contains("sender's NAT"),
+        "{view}"
+    );
+
+    let srt = |relay_port: u16, local: u16, p: &PeerInfo| {
+        format!(
+            "srt://127.0.0.1:{relay_port}?mode=rendezvous&localaddress=0.0.0.0&localport={local}&latency=120&passphrase={}&pbkeylen={}",
+            p.passphrase, p.pbkeylen
+        )
+    };
+    let tx = gst::parse::launch(&format!(
+        "appsrc name=src is-live=true format=time caps=application/x-punch-test ! srtsink sync=false wait-for-connection=false uri=\"{}\"",
+        srt(to_a.port, port_a, &to_a)
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let rx = gst::parse::launch(&format!(
+        "srtsrc uri=\"{}\" ! appsink name=sink sync=false max-buffers=100000",
+        srt(to_b.port, port_b, &to_b)
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let src = tx
+        .by_name("src")
+        .unwrap()
+        .downcast::<gst_app::AppSrc>()
+        .unwrap();
+    let sink = rx
+        .by_name("sink")
+        .unwrap()
+        .downcast::<gst_app::AppSink>()
+        .unwrap();
+    play(&rx);
+    play(&tx);
+    // srtsink drops while it connects: push until the first chunk arrives, then count a run.
+    let pusher = std::thread::spawn(move || push_chunks(&src, 0, 4_000));
+    let got = pull_chunks(&sink, 500, Duration::from_secs(20));
+    assert!(
+        got.len() >= 500,
+        "only {} chunks came through the relay",
+        got.len()
+    );
+    let first = seq_of(&got[0]);
+    for (i, c) in got.iter().enumerate() {
+        assert_eq!(
+            c,
+            &chunk(first + i as u32),
+            "chunk {} differs",
+            first + i as u32
+        );
+    }
+    let health: serde_json::Value = env.rt.block_on(async {
+        reqwest::get(format!("{}/healthz", env.base()))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    });
+    assert!(health["relay_packets"].as_u64().unwrap() > 500, "{health}");
+    assert_eq!(health["relays"], 1);
+    stop(&tx);
+    stop(&rx);
+    let _ = pusher.join();
+
+    // A side leaving frees the relay.
+    env.rt.block_on(sig_b.close());
+    env.wait_view("relayed", &admin, "receiver gone", |v| {
+        v["state"] == "WAITING"
+    });
+    let start = std::time::Instant::now();
+    loop {
+        let health: serde_json::Value = env.rt.block_on(async {
+            reqwest::get(format!("{}/healthz", env.base()))
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap()
+        });
+        if health["relays"] == 0 {
+            break;
+        }
+        assert!(start.elapsed() < WAIT, "relay not freed: {health}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(sig_a);
+}
