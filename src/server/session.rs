@@ -298,7 +298,7 @@ impl SessionCore {
                         if let Some(h) = core.holders[idx][slot_index(role)].as_mut() {
                             h.srt = Some(s.srt);
                         }
-                        if core.both_connected(idx) {
+                        if core.link_up(idx) {
                             core.runtime[idx].direct_deadline = None;
                         }
                     });
@@ -607,15 +607,23 @@ impl SessionCore {
         self.holders[idx].iter().all(Option::is_some)
     }
 
-    fn both_connected(&self, idx: usize) -> bool {
-        self.holders[idx].iter().all(|h| {
-            h.as_ref()
-                .is_some_and(|h| h.srt == Some(SrtStatus::Connected))
-        })
+    /// Both sides are registered and at least one reports its SRT link up. One report is
+    /// enough: an SRT connection is one link, and a side run by a third-party tool (held by
+    /// `punch peer`) cannot report at all.
+    fn link_up(&self, idx: usize) -> bool {
+        self.both_registered(idx)
+            && self.holders[idx].iter().any(|h| {
+                h.as_ref()
+                    .is_some_and(|h| h.srt == Some(SrtStatus::Connected))
+            })
     }
 
     /// Forgets how stream `idx` was paired (a side left or registered again); stops its relay.
+    /// SRT status reported so far was about the old pairing.
     fn reset_path(&mut self, idx: usize, fx: &mut Effects) {
+        for h in self.holders[idx].iter_mut().flatten() {
+            h.srt = None;
+        }
         let rt = &mut self.runtime[idx];
         if rt.relay_ports.take().is_some() || rt.relay_pending.take().is_some() {
             fx.relay.push(RelayOp::Stop { stream: idx });
@@ -826,7 +834,7 @@ impl SessionCore {
         ) {
             (PeerStatus::Waiting, _) | (_, PeerStatus::Waiting) => SessionState::Waiting,
             _ if self.runtime[idx].relay_ports.is_some() => SessionState::Relaying,
-            (PeerStatus::Connected, PeerStatus::Connected) => SessionState::Connected,
+            _ if self.link_up(idx) => SessionState::Connected,
             _ => SessionState::Ready,
         }
     }
@@ -854,9 +862,7 @@ impl SessionCore {
                 tally: s.tally,
             })
             .collect();
-        let connected = (0..streams.len())
-            .filter(|i| self.both_connected(*i))
-            .count();
+        let connected = (0..streams.len()).filter(|i| self.link_up(*i)).count();
         SessionUpdate {
             state: self.state(),
             total: streams.len(),
@@ -915,9 +921,7 @@ impl SessionCore {
                 }
             })
             .collect();
-        let connected = (0..streams.len())
-            .filter(|i| self.both_connected(*i))
-            .count();
+        let connected = (0..streams.len()).filter(|i| self.link_up(*i)).count();
         SessionView {
             session: self.rec.name.clone(),
             state: self.state(),
@@ -1479,7 +1483,8 @@ mod tests {
             }),
             3,
         );
-        assert_eq!(core.state(), SessionState::Ready);
+        // One side's report is enough: the link is up (the other may be a third-party tool).
+        assert_eq!(core.state(), SessionState::Connected);
         core.handle(
             2,
             ClientMessage::Status(StatusReport {

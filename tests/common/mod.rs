@@ -257,3 +257,170 @@ pub async fn raw_close_frame(ws: &mut RawWs) -> Option<(u16, String)> {
 pub fn single_stream() -> Value {
     json!({})
 }
+
+// ---------------------------------------------------------------------------------------------
+// External programs (gst-launch-1.0 with the built plugin, srt-live-transmit, ffmpeg, node)
+
+/// A child process killed (whole process group) when dropped; its output goes to a log file.
+pub struct Proc {
+    pub child: std::process::Child,
+    pub log: std::path::PathBuf,
+}
+
+impl Proc {
+    /// Runs `script` with `sh -c` in `dir`, stdout+stderr to `dir/<name>.log`.
+    pub fn shell(dir: &std::path::Path, name: &str, script: &str) -> Proc {
+        use std::os::unix::process::CommandExt;
+        let log = dir.join(format!("{name}.log"));
+        let file = std::fs::File::create(&log).unwrap();
+        let child = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .current_dir(dir)
+            .env("GST_PLUGIN_PATH", plugin_dir())
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .process_group(0)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {name}: {e}"));
+        Proc { child, log }
+    }
+
+    pub fn output(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until the log contains `text`; panics with the log on timeout or exit.
+    pub fn wait_for(&mut self, text: &str, within: Duration) {
+        let start = std::time::Instant::now();
+        while start.elapsed() < within {
+            if self.output().contains(text) {
+                return;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "{} exited ({status}) before printing {text:?}:\n{}",
+                    self.log.display(),
+                    self.output()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!(
+            "{} did not print {text:?} within {within:?}:\n{}",
+            self.log.display(),
+            self.output()
+        );
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        // SIGINT first (gst-launch -e finishes its file), then SIGKILL.
+        let pgid = self.child.id() as i32;
+        unsafe_kill(-pgid, 2);
+        for _ in 0..40 {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        unsafe_kill(-pgid, 9);
+        let _ = self.child.wait();
+    }
+}
+
+fn unsafe_kill(pid: i32, sig: i32) {
+    let _ = std::process::Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg("--")
+        .arg(pid.to_string())
+        .status();
+}
+
+/// Where `cargo build --workspace` put libgstpunch.so (next to the punch binary).
+pub fn plugin_dir() -> std::path::PathBuf {
+    let dir = std::path::Path::new(env!("CARGO_BIN_EXE_punch"))
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    assert!(
+        dir.join("libgstpunch.so").exists(),
+        "{} has no libgstpunch.so: run `cargo build --workspace` first (scripts/test.sh does)",
+        dir.display()
+    );
+    dir
+}
+
+/// Fails with the install hint when a program is missing (a skip would hide a missing install).
+pub fn require(program: &str, package: &str) {
+    let found = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {program}"))
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    assert!(
+        found,
+        "{program} is missing: apt-get install {package} (scripts/install-deps.sh)"
+    );
+}
+
+/// Single-quotes `s` for sh.
+pub fn sh_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// What ffprobe finds in `file`: the distinct codec names of its streams, comma-separated.
+pub fn probe_codecs(file: &std::path::Path) -> String {
+    let out = std::process::Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "stream=codec_name",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(file)
+        .output()
+        .expect("ffprobe runs");
+    // MPEG-TS lists each stream under its program too: one entry per distinct codec.
+    let mut codecs: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.trim().to_string())
+        .filter(|l| !l.is_empty())
+        .collect();
+    codecs.sort();
+    codecs.dedup();
+    codecs.join(",")
+}
+
+/// Waits until `file` holds at least `bytes`; panics with `context` on timeout.
+pub fn wait_file(
+    file: &std::path::Path,
+    bytes: u64,
+    within: Duration,
+    context: &dyn Fn() -> String,
+) {
+    let start = std::time::Instant::now();
+    while start.elapsed() < within {
+        if std::fs::metadata(file).map(|m| m.len()).unwrap_or(0) >= bytes {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!(
+        "{} has {} bytes, not {bytes}, after {within:?}\n{}",
+        file.display(),
+        std::fs::metadata(file).map(|m| m.len()).unwrap_or(0),
+        context()
+    );
+}
+
+/// A camera pipeline: test pattern → H.264 → MPEG-TS → `sink` (a gst-launch fragment).
+pub fn camera_pipeline(sink: &str) -> String {
+    format!(
+        "gst-launch-1.0 -e videotestsrc is-live=true pattern=ball ! video/x-raw,width=320,height=240,framerate=25/1 ! openh264enc ! h264parse config-interval=-1 ! mpegtsmux alignment=7 ! {sink}"
+    )
+}
