@@ -32,6 +32,14 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# Node.js + npm run the dashboard's browser test (playwright-core drives Debian's chromium).
+# A machine may already have Node from elsewhere (nodesource); only install Debian's if none.
+if ! command -v npm >/dev/null; then
+  echo "install-deps: installing nodejs npm"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+fi
+
 if ! command -v cargo >/dev/null; then
   for d in "$HOME/.cargo/bin" /usr/local/cargo/bin; do [ -x "$d/cargo" ] && export PATH="$d:$PATH"; done
 fi

@@ -4,6 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/install-deps.sh
+# playwright-core for the browser test, exactly as locked (no browser download: Debian's chromium)
+npm ci --prefix tests/browser --silent --no-audit --no-fund
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 # the plugin's cdylib (target/debug/libgstpunch.so) is loaded by gst-launch-1.0 in a test
