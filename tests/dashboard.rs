@@ -432,3 +432,52 @@ async fn stun_service_answers_and_classifies() {
     .unwrap_err();
     assert!(err.contains("no STUN answer"), "{err}");
 }
+
+#[tokio::test]
+async fn multi_stream_sessions_get_the_ready_streams_and_what_the_others_miss() {
+    let t = start_default().await;
+    let created = create(
+        &t.base,
+        json!({"name": "multi", "streams": ["cam1", "cam2"]}),
+    )
+    .await;
+    let admin = created["token"].as_str().unwrap();
+    let mut sides = Vec::new();
+    for (role, port) in [(Role::Sender, 9400), (Role::Receiver, 9401)] {
+        let mut c = connect(
+            &t.base,
+            "multi",
+            &stream_token(&created, "cam1", role.as_str()),
+        )
+        .await;
+        c.send(&register(None, role, port)).await.unwrap();
+        expect_msg(&mut c, "registered", |m| {
+            matches!(m, ServerMessage::Registered(_)).then_some(())
+        })
+        .await;
+        sides.push(c);
+    }
+    let (status, body) =
+        admin_call(&t, Method::GET, "/api/session/multi/connect", admin, None).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["streams"]["cam1"]["for_peer_a"]["gstreamer"].is_string());
+    assert!(body["streams"].get("cam2").is_none());
+    assert!(
+        body.get("for_peer_a").is_none(),
+        "top-level strings only for single-stream sessions"
+    );
+    let why = body["missing"]["cam2"].as_str().unwrap();
+    assert!(
+        why.contains("\"cam2\" has no registered sender (peer a) and no receiver (peer b)"),
+        "{why}"
+    );
+    let (status, body) = admin_call(
+        &t,
+        Method::GET,
+        "/api/session/multi/connect?stream=cam2",
+        admin,
+        None,
+    )
+    .await;
+    assert_eq!((status, code(&body)), (409, "peers_missing"));
+}

@@ -492,11 +492,14 @@ pub struct StreamConnect {
 }
 
 /// `GET /api/session/:id/connect`: per stream, and for a single-stream session also at the
-/// top level (the original service's shape).
+/// top level (the original service's shape). `409` while no stream has both sides registered.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConnectResponse {
     pub session: String,
     pub streams: std::collections::BTreeMap<String, StreamConnect>,
+    /// Streams without strings yet, and which side they miss (multi-stream sessions).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub missing: std::collections::BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub for_peer_a: Option<ConnectionStrings>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

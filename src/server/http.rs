@@ -713,7 +713,7 @@ async fn connection_strings(
         .map(|u| u.host)
         .unwrap_or_default();
     let mut streams = std::collections::BTreeMap::new();
-    let mut missing = Vec::new();
+    let mut missing = std::collections::BTreeMap::new();
     for c in &selected {
         let uris = [
             stream_uri(&state, &headers, &session, &c.name, Role::Sender)?,
@@ -723,14 +723,17 @@ async fn connection_strings(
             Ok(s) => {
                 streams.insert(c.name.clone(), s);
             }
-            Err(why) => missing.push(why),
+            Err(why) => {
+                missing.insert(c.name.clone(), why);
+            }
         }
     }
-    if !missing.is_empty() {
+    if streams.is_empty() {
+        let why: Vec<&str> = missing.values().map(String::as_str).collect();
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "peers_missing",
-            missing.join("; "),
+            why.join("; "),
         ));
     }
     let top = single.then(|| streams.values().next().cloned()).flatten();
@@ -739,6 +742,7 @@ async fn connection_strings(
         for_peer_a: top.as_ref().map(|s| s.for_peer_a.clone()),
         for_peer_b: top.map(|s| s.for_peer_b),
         streams,
+        missing,
     })
     .into_response())
 }

@@ -909,9 +909,10 @@
         const entry = r.data.streams[card.name];
         if (entry && typeof entry === 'object' && !entry.error) card.setConnect(entry, '');
         else {
+          const missing = r.data.missing && r.data.missing[card.name];
           const msg =
-            entry && entry.error && entry.error.message
-              ? entry.error.message
+            typeof missing === 'string'
+              ? missing
               : 'Connection strings appear once both the camera and the decoder of this stream have registered.';
           card.setConnect(null, msg);
         }
