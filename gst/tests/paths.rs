@@ -96,12 +96,19 @@ fn fake_peer(
     })
 }
 
+/// The next `peer` message; panics if it comes before this side's `registered` (an element
+/// ignores coordinates for a stream it does not know it holds yet).
 fn next_peer(env: &Env, sig: &mut Signalling) -> PeerInfo {
     env.rt.block_on(async {
         tokio::time::timeout(WAIT, async {
+            let mut registered = false;
             loop {
                 match sig.recv().await {
-                    Ok(Some(ServerMessage::Peer(p))) => return p,
+                    Ok(Some(ServerMessage::Registered(_))) => registered = true,
+                    Ok(Some(ServerMessage::Peer(p))) => {
+                        assert!(registered, "`peer` came before `registered`");
+                        return p;
+                    }
                     Ok(Some(_)) => continue,
                     other => panic!("signalling ended: {other:?}"),
                 }

@@ -1304,9 +1304,6 @@ impl Actor {
         if fx.view_changed && self.view_due.is_none() {
             self.view_due = Some(self.view_sent + VIEW_INTERVAL);
         }
-        for op in fx.relay {
-            self.relay(op).await;
-        }
         let mut slow = Vec::new();
         for (target, msg) in fx.out {
             let text: axum::extract::ws::Utf8Bytes = match serde_json::to_string(&msg) {
@@ -1346,6 +1343,11 @@ impl Actor {
                 let fx = self.core.detach(conn, now_ms());
                 Box::pin(self.apply(fx)).await;
             }
+        }
+        // After the messages of this event: a peer must get `registered` before the relayed
+        // coordinates the relay's start produces.
+        for op in fx.relay {
+            self.relay(op).await;
         }
     }
 }

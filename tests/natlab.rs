@@ -1,0 +1,80 @@
+//! NAT traversal through real NATs: network namespaces with nftables NAT routers
+//! (tests/natlab/lab.sh), the real `punch serve` on the "internet" side, a punchsink camera and
+//! a punchsrc decoder each behind its own router. Each case asserts that H.264 MPEG-TS arrives
+//! and which path the server chose (tests/natlab/run.sh). Needs root (CI runs as root); the lab
+//! removes every namespace it made, also on failure, and touches nothing outside them.
+
+mod common;
+
+use std::process::Command;
+
+use common::plugin_dir;
+
+fn natlab(case: &str) {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/natlab");
+    let out = tempfile::Builder::new()
+        .prefix(&format!("natlab-{case}-"))
+        .tempdir()
+        .unwrap()
+        .keep();
+    // Unique per process and case, short enough for interface names.
+    let index = [
+        "preserve-fw",
+        "preserve-nofw-prime",
+        "eim",
+        "symmetric",
+        "mixed",
+    ]
+    .iter()
+    .position(|c| *c == case)
+    .unwrap();
+    let prefix = format!("pt{}{index}", std::process::id() % 100_000);
+    let result = Command::new("bash")
+        .arg(dir.join("run.sh"))
+        .arg(case)
+        .env("PUNCH_BIN", env!("CARGO_BIN_EXE_punch"))
+        .env("GST_PLUGIN_PATH", plugin_dir())
+        .env("NATLAB_OUT", &out)
+        .env("NATLAB_PREFIX", &prefix)
+        .output()
+        .expect("bash runs");
+    let stdout = String::from_utf8_lossy(&result.stdout);
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(
+        result.status.success(),
+        "NAT lab case {case} failed ({}); logs in {}\n{stdout}\n{stderr}",
+        result.status,
+        out.display()
+    );
+    println!("{stdout}");
+    let leftover = Command::new("ip").args(["netns", "list"]).output().unwrap();
+    assert!(
+        !String::from_utf8_lossy(&leftover.stdout).contains(&prefix),
+        "namespaces of {prefix} left behind"
+    );
+}
+
+#[test]
+fn port_preserving_nats_with_firewall_connect_directly() {
+    natlab("preserve-fw");
+}
+
+#[test]
+fn routers_without_input_firewall_connect_directly_thanks_to_priming() {
+    natlab("preserve-nofw-prime");
+}
+
+#[test]
+fn port_rewriting_endpoint_independent_nats_connect_directly_via_stun() {
+    natlab("eim");
+}
+
+#[test]
+fn symmetric_nats_are_relayed() {
+    natlab("symmetric");
+}
+
+#[test]
+fn one_symmetric_side_is_relayed() {
+    natlab("mixed");
+}
