@@ -124,7 +124,12 @@ impl RelayService {
     }
 
     /// Starts a relay between a sender at `peer_ips[0]` and a receiver at `peer_ips[1]`.
-    pub async fn allocate(&self, peer_ips: [IpAddr; 2]) -> Result<Relay, String> {
+    /// `on_idle` runs if the relay frees itself for lack of traffic.
+    pub async fn allocate(
+        &self,
+        peer_ips: [IpAddr; 2],
+        on_idle: impl FnOnce() + Send + 'static,
+    ) -> Result<Relay, String> {
         let active = &self.stats.active;
         if active
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
@@ -159,7 +164,7 @@ impl RelayService {
             stats: self.stats.clone(),
             idle: self.config.idle,
         };
-        tokio::spawn(forwarder.run(stop.clone()));
+        tokio::spawn(forwarder.run(stop.clone(), on_idle));
         tracing::info!(?ports, ?peer_ips, "relay started");
         Ok(Relay { ports, stop })
     }
@@ -202,24 +207,28 @@ struct Forwarder {
 const RELEARN_AFTER: Duration = Duration::from_secs(2);
 
 impl Forwarder {
-    async fn run(mut self, stop: CancellationToken) {
+    async fn run(mut self, stop: CancellationToken, on_idle: impl FnOnce()) {
         let mut bufs = [[0u8; 2048], [0u8; 2048]];
-        loop {
+        let idled = loop {
             let quiet_since = self.last_heard[0].max(self.last_heard[1]);
             let [buf_a, buf_b] = &mut bufs;
             let (side, got) = tokio::select! {
-                _ = stop.cancelled() => break,
+                _ = stop.cancelled() => break false,
                 _ = tokio::time::sleep_until((quiet_since + self.idle).into()) => {
                     tracing::info!(learned = ?self.learned, "relay idle; freeing its ports");
-                    break;
+                    break true;
                 }
                 r = self.sockets[0].recv_from(buf_a) => (0, r),
                 r = self.sockets[1].recv_from(buf_b) => (1, r),
             };
             let Ok((len, from)) = got else { continue };
             self.forward(side, &bufs[side][..len], from).await;
-        }
+        };
         self.stats.active.fetch_sub(1, Ordering::SeqCst);
+        drop(self.sockets);
+        if idled {
+            on_idle();
+        }
     }
 
     async fn forward(&mut self, side: usize, datagram: &[u8], from: SocketAddr) {
@@ -282,7 +291,7 @@ mod tests {
             bind: LOCAL,
             ..Default::default()
         });
-        let relay = service.allocate([LOCAL, LOCAL]).await.unwrap();
+        let relay = service.allocate([LOCAL, LOCAL], || {}).await.unwrap();
         let to = |i: usize| SocketAddr::new(LOCAL, relay.ports[i]);
         let a = UdpSocket::bind((LOCAL, 0)).await.unwrap();
         let b = UdpSocket::bind((LOCAL, 0)).await.unwrap();
@@ -329,14 +338,40 @@ mod tests {
             ..Default::default()
         });
         let registered: IpAddr = "192.0.2.7".parse().unwrap();
-        let relay = service.allocate([registered, registered]).await.unwrap();
+        let relay = service
+            .allocate([registered, registered], || {})
+            .await
+            .unwrap();
         let a = UdpSocket::bind((LOCAL, 0)).await.unwrap();
         let b = UdpSocket::bind((LOCAL, 0)).await.unwrap();
         b.send_to(b"x", (LOCAL, relay.ports[1])).await.unwrap();
         a.send_to(b"y", (LOCAL, relay.ports[0])).await.unwrap();
         assert_eq!(recv(&b).await, None, "127.0.0.1 is not the registered peer");
-        let err = service.allocate([LOCAL, LOCAL]).await.unwrap_err();
+        let err = service.allocate([LOCAL, LOCAL], || {}).await.unwrap_err();
         assert!(err.contains("--relay-max"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn an_idle_relay_frees_its_ports_and_says_so() {
+        let service = RelayService::new(RelayConfig {
+            bind: LOCAL,
+            idle: Duration::from_millis(200),
+            ..Default::default()
+        });
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let relay = service
+            .allocate([LOCAL, LOCAL], move || {
+                let _ = tx.send(());
+            })
+            .await
+            .unwrap();
+        tokio::time::timeout(Duration::from_secs(2), rx)
+            .await
+            .expect("idle callback")
+            .unwrap();
+        assert_eq!(service.stats.active.load(Ordering::SeqCst), 0);
+        // Its port is free again.
+        UdpSocket::bind((LOCAL, relay.ports[0])).await.unwrap();
     }
 
     #[test]

@@ -130,6 +130,16 @@ struct StreamRuntime {
     direct_deadline: Option<i64>,
     /// Bumped whenever the pairing starts over, so that a late relay answer is recognised.
     generation: u64,
+    /// Where each side was when the current path was chosen. A side that comes back from the
+    /// same place (a signalling reconnect: its SRT never stopped) keeps the path and the relay.
+    paired: Option<[Place; 2]>,
+}
+
+/// Where a side's SRT traffic comes from, as far as pairing is concerned.
+#[derive(Debug, Clone, PartialEq)]
+struct Place {
+    address: Endpoint,
+    mapping: Option<NatMapping>,
 }
 
 /// What a stream's connection strings are made of.
@@ -262,8 +272,10 @@ impl SessionCore {
         self.rec.last_activity_ms = now;
         if let Some((idx, role)) = info.slot {
             self.with_summary_change(&mut fx, |core, fx| {
+                // The path stays: SRT may well go on while its signalling reconnects; a relay
+                // nobody uses frees itself, and a side coming back from elsewhere re-pairs.
                 core.holders[idx][slot_index(role)] = None;
-                core.reset_path(idx, fx);
+                core.runtime[idx].direct_deadline = None;
                 fx.store.push(StoreOp::Left {
                     session: core.rec.name.clone(),
                     stream: core.rec.streams[idx].name.clone(),
@@ -433,15 +445,31 @@ impl SessionCore {
             if let Some(c) = core.conns.get_mut(&conn) {
                 c.slot = Some((idx, r.role));
             }
-            core.reset_path(idx, fx);
+            let place = Place {
+                address: address.clone(),
+                mapping: core.holders[idx][me]
+                    .as_ref()
+                    .and_then(|h| h.nat.as_ref().map(|n| n.mapping)),
+            };
+            let rt = &core.runtime[idx];
+            let returning = rt.path.is_some() && rt.paired.as_ref().is_some_and(|p| p[me] == place);
+            if !returning {
+                core.reset_path(idx, fx);
+            }
             fx.store.push(StoreOp::Registered {
                 session: core.rec.name.clone(),
                 stream: stream_name.clone(),
                 role: r.role,
                 peer,
             });
-            // Coordinates go out now for a direct attempt, or once the relay runs.
-            let paired = core.both_registered(idx) && core.pair(idx, now, fx);
+            // Coordinates go out now (the path in use for a returning side, else a direct
+            // attempt), or once the relay runs.
+            let paired = core.both_registered(idx)
+                && if returning {
+                    core.runtime[idx].relay_pending.is_none()
+                } else {
+                    core.pair(idx, now, fx)
+                };
             let peer = paired.then(|| core.peer_info_for(idx, r.role));
             fx.send(
                 conn,
@@ -631,6 +659,7 @@ impl SessionCore {
         rt.path = None;
         rt.path_reason = None;
         rt.direct_deadline = None;
+        rt.paired = None;
         rt.generation += 1;
         fx.view_changed = true;
     }
@@ -638,6 +667,19 @@ impl SessionCore {
     /// Chooses the path of a stream whose two sides are registered. `true` when the direct
     /// coordinates can go out now; `false` when a relay was asked for instead.
     fn pair(&mut self, idx: usize, now: i64, fx: &mut Effects) -> bool {
+        let place = |role: Role| {
+            Some(Place {
+                address: self.rec.streams[idx].peer(role).as_ref()?.address.clone(),
+                mapping: self.holders[idx][slot_index(role)]
+                    .as_ref()?
+                    .nat
+                    .as_ref()
+                    .map(|n| n.mapping),
+            })
+        };
+        if let (Some(s), Some(r)) = (place(Role::Sender), place(Role::Receiver)) {
+            self.runtime[idx].paired = Some([s, r]);
+        }
         let symmetric = [Role::Sender, Role::Receiver].into_iter().find(|r| {
             self.holders[idx][slot_index(*r)]
                 .as_ref()
@@ -730,6 +772,22 @@ impl SessionCore {
         fx
     }
 
+    /// The relay of stream `idx` freed itself (no traffic): pair the stream again, so that its
+    /// peers, if they are still there, get fresh coordinates.
+    pub fn relay_idle(&mut self, idx: usize, generation: u64, now: i64) -> Effects {
+        let mut fx = Effects::default();
+        if self.runtime[idx].generation != generation {
+            return fx;
+        }
+        self.with_summary_change(&mut fx, |core, fx| {
+            core.reset_path(idx, fx);
+            if core.both_registered(idx) && core.pair(idx, now, fx) {
+                core.send_coordinates(idx, fx);
+            }
+        });
+        fx
+    }
+
     /// When [`tick`](Self::tick) has something to do.
     pub fn next_deadline(&self) -> Option<i64> {
         self.runtime.iter().filter_map(|r| r.direct_deadline).min()
@@ -739,7 +797,9 @@ impl SessionCore {
     pub fn tick(&mut self, now: i64) -> Effects {
         let mut fx = Effects::default();
         for idx in 0..self.runtime.len() {
-            if self.runtime[idx].direct_deadline.is_some_and(|d| d <= now) {
+            if self.runtime[idx].direct_deadline.is_some_and(|d| d <= now)
+                && self.both_registered(idx)
+            {
                 let secs = self.policy.direct_timeout_ms as f64 / 1000.0;
                 self.request_relay(
                     idx,
@@ -978,6 +1038,10 @@ enum Command {
     Coordinates {
         reply: oneshot::Sender<Vec<StreamCoordinates>>,
     },
+    RelayIdle {
+        stream: usize,
+        generation: u64,
+    },
     Close {
         reason: String,
         reply: oneshot::Sender<()>,
@@ -1096,6 +1160,7 @@ pub fn spawn(rec: SessionRecord, env: SessionEnv) -> SessionHandle {
         tx,
     };
     let actor = Actor {
+        me: handle.tx.downgrade(),
         core: SessionCore::new(rec, env.max_conns, env.policy.clone()),
         outs: HashMap::new(),
         relays: HashMap::new(),
@@ -1108,6 +1173,8 @@ pub fn spawn(rec: SessionRecord, env: SessionEnv) -> SessionHandle {
 }
 
 struct Actor {
+    /// This session's own queue, for events from tasks it starts (relays).
+    me: mpsc::WeakSender<Command>,
     core: SessionCore,
     outs: HashMap<ConnId, mpsc::Sender<Outbound>>,
     /// Running relays by stream index.
@@ -1223,6 +1290,10 @@ impl Actor {
             },
             Command::Coordinates { reply } => {
                 let _ = reply.send(self.core.coordinates());
+            }
+            Command::RelayIdle { stream, generation } => {
+                let fx = self.core.relay_idle(stream, generation, now);
+                self.apply(fx).await;
             }
             Command::Close { reason, reply } => {
                 self.shutdown(&reason).await;
@@ -1363,7 +1434,14 @@ impl Actor {
                 generation,
                 ips,
             } => {
-                let fx = match self.env.relay.allocate(ips).await {
+                // The relay's task tells this session when it frees itself.
+                let me = self.me.clone();
+                let on_idle = move || {
+                    if let Some(tx) = me.upgrade() {
+                        let _ = tx.try_send(Command::RelayIdle { stream, generation });
+                    }
+                };
+                let fx = match self.env.relay.allocate(ips, on_idle).await {
                     Ok(relay) => {
                         let (current, fx) = self.core.relay_ready(stream, generation, relay.ports);
                         if current {
@@ -1667,10 +1745,63 @@ mod tests {
             Some(NatMapping::EndpointDependent)
         );
 
-        // The receiver leaves: the relay stops, and a late answer to the old request is refused.
+        // The receiver's signalling drops and comes back from the same place: its SRT never
+        // stopped, so the relay stays and it gets the same relayed coordinates.
         let fx = core.detach(2, 3);
-        assert_eq!(fx.relay, vec![RelayOp::Stop { stream: 0 }]);
+        assert!(fx.relay.is_empty(), "{:?}", fx.relay);
+        core.attach(4, ip("198.51.100.2"), Scope::Admin, 4).unwrap();
+        let back = register_nat(
+            Role::Receiver,
+            9000,
+            ("198.51.100.2", 61000),
+            NatMapping::EndpointDependent,
+        );
+        let fx = core.handle(4, back, 5);
+        assert!(fx.relay.is_empty(), "{:?}", fx.relay);
+        assert!(
+            peers_sent(&fx, 4)
+                .iter()
+                .any(|p| p.relay && p.port == 40001)
+        );
+        assert_eq!(core.state(), SessionState::Relaying);
+
+        // A receiver from elsewhere re-pairs: the old relay stops, a new one is asked for, and
+        // a late answer to the old request is refused.
+        core.detach(4, 6);
+        core.attach(5, ip("192.0.2.50"), Scope::Admin, 6).unwrap();
+        let fx = core.handle(
+            5,
+            register_nat(
+                Role::Receiver,
+                9000,
+                ("192.0.2.50", 9000),
+                NatMapping::EndpointDependent,
+            ),
+            7,
+        );
+        assert_eq!(fx.relay[0], RelayOp::Stop { stream: 0 });
+        assert!(
+            matches!(fx.relay[1], RelayOp::Start { stream: 0, .. }),
+            "{:?}",
+            fx.relay
+        );
         assert!(!core.relay_ready(0, *generation, [1, 2]).0);
+
+        // A relay that frees itself for lack of traffic makes the stream pair again.
+        let RelayOp::Start { generation, .. } = fx.relay[1].clone() else {
+            unreachable!()
+        };
+        let (current, _) = core.relay_ready(0, generation, [40010, 40011]);
+        assert!(current);
+        let fx = core.relay_idle(0, generation, 8);
+        assert!(
+            matches!(
+                fx.relay.as_slice(),
+                [RelayOp::Stop { .. }, RelayOp::Start { .. }]
+            ),
+            "{:?}",
+            fx.relay
+        );
     }
 
     #[test]
