@@ -61,6 +61,8 @@ for s in v["streams"]:
 PY
 echo
 echo "== the server keeps running on port $PORT (database ${PUNCH_DB:-punch.db}); Ctrl-C stops it."
+echo "   Dashboard of this session (health history, QR codes, connection strings, tally):"
+echo "     $(field 'd["url"]')"
 echo "   Camera line:  examples/camera.sh '<punch URI with a sender token>'"
 echo "   Decoder line: examples/decoder.sh '<punch URI with a receiver token>'"
 wait "${PIDS[0]}"
