@@ -26,7 +26,10 @@ fn dashboard_goes_green_shows_qr_codes_and_its_tally_reaches_the_sender() {
         .build()
         .unwrap();
     let server = rt.block_on(start_default());
-    let created = rt.block_on(create(&server.base, json!({ "name": "browser", "streams": ["cam1"] })));
+    let created = rt.block_on(create(
+        &server.base,
+        json!({ "name": "browser", "streams": ["cam1"] }),
+    ));
     let admin = created["token"].as_str().unwrap().to_string();
     let uri = |role: &str| {
         format!(
@@ -44,13 +47,19 @@ fn dashboard_goes_green_shows_qr_codes_and_its_tally_reaches_the_sender() {
     let camera = Proc::shell(
         &out,
         "camera",
-        &camera_pipeline(&format!("punchsink uri={}", sh_quote(&uri("sender"))))
-            .replacen("gst-launch-1.0 -e", "gst-launch-1.0 -e -m", 1),
+        &camera_pipeline(&format!("punchsink uri={}", sh_quote(&uri("sender")))).replacen(
+            "gst-launch-1.0 -e",
+            "gst-launch-1.0 -e -m",
+            1,
+        ),
     );
     let decoder = Proc::shell(
         &out,
         "decoder",
-        &format!("gst-launch-1.0 -e punchsrc uri={} ! fakesink", sh_quote(&uri("receiver"))),
+        &format!(
+            "gst-launch-1.0 -e punchsrc uri={} ! fakesink",
+            sh_quote(&uri("receiver"))
+        ),
     );
     let mut browser = Proc::shell(
         &out,
@@ -59,7 +68,10 @@ fn dashboard_goes_green_shows_qr_codes_and_its_tally_reaches_the_sender() {
             "cd {} && DASHBOARD_URL={} BAD_URL={} STREAM=cam1 OUT_DIR={} exec node dashboard.mjs",
             sh_quote(&browser_dir.display().to_string()),
             sh_quote(created["url"].as_str().unwrap()),
-            sh_quote(&format!("{}/s/browser?t=pa.browser.wrong.token", server.base)),
+            sh_quote(&format!(
+                "{}/s/browser?t=pa.browser.wrong.token",
+                server.base
+            )),
             sh_quote(&out.display().to_string()),
         ),
     );
@@ -89,7 +101,10 @@ fn dashboard_goes_green_shows_qr_codes_and_its_tally_reaches_the_sender() {
     assert!(out.join("dashboard.png").exists() && out.join("error.png").exists());
     // The click reached the sender's element as a bus message.
     let start = std::time::Instant::now();
-    while !camera.output().contains("punch-tally, stream=(string)cam1, state=(string)on-air") {
+    while !camera
+        .output()
+        .contains("punch-tally, stream=(string)cam1, state=(string)on-air")
+    {
         assert!(
             start.elapsed() < Duration::from_secs(10),
             "no on-air punch-tally on the sender's bus:\n{}",
