@@ -10,6 +10,8 @@ PACKAGES=(
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
   # ffprobe, to check what arrived; ffmpeg and srt-live-transmit for the interop tests
   ffmpeg srt-tools
+  # a third-party STUN client, to check the server speaks standard STUN
+  stun-client
   # headless browser for the dashboard test (driven by playwright-core from npm)
   chromium
   # the NAT lab: network namespaces, NAT and firewall rules, conntrack evidence

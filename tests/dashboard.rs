@@ -481,3 +481,41 @@ async fn multi_stream_sessions_get_the_ready_streams_and_what_the_others_miss() 
     .await;
     assert_eq!((status, code(&body)), (409, "peers_missing"));
 }
+
+#[tokio::test]
+async fn a_third_party_stun_client_gets_its_mapped_address() {
+    require("stun", "stun-client");
+    let t = start_default().await;
+    let ports: [u16; 2] = serde_json::from_value(healthz(&t.base).await["stun"].clone()).unwrap();
+    // stun-client 0.97 speaks classic RFC 3489 (no magic cookie, CHANGE-REQUEST) from two
+    // consecutive local ports starting at -p.
+    let local = loop {
+        let a = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = a.local_addr().unwrap().port();
+        if port < 65000 && std::net::UdpSocket::bind(("127.0.0.1", port + 1)).is_ok() {
+            break port;
+        }
+    };
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("timeout")
+            .args([
+                "10",
+                "stun",
+                &format!("127.0.0.1:{}", ports[0]),
+                "-v",
+                "-p",
+                &local.to_string(),
+            ])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        text.contains(&format!("MappedAddress = 127.0.0.1:{local}")),
+        "stun-client did not get its address:\n{text}"
+    );
+    assert!(!text.contains("problem parsing"), "{text}");
+}

@@ -1,6 +1,7 @@
 //! The part of STUN (RFC 8489) Punch uses: Binding requests and success responses carrying
-//! XOR-MAPPED-ADDRESS (and MAPPED-ADDRESS for RFC 3489 clients), plus RFC 5780's OTHER-ADDRESS,
-//! which tells a client where to send its second probe for NAT mapping classification.
+//! XOR-MAPPED-ADDRESS, plus RFC 5780's OTHER-ADDRESS, which tells a client where to send its
+//! second probe for NAT mapping classification. Classic RFC 3489 clients (no magic cookie,
+//! CHANGE-REQUEST) get the RFC 3489 answer: MAPPED-ADDRESS, SOURCE-ADDRESS, CHANGED-ADDRESS.
 //! Byte-level encoding only; the server and the elements do the socket work.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -10,11 +11,30 @@ const HEADER_LEN: usize = 20;
 const BINDING_REQUEST: u16 = 0x0001;
 const BINDING_SUCCESS: u16 = 0x0101;
 const ATTR_MAPPED_ADDRESS: u16 = 0x0001;
+const ATTR_CHANGE_REQUEST: u16 = 0x0003;
+const ATTR_SOURCE_ADDRESS: u16 = 0x0004;
+const ATTR_CHANGED_ADDRESS: u16 = 0x0005;
 const ATTR_XOR_MAPPED_ADDRESS: u16 = 0x0020;
 const ATTR_OTHER_ADDRESS: u16 = 0x802C;
 const ATTR_SOFTWARE: u16 = 0x8022;
 
 pub type TransactionId = [u8; 12];
+
+/// CHANGE-REQUEST flags (RFC 3489 / 5780): answer from the other IP, from the other port.
+pub const CHANGE_IP: u32 = 0x4;
+pub const CHANGE_PORT: u32 = 0x2;
+
+/// A Binding request as the server needs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BindingRequest {
+    /// The bytes after the length: magic cookie and 96-bit id (RFC 8489), or a 128-bit id
+    /// (RFC 3489). The answer repeats them.
+    pub id: [u8; 16],
+    /// Whether the request carries the RFC 8489 magic cookie.
+    pub modern: bool,
+    /// CHANGE-REQUEST flags (0 without the attribute).
+    pub change: u32,
+}
 
 /// A Binding request with no attributes.
 pub fn binding_request(tid: &TransactionId) -> [u8; HEADER_LEN] {
@@ -25,10 +45,42 @@ pub fn binding_request(tid: &TransactionId) -> [u8; HEADER_LEN] {
     m
 }
 
-/// The transaction id of a well-formed Binding request (attributes, if any, are ignored).
-pub fn parse_binding_request(msg: &[u8]) -> Option<TransactionId> {
-    let (kind, tid) = parse_header(msg)?;
-    (kind == BINDING_REQUEST).then_some(tid)
+/// A well-formed Binding request, RFC 8489 or RFC 3489 (attributes other than CHANGE-REQUEST
+/// are ignored).
+pub fn parse_binding_request(msg: &[u8]) -> Option<BindingRequest> {
+    if msg.len() < HEADER_LEN || msg[0] & 0xC0 != 0 {
+        return None;
+    }
+    let kind = u16::from_be_bytes([msg[0], msg[1]]);
+    let len = usize::from(u16::from_be_bytes([msg[2], msg[3]]));
+    if kind != BINDING_REQUEST || len % 4 != 0 || msg.len() != HEADER_LEN + len {
+        return None;
+    }
+    let mut change = 0;
+    for (attr, value) in attributes(&msg[HEADER_LEN..]) {
+        if attr == ATTR_CHANGE_REQUEST && value.len() == 4 {
+            change = u32::from_be_bytes([value[0], value[1], value[2], value[3]]);
+        }
+    }
+    Some(BindingRequest {
+        id: msg[4..20].try_into().ok()?,
+        modern: msg[4..8] == MAGIC_COOKIE.to_be_bytes(),
+        change,
+    })
+}
+
+/// `(type, value)` of each attribute, until the first malformed one.
+fn attributes(mut rest: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
+    std::iter::from_fn(move || {
+        if rest.len() < 4 {
+            return None;
+        }
+        let attr = u16::from_be_bytes([rest[0], rest[1]]);
+        let len = usize::from(u16::from_be_bytes([rest[2], rest[3]]));
+        let value = rest.get(4..4 + len)?;
+        rest = rest.get((4 + len).next_multiple_of(4)..).unwrap_or(&[]);
+        Some((attr, value))
+    })
 }
 
 fn parse_header(msg: &[u8]) -> Option<(u16, TransactionId)> {
@@ -44,29 +96,38 @@ fn parse_header(msg: &[u8]) -> Option<(u16, TransactionId)> {
     Some((kind, msg[8..20].try_into().ok()?))
 }
 
-/// Writes a Binding success response into `out` (cleared first; no allocation once it has
-/// grown to the size of one response).
+/// Writes the success response to `req` into `out` (cleared first; no allocation once it has
+/// grown to the size of one response): `mapped` is the request's source, `source` the address
+/// answering, `other` the alternate address.
 pub fn write_binding_success(
     out: &mut Vec<u8>,
-    tid: &TransactionId,
+    req: &BindingRequest,
     mapped: SocketAddr,
-    other: Option<SocketAddr>,
+    source: SocketAddr,
+    other: SocketAddr,
 ) {
     out.clear();
     out.extend_from_slice(&BINDING_SUCCESS.to_be_bytes());
     out.extend_from_slice(&[0, 0]);
-    out.extend_from_slice(&MAGIC_COOKIE.to_be_bytes());
-    out.extend_from_slice(tid);
-    push_address(out, ATTR_XOR_MAPPED_ADDRESS, mapped, Some(tid));
-    push_address(out, ATTR_MAPPED_ADDRESS, mapped, None);
-    if let Some(other) = other {
+    out.extend_from_slice(&req.id);
+    if req.modern {
+        let tid: TransactionId = req.id[4..].try_into().expect("16 - 4 bytes");
+        push_address(out, ATTR_XOR_MAPPED_ADDRESS, mapped, Some(&tid));
         push_address(out, ATTR_OTHER_ADDRESS, other, None);
+    } else {
+        // RFC 3489 clients know only these (0x0020 would be an unknown required attribute).
+        push_address(out, ATTR_MAPPED_ADDRESS, mapped, None);
+        push_address(out, ATTR_SOURCE_ADDRESS, source, None);
+        push_address(out, ATTR_CHANGED_ADDRESS, other, None);
     }
-    let software = b"punch";
-    out.extend_from_slice(&ATTR_SOFTWARE.to_be_bytes());
-    out.extend_from_slice(&(software.len() as u16).to_be_bytes());
-    out.extend_from_slice(software);
-    out.resize(out.len().next_multiple_of(4), 0);
+    // (RFC 3489 clients read 0x8022 as SERVER and want its length a multiple of 4.)
+    if req.modern {
+        let software = b"punch";
+        out.extend_from_slice(&ATTR_SOFTWARE.to_be_bytes());
+        out.extend_from_slice(&(software.len() as u16).to_be_bytes());
+        out.extend_from_slice(software);
+        out.resize(out.len().next_multiple_of(4), 0);
+    }
     let body = (out.len() - HEADER_LEN) as u16;
     out[2..4].copy_from_slice(&body.to_be_bytes());
 }
@@ -114,18 +175,13 @@ pub fn parse_binding_success(msg: &[u8], tid: &TransactionId) -> Option<BindingR
         return None;
     }
     let (mut xor_mapped, mut mapped, mut other) = (None, None, None);
-    let mut rest = &msg[HEADER_LEN..];
-    while rest.len() >= 4 {
-        let attr = u16::from_be_bytes([rest[0], rest[1]]);
-        let len = usize::from(u16::from_be_bytes([rest[2], rest[3]]));
-        let value = rest.get(4..4 + len)?;
+    for (attr, value) in attributes(&msg[HEADER_LEN..]) {
         match attr {
             ATTR_XOR_MAPPED_ADDRESS => xor_mapped = read_address(value, Some(tid)),
             ATTR_MAPPED_ADDRESS => mapped = read_address(value, None),
             ATTR_OTHER_ADDRESS => other = read_address(value, None),
             _ => {}
         }
-        rest = rest.get((4 + len).next_multiple_of(4)..).unwrap_or(&[]);
     }
     Some(BindingResponse {
         mapped: xor_mapped.or(mapped)?,
@@ -167,19 +223,53 @@ mod tests {
     #[test]
     fn request_response_round_trip_v4_and_v6() {
         let tid = *b"0123456789ab";
-        let req = binding_request(&tid);
-        assert_eq!(parse_binding_request(&req), Some(tid));
+        let req = parse_binding_request(&binding_request(&tid)).unwrap();
+        assert!(req.modern);
+        assert_eq!(req.change, 0);
+        let source: SocketAddr = "192.0.2.1:3478".parse().unwrap();
+        let other: SocketAddr = "192.0.2.1:3479".parse().unwrap();
         for mapped in ["203.0.113.2:24419", "[2001:db8::7]:9000"] {
             let mapped: SocketAddr = mapped.parse().unwrap();
-            let other: SocketAddr = "192.0.2.1:3479".parse().unwrap();
             let mut out = Vec::new();
-            write_binding_success(&mut out, &tid, mapped, Some(other));
+            write_binding_success(&mut out, &req, mapped, source, other);
             assert_eq!(out.len() % 4, 0);
             let r = parse_binding_success(&out, &tid).unwrap();
             assert_eq!(r.mapped, mapped);
             assert_eq!(r.other, Some(other));
             assert!(parse_binding_success(&out, b"another-tid!").is_none());
         }
+    }
+
+    #[test]
+    fn classic_rfc3489_requests_get_classic_answers() {
+        // What Debian's stun-client 0.97 sends: no magic cookie, a CHANGE-REQUEST attribute.
+        let mut msg = vec![0x00, 0x01, 0x00, 0x08];
+        msg.extend_from_slice(b"sixteen-byte-id!");
+        msg.extend_from_slice(&[0x00, 0x03, 0x00, 0x04, 0x00, 0x00, 0x00, 0x02]);
+        let req = parse_binding_request(&msg).unwrap();
+        assert!(!req.modern);
+        assert_eq!(req.change, CHANGE_PORT);
+        let mut out = Vec::new();
+        let mapped: SocketAddr = "203.0.113.2:30005".parse().unwrap();
+        write_binding_success(
+            &mut out,
+            &req,
+            mapped,
+            "192.0.2.1:3479".parse().unwrap(),
+            "192.0.2.1:3478".parse().unwrap(),
+        );
+        assert_eq!(&out[4..20], b"sixteen-byte-id!", "the id is echoed");
+        let attrs: Vec<u16> = attributes(&out[HEADER_LEN..]).map(|(a, _)| a).collect();
+        assert_eq!(
+            attrs,
+            [
+                ATTR_MAPPED_ADDRESS,
+                ATTR_SOURCE_ADDRESS,
+                ATTR_CHANGED_ADDRESS
+            ]
+        );
+        let (_, v) = attributes(&out[HEADER_LEN..]).next().unwrap();
+        assert_eq!(read_address(v, None), Some(mapped));
     }
 
     #[test]
@@ -203,7 +293,7 @@ mod tests {
         assert!(parse_binding_request(b"").is_none());
         assert!(
             parse_binding_request(&[0u8; 20]).is_none(),
-            "no magic cookie"
+            "type 0 is no Binding request"
         );
         let mut req = binding_request(b"0123456789ab").to_vec();
         req.push(0);
@@ -212,8 +302,10 @@ mod tests {
         srt[0] = 0x80; // SRT control packets start with the high bit set
         assert!(parse_binding_request(&srt).is_none());
         let tid = *b"0123456789ab";
+        let req = parse_binding_request(&binding_request(&tid)).unwrap();
         let mut out = Vec::new();
-        write_binding_success(&mut out, &tid, "1.2.3.4:5".parse().unwrap(), None);
+        let any: SocketAddr = "1.2.3.4:5".parse().unwrap();
+        write_binding_success(&mut out, &req, any, any, any);
         out.truncate(out.len() - 4);
         out[3] -= 4;
         // Truncated attributes are skipped or refused, never a panic.

@@ -1,7 +1,9 @@
-//! The STUN service: answers RFC 8489 Binding requests on two UDP ports (primary and alternate).
-//! A peer probes both from the port its SRT socket will use: the mapped address tells the
-//! server where that socket is reachable, and whether the two mappings differ tells an
-//! endpoint-independent NAT from a symmetric one (RFC 5780's OTHER-ADDRESS names the alternate).
+//! The STUN service: answers Binding requests (RFC 8489, and RFC 3489's classic form) on two UDP
+//! ports, primary and alternate. A peer probes both from the port its SRT socket will use: the
+//! mapped address tells the server where that socket is reachable, and whether the two mappings
+//! differ tells an endpoint-independent NAT from a symmetric one (OTHER-ADDRESS names the
+//! alternate). A request asking for an answer from the other port gets it from there; one asking
+//! for another IP gets none, since the service has one address (what RFC 5780 prescribes).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -10,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;
 
-use crate::protocol::stun::{parse_binding_request, write_binding_success};
+use crate::protocol::stun::{CHANGE_IP, CHANGE_PORT, parse_binding_request, write_binding_success};
 
 /// Binds the STUN sockets: `port` and `port + 1` (both any free port when `port` is 0).
 pub async fn bind(addr: SocketAddr) -> std::io::Result<[UdpSocket; 2]> {
@@ -31,42 +33,41 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<[UdpSocket; 2]> {
 
 /// Answers Binding requests on both sockets until `stop`.
 pub async fn serve(sockets: [UdpSocket; 2], requests: Arc<AtomicU64>, stop: CancellationToken) {
-    let ports = sockets
-        .each_ref()
-        .map(|s| s.local_addr().map(|a| a.port()).unwrap_or(0));
-    let [primary, alternate] = sockets;
-    // Each socket names the other as the alternate; the address part is left unspecified so
-    // that clients use the address they already reach the server at.
-    let unspecified = primary
+    let Ok(local) = sockets[0]
         .local_addr()
-        .map(|a| a.ip())
-        .unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into());
-    let other_of = |port: u16| SocketAddr::new(unspecified, port);
-    tokio::join!(
-        answer(primary, other_of(ports[1]), &requests, &stop),
-        answer(alternate, other_of(ports[0]), &requests, &stop),
-    );
-}
-
-async fn answer(
-    socket: UdpSocket,
-    other: SocketAddr,
-    requests: &AtomicU64,
-    stop: &CancellationToken,
-) {
-    let mut buf = [0u8; 1500];
+        .and_then(|a| Ok([a, sockets[1].local_addr()?]))
+    else {
+        return;
+    };
+    let mut bufs = [[0u8; 1500], [0u8; 1500]];
     let mut out = Vec::with_capacity(128);
     loop {
-        let got = tokio::select! {
+        let [buf_a, buf_b] = &mut bufs;
+        let (at, got) = tokio::select! {
             _ = stop.cancelled() => return,
-            r = socket.recv_from(&mut buf) => r,
+            r = sockets[0].recv_from(buf_a) => (0, r),
+            r = sockets[1].recv_from(buf_b) => (1, r),
         };
         let Ok((len, from)) = got else { continue };
-        let Some(tid) = parse_binding_request(&buf[..len]) else {
+        let Some(req) = parse_binding_request(&bufs[at][..len]) else {
             continue;
         };
         requests.fetch_add(1, Ordering::Relaxed);
-        write_binding_success(&mut out, &tid, from, Some(other));
-        let _ = socket.send_to(&out, from).await;
+        if req.change & CHANGE_IP != 0 {
+            continue;
+        }
+        let answer_from = if req.change & CHANGE_PORT != 0 {
+            1 - at
+        } else {
+            at
+        };
+        write_binding_success(
+            &mut out,
+            &req,
+            from,
+            local[answer_from],
+            local[1 - answer_from],
+        );
+        let _ = sockets[answer_from].send_to(&out, from).await;
     }
 }
