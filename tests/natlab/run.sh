@@ -1,0 +1,189 @@
+#!/usr/bin/env bash
+# tests/natlab/run.sh - Punch NAT lab cases: a camera (punchsink) and a decoder (punchsrc) behind two
+# NAT routers, the Punch server on the "internet" between them (topology: lab.sh).
+#
+# Usage (root):  tests/natlab/run.sh CASE...    tests/natlab/run.sh all    tests/natlab/run.sh --list
+# Env:  PUNCH_BIN        the punch binary               (default: <repo>/target/debug/punch)
+#       GST_PLUGIN_PATH  directory with libgstpunch.so  (default: <repo>/target/debug)
+#       NATLAB_OUT       directory for logs, received files and evidence (default: new /tmp/natlab.XXXXXX)
+#       NATLAB_PREFIX    namespace prefix (default pn<pid>; runs with different prefixes may run in parallel)
+#       PUNCH_SERVE_ARGS extra flags of "punch serve" (default "--stun-port 3478 --direct-timeout 6")
+#       NATLAB_MEDIA_TIMEOUT  seconds after both pipelines started before a case fails (default 30)
+# Exit: 0 every case's assertion held, 1 a case failed (reason on stderr, log tails follow),
+#       2 setup problem (not root, tool/binary/plugin missing, prefix in use, server did not start),
+#       130/143 interrupted (everything of this run is cleaned up all the same).
+#
+# A case passes when, within NATLAB_MEDIA_TIMEOUT s after both pipelines started, the received file
+# has >= 100 KiB, ffprobe finds an h264 video stream in it, and the server's session view says
+# streams[0].path == the expected path. Per case NATLAB_OUT holds CASE.{server,sender,receiver}.log,
+# CASE.ts and CASE.evidence.log (session view, path timeline, conntrack of both routers).
+set -uo pipefail
+# shellcheck source=tests/natlab/lab.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lab.sh"
+lab_supervise "$@"   # re-runs this script as a worker; cleans up whatever the worker leaves
+
+ALL_CASES=(preserve-fw preserve-nofw-prime eim symmetric mixed)
+MEDIA_TIMEOUT=${NATLAB_MEDIA_TIMEOUT:-30}
+MIN_BYTES=102400
+export GST_DEBUG="${GST_DEBUG:-2}"   # warnings and errors of every element into the logs
+
+# case_spec NAME: NAT of router a (sender side), of router b (receiver side), firewall, start, path
+case_spec() {
+  case $1 in
+    preserve-fw) echo "preserve preserve drop sim direct" ;;
+    preserve-nofw-prime) echo "preserve preserve accept stagger direct" ;;   # needs the elements' TTL priming
+    eim) echo "eim eim drop sim direct" ;;                                    # needs the elements' STUN discovery
+    symmetric) echo "random random drop sim relay" ;;
+    mixed) echo "random preserve drop sim relay" ;;
+    *) return 1 ;;
+  esac
+}
+usage() {
+  echo "usage: $0 CASE... | all | --list    (cases: ${ALL_CASES[*]})" >&2
+  exit 2
+}
+
+start_sender() { # CASE
+  lab_spawn "$1.sender" ha stdbuf -oL gst-launch-1.0 -e -m \
+    videotestsrc is-live=true pattern=ball ! video/x-raw,width=320,height=240,framerate=25/1 ! openh264enc \
+    ! h264parse config-interval=-1 ! mpegtsmux alignment=7 ! punchsink "uri=\"$LAB_SENDER_URI\"" local-port=9000
+}
+start_receiver() { # CASE
+  # buffer-mode=unbuffered: the file size on disk follows what arrived (filesink buffers 64 KiB otherwise)
+  lab_spawn "$1.receiver" hb stdbuf -oL gst-launch-1.0 -e -m \
+    punchsrc "uri=\"$LAB_RECEIVER_URI\"" local-port=9000 ! queue \
+    ! filesink "location=$LAB_LOGDIR/$1.ts" buffer-mode=unbuffered
+}
+
+# the end of a process log without the once-a-second punch-health lines, then the last two of those
+show_log() { # NAME
+  local f=${LAB_LOG[$1]:-$LAB_LOGDIR/$1.log}
+  [ -f "$f" ] || { echo "--- $1: no log"; return 0; }
+  echo "--- $f: last 25 lines other than punch-health"
+  grep -v 'punch-health' "$f" | tail -n 25
+  if grep -q 'punch-health' "$f"; then
+    echo "--- $f: last 2 punch-health messages"
+    grep 'punch-health' "$f" | tail -n 2
+  fi
+  echo "--- end of $f"
+}
+
+RESULTS=()
+# run_case NAME: returns 0 (assertion held) or 1 (failed); setup problems exit 2 from lab.sh
+run_case() {
+  local name=$1 spec nat_a nat_b fw start expect ts t_both path="" last_path="" timeline="" size=0
+  local first_s="-" media_s="-" codec="" reason="" view deadline ev result
+  spec=$(case_spec "$name") || usage
+  read -r nat_a nat_b fw start expect <<<"$spec"
+  ts="$LAB_LOGDIR/$name.ts"
+  ev="$LAB_LOGDIR/$name.evidence.log"
+  rm -f -- "$ts" "$ev"
+  lab_log "case $name: NAT A=$nat_a B=$nat_b, firewall $fw, start $start, expected path $expect"
+
+  lab_up
+  lab_router a "$nat_a" "$fw"
+  lab_router b "$nat_b" "$fw"
+  lab_punch_serve "$name.server"
+  lab_punch_session lab
+
+  if [ "$start" = stagger ]; then
+    start_sender "$name"
+    lab_sleep 3
+    start_receiver "$name"
+  else
+    start_receiver "$name"
+    start_sender "$name"
+  fi
+  t_both=$(lab_stamp)
+  deadline=$((t_both + MEDIA_TIMEOUT * 1000000))
+
+  while :; do
+    size=$(stat -c %s -- "$ts" 2>/dev/null || echo 0)
+    [ "$first_s" = - ] && [ "$size" -gt 0 ] && first_s=$(lab_since "$t_both")
+    if view=$(lab_punch_view lab 2>/dev/null); then
+      path=$(lab_json streams.0.path <<<"$view") || path="(absent)"
+    else
+      path="(no answer)"
+    fi
+    if [ "$path" != "$last_path" ]; then
+      timeline+="${timeline:+ -> }$path@$(lab_since "$t_both")s"
+      lab_log "case $name: streams[0].path = $path"
+      last_path=$path
+    fi
+    # ffprobe once there is enough, until it finds h264 (the file only grows)
+    if [ "$size" -ge "$MIN_BYTES" ] && [ "$codec" != h264 ]; then
+      codec=$(timeout 10 ffprobe -v error -select_streams v -show_entries stream=codec_name -of default=nw=1:nk=1 -- "$ts" 2>/dev/null | head -n1)
+      codec=${codec:-none}
+    fi
+    if [ "$codec" = h264 ] && [ "$path" = "$expect" ]; then
+      media_s=$(lab_since "$t_both")
+      break
+    fi
+    if [ "$(lab_stamp)" -ge "$deadline" ]; then
+      reason="not within ${MEDIA_TIMEOUT}s:"
+      [ "$size" -ge "$MIN_BYTES" ] || reason+=" received only $size bytes (need $MIN_BYTES);"
+      [ "$size" -lt "$MIN_BYTES" ] || [ "$codec" = h264 ] || reason+=" ffprobe finds no h264 video stream (codec=$codec);"
+      [ "$path" = "$expect" ] || reason+=" streams[0].path is $path, expected $expect;"
+      reason=${reason%;}
+      break
+    fi
+    if [ "$expect" = direct ] && [ "$path" = relay ]; then
+      reason="the server fell back to its relay (streams[0].path=relay), expected direct"
+      break
+    fi
+    lab_running "$name.server" || { reason="punch serve exited"; break; }
+    lab_running "$name.sender" || { reason="the sender pipeline (ha) exited"; break; }
+    lab_running "$name.receiver" || { reason="the receiver pipeline (hb) exited"; break; }
+    sleep 0.5
+  done
+  [ -z "$reason" ] && result=PASS || result=FAIL
+
+  {
+    echo "case $name: NAT A=$nat_a B=$nat_b firewall=$fw start=$start expected=$expect result=$result"
+    echo "path timeline (s after both pipelines started): ${timeline:-none}"
+    echo "received: $size bytes, first bytes after ${first_s}s, ffprobe codec '${codec:-not run}'"
+    [ -n "$reason" ] && echo "reason: $reason"
+    echo "--- GET /api/session/lab"
+    lab_punch_view lab 2>&1 | "$LAB_PY" -m json.tool 2>&1
+    lab_conntrack "$name"
+  } >"$ev" 2>&1
+
+  lab_stop_all int
+  if [ "$result" = FAIL ]; then
+    {
+      echo "natlab: case $name FAILED: $reason"
+      echo "natlab: path timeline: ${timeline:-none}"
+      show_log "$name.server"
+      show_log "$name.sender"
+      show_log "$name.receiver"
+      echo "natlab: evidence (session view, conntrack): $ev"
+    } >&2
+  fi
+  lab_down
+  RESULTS+=("$(printf 'natlab %-20s %-4s path=%-11s expected=%-6s media_s=%-6s first_bytes_s=%-6s bytes=%s' \
+    "$name" "$result" "$path" "$expect" "$media_s" "$first_s" "$size")")
+  echo "${RESULTS[-1]}"
+  [ "$result" = PASS ]
+}
+
+[ $# -ge 1 ] || usage
+if [ "$1" = --list ]; then printf '%s\n' "${ALL_CASES[@]}"; exit 0; fi
+CASES=()
+for c in "$@"; do
+  if [ "$c" = all ]; then CASES+=("${ALL_CASES[@]}")
+  else case_spec "$c" >/dev/null || { echo "natlab: unknown case '$c'" >&2; usage; }; CASES+=("$c"); fi
+done
+
+lab_init
+lab_need_tools ffprobe gst-launch-1.0 gst-inspect-1.0
+lab_need_gst videotestsrc openh264enc h264parse mpegtsmux queue filesink
+lab_punch_check
+lab_log "logs in $LAB_LOGDIR"
+T_ALL=$(lab_stamp)
+FAILED=0
+for c in "${CASES[@]}"; do run_case "$c" || FAILED=$((FAILED + 1)); done
+if [ ${#CASES[@]} -gt 1 ]; then
+  echo "natlab: ${#CASES[@]} cases, $FAILED failed, $(lab_since "$T_ALL")s; logs in $LAB_LOGDIR"
+  printf '%s\n' "${RESULTS[@]}"
+fi
+[ "$FAILED" = 0 ]
