@@ -11,7 +11,8 @@ import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
 
-const WATCHDOG_MS = 150_000;
+// Below the 120 s the Rust test waits, so a hang ends with this process's own message.
+const WATCHDOG_MS = 100_000;
 
 class StepError extends Error {}
 
@@ -256,7 +257,12 @@ async function main() {
     return 0;
   } finally {
     if (browser) {
-      await Promise.race([browser.close().catch(() => {}), new Promise((r) => setTimeout(r, 10_000))]);
+      let timer;
+      const limit = new Promise((resolve) => {
+        timer = setTimeout(resolve, 10_000);
+      });
+      await Promise.race([browser.close().catch(() => {}), limit]);
+      clearTimeout(timer);
     }
   }
 }
