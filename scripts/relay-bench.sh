@@ -23,6 +23,14 @@ RATE=2500000            # bytes/s from fakesrc: 1316-byte buffers, ~1900 packets
 SETTLE_TIMEOUT=30       # s for the path to settle and media to flow
 WARMUP=2
 
+# proc_user_ticks PID: utime alone (the rest of the CPU time is the kernel's: syscalls, and in
+# this lab also the veth/NAT path of every datagram the server sends)
+proc_user_ticks() {
+  local st
+  st=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+  st=${st##*) }
+  awk '{ print $12 }' <<<"$st"
+}
 # proc_ticks PID: utime+stime in clock ticks
 proc_ticks() {
   local st
@@ -66,7 +74,7 @@ RTT_MED=()
 # bench_run LABEL NAT FW EXPECTED_PATH
 bench_run() {
   local label=$1 nat=$2 fw=$3 expect=$4 name="bench-$1" rlog path="" deadline srv t0 t1 k0 k1 h0 h1 l0 l1
-  local wall cpu_s cpu_pct pk0 pk1 by0 by1 pps rmbps stats nmsg rate smbps rtts med basis cpu_per
+  local u0 u1 user_s wall cpu_s cpu_pct pk0 pk1 by0 by1 pps rmbps stats nmsg rate smbps rtts med basis cpu_per
   lab_log "bench $label: NAT $nat/$nat, firewall $fw, expected path $expect"
   lab_up
   lab_router a "$nat" "$fw"
@@ -103,9 +111,9 @@ bench_run() {
   lab_sleep "$WARMUP"
 
   srv=$(lab_cmd_pid "$name.server") || lab_die "no pid for punch serve"
-  l0=$(wc -l <"$rlog"); h0=$(healthz); k0=$(proc_ticks "$srv"); t0=$(lab_stamp)
+  l0=$(wc -l <"$rlog"); h0=$(healthz); k0=$(proc_ticks "$srv"); u0=$(proc_user_ticks "$srv"); t0=$(lab_stamp)
   lab_sleep "$WINDOW"
-  l1=$(wc -l <"$rlog"); h1=$(healthz); k1=$(proc_ticks "$srv"); t1=$(lab_stamp)
+  l1=$(wc -l <"$rlog"); h1=$(healthz); k1=$(proc_ticks "$srv"); u1=$(proc_user_ticks "$srv"); t1=$(lab_stamp)
   path=$(lab_punch_view bench 2>/dev/null | lab_json streams.0.path) || path="(absent)"
   [ "$path" = "$expect" ] || lab_log "bench $label: path changed to $path during the window"
 
@@ -125,7 +133,8 @@ bench_run() {
   basis=$smbps
   [ -n "$rmbps" ] && awk -v r="$rmbps" 'BEGIN { exit !(r > 0.5) }' && basis=$rmbps
   cpu_per=$(awk -v c="$cpu_s" -v w="$wall" -v m="$basis" 'BEGIN { if (m > 0) printf "%.2f", 1000 * c / w / m; else print "n/a" }')
-  lab_log "bench $label: wall ${wall}s, server cpu ${cpu_s}s, $nmsg health messages, rtt $rtts"
+  user_s=$(awk -v a="$u0" -v b="$u1" -v hz="$HZ" 'BEGIN { printf "%.3f", (b - a) / hz }')
+  lab_log "bench $label: wall ${wall}s, server cpu ${cpu_s}s (user ${user_s}s, kernel the rest), $nmsg health messages, rtt $rtts"
   ROWS+=("$(printf '%-7s %-18s %8s %10s %13s %10s %11s   %-8s %s' "$label" "$nat/$nat" "$smbps" "$cpu_pct" "$cpu_per" \
     "$(fmt "$pps" %s)" "$(fmt "$rmbps" %s)" "${med:-n/a}" "$rtts")")
   RTT_MED+=("$med")

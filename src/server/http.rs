@@ -49,6 +49,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/s/{id}/qr", get(session_qr))
         .route("/s/{id}/qr/{stream}/{role}", get(stream_qr))
         .route("/ui/{file}", get(ui::asset))
+        .route("/favicon.ico", get(ui::favicon))
         .route("/healthz", get(healthz))
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .method_not_allowed_fallback(|| async {

@@ -208,21 +208,32 @@ const RELEARN_AFTER: Duration = Duration::from_secs(2);
 
 impl Forwarder {
     async fn run(mut self, stop: CancellationToken, on_idle: impl FnOnce()) {
-        let mut bufs = [[0u8; 2048], [0u8; 2048]];
+        let mut buf = [0u8; 2048];
+        // Idleness is checked now and then, not with a timer re-armed per datagram.
+        let mut idle_check = tokio::time::interval((self.idle / 4).min(Duration::from_secs(1)));
+        idle_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let idled = loop {
-            let quiet_since = self.last_heard[0].max(self.last_heard[1]);
-            let [buf_a, buf_b] = &mut bufs;
-            let (side, got) = tokio::select! {
+            let side = tokio::select! {
                 _ = stop.cancelled() => break false,
-                _ = tokio::time::sleep_until((quiet_since + self.idle).into()) => {
-                    tracing::info!(learned = ?self.learned, "relay idle; freeing its ports");
-                    break true;
+                _ = idle_check.tick() => {
+                    let quiet_since = self.last_heard[0].max(self.last_heard[1]);
+                    if quiet_since.elapsed() >= self.idle {
+                        tracing::info!(learned = ?self.learned, "relay idle; freeing its ports");
+                        break true;
+                    }
+                    continue;
                 }
-                r = self.sockets[0].recv_from(buf_a) => (0, r),
-                r = self.sockets[1].recv_from(buf_b) => (1, r),
+                r = self.sockets[0].readable() => { if r.is_err() { continue } 0 }
+                r = self.sockets[1].readable() => { if r.is_err() { continue } 1 }
             };
-            let Ok((len, from)) = got else { continue };
-            self.forward(side, &bufs[side][..len], from).await;
+            // Everything that is queued, without going back to the reactor per datagram.
+            loop {
+                match self.sockets[side].try_recv_from(&mut buf) {
+                    Ok((len, from)) => self.forward(side, &buf[..len], from),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                    Err(_) => break,
+                }
+            }
         };
         self.stats.active.fetch_sub(1, Ordering::SeqCst);
         drop(self.sockets);
@@ -231,7 +242,7 @@ impl Forwarder {
         }
     }
 
-    async fn forward(&mut self, side: usize, datagram: &[u8], from: SocketAddr) {
+    fn forward(&mut self, side: usize, datagram: &[u8], from: SocketAddr) {
         let now = Instant::now();
         let known = self.learned[side] == Some(from);
         let may_learn = from.ip() == self.peer_ips[side]
@@ -257,15 +268,14 @@ impl Forwarder {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .take(datagram.len(), now);
-        if !within {
-            self.stats.dropped.fetch_add(1, Ordering::Relaxed);
-            return;
-        }
-        if self.sockets[other].send_to(datagram, to).await.is_ok() {
+        // A full send buffer drops the datagram, as a router would; SRT retransmits.
+        if within && self.sockets[other].try_send_to(datagram, to).is_ok() {
             self.stats.packets.fetch_add(1, Ordering::Relaxed);
             self.stats
                 .bytes
                 .fetch_add(datagram.len() as u64, Ordering::Relaxed);
+        } else {
+            self.stats.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
 }

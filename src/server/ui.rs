@@ -14,8 +14,16 @@ const ERROR_HTML: &str = include_str!("ui/error.html");
 const DASHBOARD_JS: &str = include_str!("ui/dashboard.js");
 const DASHBOARD_CSS: &str = include_str!("ui/dashboard.css");
 
-/// Changes with every release, so browsers never mix cached assets of two versions.
-const ASSET_VERSION: &str = env!("CARGO_PKG_VERSION");
+/// Changes whenever an asset does, so a browser never runs a cached script of another build.
+fn asset_version() -> &'static str {
+    static VERSION: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (DASHBOARD_JS, DASHBOARD_CSS).hash(&mut h);
+        format!("{:016x}", h.finish())
+    });
+    &VERSION
+}
 
 /// Scripts and styles only from this server, no inline code, no framing; tokens are in URLs,
 /// so no referrer either.
@@ -63,7 +71,7 @@ fn json_for_script(json: &str) -> String {
 }
 
 fn fill(template: &str, fields: &[(&str, &str)]) -> String {
-    let mut page = template.replace("{{asset_version}}", ASSET_VERSION);
+    let mut page = template.replace("{{asset_version}}", asset_version());
     for (name, value) in fields {
         page = page.replace(&format!("{{{{{name}}}}}"), value);
     }
@@ -114,6 +122,13 @@ pub fn error_page(e: &ApiError) -> Response {
         ],
     );
     html(e.status, body)
+}
+
+/// `GET /favicon.ico`: none, said without an error (browsers ask on their own).
+pub async fn favicon() -> Response {
+    let mut resp = StatusCode::NO_CONTENT.into_response();
+    security_headers(&mut resp);
+    resp
 }
 
 /// `GET /ui/:file`: the embedded assets.
