@@ -42,11 +42,12 @@ fn natlab(case: &str) {
     let stderr = String::from_utf8_lossy(&result.stderr);
     assert!(
         result.status.success(),
-        "NAT lab case {case} failed ({}); logs in {}\n{stdout}\n{stderr}",
+        "NAT lab case {case} failed ({}); logs kept in {}\n{stdout}\n{stderr}",
         result.status,
         out.display()
     );
     println!("{stdout}");
+    let _ = std::fs::remove_dir_all(&out);
     let leftover = Command::new("ip").args(["netns", "list"]).output().unwrap();
     assert!(
         !String::from_utf8_lossy(&leftover.stdout).contains(&prefix),

@@ -86,6 +86,18 @@ run_case() {
   lab_punch_serve "$name.server"
   lab_punch_session lab
 
+  # `punch doctor` from each host must classify its NAT as the case's NAT is built
+  local host nat want said
+  for host in ha hb; do
+    [ "$host" = ha ] && nat=$nat_a || nat=$nat_b
+    [ "$nat" = random ] && want=endpoint-dependent || want=endpoint-independent
+    said=$(timeout 20 ip netns exec "$(lab_ns "$host")" "$PUNCH_BIN" doctor "$LAB_HTTP" 2>&1)
+    echo "$said" >"$LAB_LOGDIR/$name.doctor-$host.log"
+    if ! grep -q "^Mapping        $want mapping" <<<"$said"; then
+      reason="punch doctor on $host ($nat NAT) did not report $want: $(tr '\n' ' ' <<<"$said")"
+    fi
+  done
+
   if [ "$start" = stagger ]; then
     start_sender "$name"
     lab_sleep 3
@@ -97,7 +109,7 @@ run_case() {
   t_both=$(lab_stamp)
   deadline=$((t_both + MEDIA_TIMEOUT * 1000000))
 
-  while :; do
+  while [ -z "$reason" ]; do
     size=$(stat -c %s -- "$ts" 2>/dev/null || echo 0)
     [ "$first_s" = - ] && [ "$size" -gt 0 ] && first_s=$(lab_since "$t_both")
     if view=$(lab_punch_view lab 2>/dev/null); then
