@@ -21,10 +21,17 @@
 //!   (srtsink would block on it until connected); an EOS before any peer is answered by the bin.
 //! * Losing the signalling connection does not touch the media; the element reconnects with
 //!   backoff and re-registers.
+//! * NAT traversal: before registering, STUN discovery from the very UDP port SRT will bind (the
+//!   socket is closed again before SRT binds it); before SRT starts, TTL-limited priming towards
+//!   the peer. When the server relays the stream (a symmetric NAT on either side, or no direct
+//!   connection in time), `session-state` is RELAYING and SRT goes to the server's relay port.
+//!   See docs/nat-traversal.md.
 //!
 //! Properties: `uri`, `server`, `session`, `stream`, `token`, `local-port` (0 = any free port),
 //! `local-address` (0.0.0.0), `latency` (-1 = the session's), `label`, `health-interval` (1000 ms),
-//! `peer-timeout` (0 = wait forever); read-only and notifying: `session-state`, `peer-address`,
+//! `peer-timeout` (0 = wait forever), `stun` (true: discover the SRT port's public address and
+//! NAT behaviour from the server's STUN service before registering), `prime-ttl` (2: TTL of the
+//! datagrams that open this side's NAT towards the peer before SRT starts; 0 = none); read-only and notifying: `session-state`, `peer-address`,
 //! `tally`, `stats` (the inner `srtsink`'s; notifies every `health-interval`).
 //!
 //! Bus messages (element messages from this element):

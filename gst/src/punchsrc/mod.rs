@@ -14,7 +14,9 @@
 //! Behaviour: a live source (READY→PAUSED answers NO_PREROLL). Going to PAUSED never blocks;
 //! media starts once the sender is known and SRT connects. A new sender address restarts
 //! `srtsrc` towards it; a failing `srtsrc` is restarted (5 failures within 60 s fail the
-//! pipeline); losing the signalling connection does not touch the media.
+//! pipeline); losing the signalling connection does not touch the media. NAT traversal (STUN
+//! discovery from the SRT port, TTL priming, the server's relay with `session-state` RELAYING)
+//! works as in `punchsink`.
 //!
 //! Properties, bus messages (`punch-health` with `role` "receiver": `retransmit-percent` is
 //! absent, GStreamer 1.22's srtsrc has no receive-side retransmit counter; `loss-percent` is
