@@ -20,11 +20,7 @@ fn dashboard_goes_green_shows_qr_codes_and_its_tally_reaches_the_sender() {
         browser_dir.join("node_modules/playwright-core").exists(),
         "playwright-core is not installed: run `npm ci --prefix tests/browser` (scripts/test.sh does)"
     );
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let server = rt.block_on(start_default());
     let created = rt.block_on(create(
         &server.base,

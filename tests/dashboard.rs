@@ -130,6 +130,13 @@ async fn dashboard_page_error_pages_and_assets() {
     }
     let resp = get(&format!("{}/ui/../../etc/passwd", t.base)).await;
     assert_eq!(resp.status(), 404);
+    let resp = get(&format!("{}/ui/nope.js", t.base)).await;
+    assert_eq!(resp.status(), 404);
+    assert_ui_headers(&resp, "unknown asset");
+    // Browsers ask for it on their own: no error, no icon.
+    let resp = get(&format!("{}/favicon.ico", t.base)).await;
+    assert_eq!(resp.status(), 204);
+    assert_ui_headers(&resp, "favicon");
 }
 
 #[tokio::test]

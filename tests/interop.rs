@@ -25,11 +25,7 @@ fn setup(name: &str) -> Setup {
     require("srt-live-transmit", "srt-tools");
     require("ffmpeg", "ffmpeg");
     require("gst-launch-1.0", "gstreamer1.0-tools");
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let server = rt.block_on(start_default());
     let created = rt.block_on(create(&server.base, json!({ "name": name })));
     Setup {
@@ -75,14 +71,6 @@ impl Setup {
             resp.json().await.unwrap()
         })
     }
-}
-
-fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("0.0.0.0:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 #[test]

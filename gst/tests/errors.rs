@@ -195,14 +195,7 @@ fn second_sender_on_a_stream_is_busy() {
 fn wrong_passphrase_is_one_clear_error() {
     let env = Env::new();
     let created = env.create(json!({ "name": "pass" }));
-    let free_port = || {
-        std::net::UdpSocket::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
-    };
-    let src_port = free_port();
+    let src_port = free_udp_port();
     let token = created["stream_tokens"]["default"]["sender"]
         .as_str()
         .unwrap()
@@ -224,7 +217,7 @@ fn wrong_passphrase_is_one_clear_error() {
     // one, try again from another port.
     let mut found = None;
     for _ in 0..10 {
-        let sink_port = free_port();
+        let sink_port = free_udp_port();
         env.rt
             .block_on(fake.send(&punch::protocol::ClientMessage::Register(
                 punch::protocol::Register {

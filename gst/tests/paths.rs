@@ -119,14 +119,6 @@ fn next_peer(env: &Env, sig: &mut Signalling) -> PeerInfo {
     })
 }
 
-fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[test]
 fn a_symmetric_nat_is_relayed_and_encrypted_srt_flows_through_the_relay() {
     let env = Env::new();
@@ -210,14 +202,7 @@ fn a_symmetric_nat_is_relayed_and_encrypted_srt_flows_through_the_relay() {
             first + i as u32
         );
     }
-    let health: serde_json::Value = env.rt.block_on(async {
-        reqwest::get(format!("{}/healthz", env.base()))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
-    });
+    let health = env.healthz();
     assert!(health["relay_packets"].as_u64().unwrap() > 500, "{health}");
     assert_eq!(health["relays"], 1);
     stop(&tx);
@@ -235,14 +220,7 @@ fn a_symmetric_nat_is_relayed_and_encrypted_srt_flows_through_the_relay() {
     assert_eq!(status, 200);
     let start = std::time::Instant::now();
     loop {
-        let health: serde_json::Value = env.rt.block_on(async {
-            reqwest::get(format!("{}/healthz", env.base()))
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap()
-        });
+        let health = env.healthz();
         if health["relays"] == 0 {
             break;
         }

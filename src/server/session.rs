@@ -1266,28 +1266,18 @@ impl Actor {
                 stream,
                 state,
                 reply,
-            } => match self.core.set_tally(&stream, state, now) {
-                Ok(fx) => {
-                    self.apply(fx).await;
-                    let _ = reply.send(Ok(()));
-                }
-                Err(e) => {
-                    let _ = reply.send(Err(e));
-                }
-            },
+            } => {
+                let result = self.core.set_tally(&stream, state, now);
+                self.apply_and_answer(result, reply).await;
+            }
             Command::Latency {
                 stream,
                 latency,
                 reply,
-            } => match self.core.set_latency(&stream, latency, now) {
-                Ok(fx) => {
-                    self.apply(fx).await;
-                    let _ = reply.send(Ok(()));
-                }
-                Err(e) => {
-                    let _ = reply.send(Err(e));
-                }
-            },
+            } => {
+                let result = self.core.set_latency(&stream, latency, now);
+                self.apply_and_answer(result, reply).await;
+            }
             Command::Coordinates { reply } => {
                 let _ = reply.send(self.core.coordinates());
             }
@@ -1342,6 +1332,22 @@ impl Actor {
             }
         }
         self.env.registry.remove_closed(self.core.name(), reason);
+    }
+
+    /// Carries out an operator command's effects, then answers it.
+    async fn apply_and_answer(
+        &mut self,
+        result: Result<Effects, ApiError>,
+        reply: oneshot::Sender<Result<(), ApiError>>,
+    ) {
+        let answer = match result {
+            Ok(fx) => {
+                self.apply(fx).await;
+                Ok(())
+            }
+            Err(e) => Err(e),
+        };
+        let _ = reply.send(answer);
     }
 
     /// Sends the current view to every dashboard now.

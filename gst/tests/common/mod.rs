@@ -132,6 +132,13 @@ impl Env {
         }
     }
 
+    /// `GET /healthz`.
+    pub fn healthz(&self) -> Value {
+        let url = format!("{}/healthz", self.base());
+        self.rt
+            .block_on(async move { reqwest::get(url).await.unwrap().json().await.unwrap() })
+    }
+
     pub fn restart_server(&mut self) {
         let server = self.server.take().unwrap();
         self.rt.block_on(server.shutdown());
@@ -158,6 +165,15 @@ impl Drop for Env {
             self.rt.block_on(s.shutdown());
         }
     }
+}
+
+/// A UDP port free right now.
+pub fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// The deterministic chunk number `seq`.
