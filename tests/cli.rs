@@ -125,7 +125,15 @@ fn serve_prints_where_it_listens_and_a_demo_session_then_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("p.db");
     let mut child = Command::new(env!("CARGO_BIN_EXE_punch"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--demo", "--db"])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--stun-port",
+            "0",
+            "--demo",
+            "--db",
+        ])
         .arg(&db)
         .env("XDG_CONFIG_HOME", dir.path())
         .stdout(Stdio::piped())
@@ -156,6 +164,7 @@ fn serve_prints_where_it_listens_and_a_demo_session_then_stops_on_sigterm() {
         "{seen}"
     );
     assert!(seen.contains(&format!("Data: {}", db.display())), "{seen}");
+    assert!(seen.contains("STUN on udp/"), "{seen}");
     assert!(
         seen.contains("Demo session:") && seen.contains("Dashboard  http://127.0.0.1:"),
         "{seen}"
@@ -172,4 +181,75 @@ fn serve_prints_where_it_listens_and_a_demo_session_then_stops_on_sigterm() {
         .unwrap();
     assert!(status.success(), "{status:?}");
     assert!(db.exists());
+}
+
+#[test]
+fn serve_names_a_stun_port_it_cannot_have() {
+    let taken = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let out = Command::new(env!("CARGO_BIN_EXE_punch"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--db",
+            ":memory:",
+            "--stun-port",
+            &port,
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "cannot open the STUN service on UDP 127.0.0.1:{port}"
+        )),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_reports_the_mapping_and_names_what_is_missing() {
+    let home = tempfile::tempdir().unwrap();
+    let srv = start_default().await;
+    let h = home.path().to_path_buf();
+    let base = srv.base.clone();
+    let (ok, out, err) = tokio::task::spawn_blocking(move || punch(&h, &["doctor", &base]))
+        .await
+        .unwrap();
+    assert!(ok, "{err}");
+    assert!(out.contains("Public address 127.0.0.1:"), "{out}");
+    assert!(out.contains("NAT            none seen"), "{out}");
+    assert!(
+        out.contains("Mapping        endpoint-independent mapping: direct SRT rendezvous can work"),
+        "{out}"
+    );
+
+    let no_stun = start(punch::server::ServerConfig {
+        stun_port: None,
+        ..Default::default()
+    })
+    .await;
+    let h = home.path().to_path_buf();
+    let base = no_stun.base.clone();
+    let (ok, _, err) = tokio::task::spawn_blocking(move || punch(&h, &["doctor", &base]))
+        .await
+        .unwrap();
+    assert!(!ok);
+    assert!(err.contains("runs no STUN service (--no-stun)"), "{err}");
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let h = home.path().to_path_buf();
+    let (ok, _, err) = tokio::task::spawn_blocking(move || {
+        punch(&h, &["doctor", &format!("http://127.0.0.1:{port}")])
+    })
+    .await
+    .unwrap();
+    assert!(!ok);
+    assert!(err.contains("cannot reach the Punch server"), "{err}");
 }

@@ -60,6 +60,29 @@ fn elements_report_their_nat_and_follow_a_latency_change() {
     let _ = pusher.join();
 }
 
+#[test]
+fn without_a_stun_service_elements_fall_back_to_the_declared_port() {
+    let env = Env::with_config(punch::server::ServerConfig {
+        stun_port: None,
+        ..Default::default()
+    });
+    let created = env.create(json!({ "name": "nostun" }));
+    let admin = created["token"].as_str().unwrap().to_string();
+    let (tx, src, _) = sender(&env.uri(&created, "default", "sender"));
+    let (rx, sink, _) = receiver(&env.uri(&created, "default", "receiver"));
+    play(&rx);
+    play(&tx);
+    wait_connected(&tx);
+    let pusher = std::thread::spawn(move || push_chunks(&src, 0, 300));
+    let got = pull_chunks(&sink, 200, WAIT);
+    assert!(got.len() >= 200, "only {} chunks", got.len());
+    let view = env.wait_view("nostun", &admin, "connected", |v| v["state"] == "CONNECTED");
+    assert!(view["streams"][0]["sender"]["nat"].is_null(), "{view}");
+    stop(&tx);
+    stop(&rx);
+    let _ = pusher.join();
+}
+
 /// Registers one side over a plain signalling connection, claiming `mapping`.
 fn fake_peer(
     env: &Env,
