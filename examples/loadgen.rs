@@ -92,6 +92,7 @@ fn register(role: Role, port: u16) -> ClientMessage {
         role,
         meta: PeerMeta::default(),
         nat: None,
+        reports: true,
     })
 }
 

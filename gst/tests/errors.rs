@@ -226,6 +226,7 @@ fn wrong_passphrase_is_one_clear_error() {
                     role: punch::protocol::Role::Sender,
                     meta: Default::default(),
                     nat: None,
+                    reports: true,
                 },
             )))
             .unwrap();

@@ -48,13 +48,19 @@ fn elements_report_their_nat_and_follow_a_latency_change() {
         Some(json!({ "stream": "default", "latency": 360 })),
     );
     assert_eq!(status, 200, "{body}");
-    // Both inner elements restart with the new latency: the receiver's SRT link negotiates it.
-    wait_msg(&rx, "negotiated latency 360 ms", |m| {
-        element_msg(m, "punch-health").filter(|s| {
-            s.get::<bool>("connected").unwrap_or(false)
-                && s.get::<i32>("negotiated-latency-ms").ok() == Some(360)
-        })
-    });
+    // Both inner elements restart with the new latency, and their SRT link negotiates it. The
+    // two restarts are not simultaneous, so one side may connect and be cut once more: wait for
+    // the link to hold (five reports in a row on each side) before stopping.
+    for (side, p) in [("receiver", &rx), ("sender", &tx)] {
+        let mut in_a_row = 0;
+        wait_msg(p, &format!("{side}: a steady link at 360 ms"), |m| {
+            let s = element_msg(m, "punch-health")?;
+            let up = s.get::<bool>("connected").unwrap_or(false)
+                && s.get::<i32>("negotiated-latency-ms").ok() == Some(360);
+            in_a_row = if up { in_a_row + 1 } else { 0 };
+            (in_a_row >= 5).then_some(())
+        });
+    }
     stop(&tx);
     stop(&rx);
     let _ = pusher.join();
@@ -112,6 +118,7 @@ fn fake_peer(
                 }),
                 mapping,
             }),
+            reports: true,
         }))
         .await
         .unwrap();

@@ -912,6 +912,8 @@ async fn peer(
                         ..Default::default()
                     },
                     nat: nat_report.clone(),
+                    // The tool's SRT status is not ours to report.
+                    reports: false,
                 }))
                 .await
                 .map_err(|e| e.to_string())?;

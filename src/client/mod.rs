@@ -127,8 +127,10 @@ impl Signalling {
             ClientError::BadUrl("the token contains characters not allowed in a header".into())
         })?;
         request.headers_mut().insert("authorization", auth);
+        // Signalling messages are small, but an admin connection also gets the session's whole
+        // view (dashboards): about 5 KB per stream.
         let config = WebSocketConfig::default()
-            .max_message_size(Some(64 * 1024))
+            .max_message_size(Some(1024 * 1024))
             .read_buffer_size(4096);
         let connect = tokio_tungstenite::connect_async_with_config(request, Some(config), true);
         let (socket, _) = match tokio::time::timeout(timeout, connect).await {

@@ -127,12 +127,9 @@ pub async fn discover(
     })?;
     let mapped_alt = match first.other {
         Some(other) => {
-            let ip = if other.ip().is_unspecified() {
-                server.ip()
-            } else {
-                other.ip()
-            };
-            binding(&socket, SocketAddr::new(ip, other.port()), timeout)
+            // Punch's alternate is the same host on another port; the address in OTHER-ADDRESS
+            // is the server's bind address, which may not be reachable (0.0.0.0, a private IP).
+            binding(&socket, SocketAddr::new(server.ip(), other.port()), timeout)
                 .await
                 .map(|r| r.mapped)
         }

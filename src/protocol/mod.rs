@@ -225,6 +225,18 @@ pub struct Register {
     /// What the peer learnt about its NAT by STUN from the SRT port (absent: no discovery).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nat: Option<NatReport>,
+    /// Whether this connection will report its SRT status (`false` for `punch peer`, which holds
+    /// a side for a third-party tool). Default `true`.
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub reports: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 /// How a NAT maps one local UDP port to public ports (RFC 4787 terms).
@@ -323,6 +335,9 @@ pub enum ServerMessage {
     Closed(Closed),
     /// The full session view, pushed to admin connections (the dashboard) on every change.
     View(Box<SessionView>),
+    /// A message type this build does not know (a newer server): ignored, not an error.
+    #[serde(other)]
+    Unknown,
 }
 
 /// Registration accepted.

@@ -247,6 +247,11 @@ impl Server {
         if let Some([primary, alternate]) = state.stun_ports {
             tracing::info!("STUN on udp/{primary} and udp/{alternate}");
         }
+        if addr.ip().is_loopback() {
+            tracing::warn!(
+                "listening on a loopback address: STUN and the relay are reachable from this machine only"
+            );
+        }
         let stun_ports = state.stun_ports;
         drop(state);
         Ok(Server {

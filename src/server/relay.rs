@@ -217,7 +217,10 @@ impl Forwarder {
                 _ = stop.cancelled() => break false,
                 _ = idle_check.tick() => {
                     let quiet_since = self.last_heard[0].max(self.last_heard[1]);
-                    if quiet_since.elapsed() >= self.idle {
+                    // Until a first datagram, a tool being set up by hand gets ten times longer.
+                    let heard = self.learned.iter().any(Option::is_some);
+                    let limit = if heard { self.idle } else { self.idle * 10 };
+                    if quiet_since.elapsed() >= limit {
                         tracing::info!(learned = ?self.learned, "relay idle; freeing its ports");
                         break true;
                     }
@@ -244,6 +247,8 @@ impl Forwarder {
 
     fn forward(&mut self, side: usize, datagram: &[u8], from: SocketAddr) {
         let now = Instant::now();
+        // (On a dual-stack socket IPv4 peers arrive as ::ffff:a.b.c.d.)
+        let from = SocketAddr::new(from.ip().to_canonical(), from.port());
         let known = self.learned[side] == Some(from);
         let may_learn = from.ip() == self.peer_ips[side]
             && (self.learned[side].is_none()
@@ -375,7 +380,8 @@ mod tests {
             })
             .await
             .unwrap();
-        tokio::time::timeout(Duration::from_secs(2), rx)
+        // Never used: ten times the idle time (2 s here) before it frees itself.
+        tokio::time::timeout(Duration::from_secs(5), rx)
             .await
             .expect("idle callback")
             .unwrap();

@@ -96,6 +96,9 @@ struct Holder {
     /// The local port its SRT socket binds.
     local_port: u16,
     nat: Option<NatReport>,
+    /// Whether it reports its SRT status (`punch peer`, holding a side for a third-party tool,
+    /// cannot).
+    reports: bool,
 }
 
 /// How a session decides between direct rendezvous and the relay.
@@ -306,13 +309,18 @@ impl SessionCore {
             ClientMessage::Health(h) => self.health(conn, h, now, &mut fx),
             ClientMessage::Status(s) => {
                 if let Some((idx, role)) = self.registered_slot(conn, "status", &mut fx) {
-                    self.with_summary_change(&mut fx, |core, _| {
+                    self.with_summary_change(&mut fx, |core, fx| {
+                        let was_up = core.link_up(idx);
                         if let Some(h) = core.holders[idx][slot_index(role)].as_mut() {
                             h.srt = Some(s.srt);
                         }
                         if core.link_up(idx) {
                             core.runtime[idx].direct_deadline = None;
+                        } else if was_up {
+                            // A direct link that broke gets the same chance as a new one.
+                            core.arm_direct_timer(idx, now);
                         }
+                        fx.view_changed = true;
                     });
                 }
             }
@@ -417,11 +425,29 @@ impl SessionCore {
         let ip = info.ip;
         // The STUN-mapped address is where the SRT port is reachable; without discovery, the
         // signalling address with the declared port (right for port-preserving NATs).
-        let mapped = r.nat.as_ref().and_then(|n| n.mapped.clone());
-        let udp_ip = mapped
-            .as_ref()
-            .and_then(|m| m.ip.parse().ok())
-            .unwrap_or(ip);
+        // A mapped address goes into the other side's SRT URI: it must be a plain address.
+        let mapped = match r.nat.as_ref().and_then(|n| n.mapped.as_ref()) {
+            None => None,
+            Some(m) => match m.ip.parse::<IpAddr>() {
+                Ok(mip) if m.port != 0 => Some((mip.to_canonical(), m.port)),
+                _ => {
+                    fx.error(
+                        conn,
+                        "bad_message",
+                        format!(
+                            "nat.mapped must be an IP address and a port 1-65535, got {:?}:{}",
+                            m.ip, m.port
+                        ),
+                    );
+                    return;
+                }
+            },
+        };
+        let udp_ip = mapped.map(|(mip, _)| mip).unwrap_or(ip);
+        let mapped = mapped.map(|(mip, port)| Endpoint {
+            ip: mip.to_string(),
+            port,
+        });
         self.with_summary_change(fx, |core, fx| {
             let address = mapped.unwrap_or(Endpoint {
                 ip: ip.to_string(),
@@ -441,6 +467,7 @@ impl SessionCore {
                 udp_ip,
                 local_port: r.port.0,
                 nat: r.nat,
+                reports: r.reports,
             });
             if let Some(c) = core.conns.get_mut(&conn) {
                 c.slot = Some((idx, r.role));
@@ -466,6 +493,7 @@ impl SessionCore {
             // attempt), or once the relay runs.
             let paired = core.both_registered(idx)
                 && if returning {
+                    core.arm_direct_timer(idx, now);
                     core.runtime[idx].relay_pending.is_none()
                 } else {
                     core.pair(idx, now, fx)
@@ -696,13 +724,26 @@ impl SessionCore {
             }
             self.runtime[idx].path_reason = Some(format!("{why}; the relay is disabled"));
         }
-        let rt = &mut self.runtime[idx];
-        rt.path = Some(MediaPath::Direct);
-        rt.direct_deadline = self
-            .policy
-            .relay
-            .then_some(now + self.policy.direct_timeout_ms);
+        self.runtime[idx].path = Some(MediaPath::Direct);
+        self.arm_direct_timer(idx, now);
         true
+    }
+
+    /// A direct stream whose link is not up gets `--direct-timeout` to bring it up before it is
+    /// relayed; only if a side can report its link (third-party tools cannot: their stream would
+    /// be relayed whatever happens) and relaying is allowed.
+    fn arm_direct_timer(&mut self, idx: usize, now: i64) {
+        let reporter = self.holders[idx].iter().flatten().any(|h| h.reports);
+        let down = !self.link_up(idx);
+        let rt = &mut self.runtime[idx];
+        if rt.path == Some(MediaPath::Direct)
+            && rt.relay_pending.is_none()
+            && self.policy.relay
+            && reporter
+            && down
+        {
+            rt.direct_deadline = Some(now + self.policy.direct_timeout_ms);
+        }
     }
 
     fn request_relay(&mut self, idx: usize, why: String, fx: &mut Effects) {
@@ -1444,7 +1485,10 @@ impl Actor {
                 let me = self.me.clone();
                 let on_idle = move || {
                     if let Some(tx) = me.upgrade() {
-                        let _ = tx.try_send(Command::RelayIdle { stream, generation });
+                        // Waits for room: a lost notice would leave the stream on dead ports.
+                        tokio::spawn(async move {
+                            let _ = tx.send(Command::RelayIdle { stream, generation }).await;
+                        });
                     }
                 };
                 let fx = match self.env.relay.allocate(ips, on_idle).await {
@@ -1509,6 +1553,7 @@ mod tests {
             role,
             meta: PeerMeta::default(),
             nat: None,
+            reports: true,
         })
     }
 
@@ -1680,6 +1725,7 @@ mod tests {
                 }),
                 mapping,
             }),
+            reports: true,
         })
     }
 
@@ -1898,6 +1944,84 @@ mod tests {
         assert_eq!(
             core.set_latency("nope", 100, 2).unwrap_err().code,
             "unknown_stream"
+        );
+    }
+
+    #[test]
+    fn the_direct_timer_restarts_when_a_link_breaks_or_a_side_returns_and_never_runs_for_tools() {
+        let policy = PathPolicy {
+            relay: true,
+            direct_timeout_ms: 5_000,
+        };
+        let mut core = SessionCore::new(record(&["cam"]), 8, policy.clone());
+        core.attach(1, ip("203.0.113.2"), Scope::Admin, 0).unwrap();
+        core.attach(2, ip("198.51.100.2"), Scope::Admin, 0).unwrap();
+        core.handle(1, register(None, Role::Sender, 9000), 0);
+        core.handle(2, register(None, Role::Receiver, 9000), 0);
+        let status = |srt| ClientMessage::Status(StatusReport { srt });
+        core.handle(1, status(SrtStatus::Connected), 1_000);
+        assert_eq!(core.next_deadline(), None);
+        // The link breaks: the same chance as a new direct attempt.
+        core.handle(1, status(SrtStatus::Disconnected), 20_000);
+        assert_eq!(core.next_deadline(), Some(25_000));
+        // The receiver's signalling drops and comes back from the same place: still timed.
+        core.detach(2, 21_000);
+        assert_eq!(core.next_deadline(), None);
+        core.attach(3, ip("198.51.100.2"), Scope::Admin, 22_000)
+            .unwrap();
+        core.handle(3, register(None, Role::Receiver, 9000), 22_000);
+        assert_eq!(core.next_deadline(), Some(27_000));
+
+        // Two third-party tools (punch peer) cannot report: no timer, no relay they did not need.
+        let mut core = SessionCore::new(record(&["cam"]), 8, policy);
+        core.attach(1, ip("203.0.113.2"), Scope::Admin, 0).unwrap();
+        core.attach(2, ip("198.51.100.2"), Scope::Admin, 0).unwrap();
+        for (conn, role) in [(1, Role::Sender), (2, Role::Receiver)] {
+            let ClientMessage::Register(mut r) = register(None, role, 9000) else {
+                unreachable!()
+            };
+            r.reports = false;
+            core.handle(conn, ClientMessage::Register(r), 0);
+        }
+        assert_eq!(core.view().streams[0].path, Some(MediaPath::Direct));
+        assert_eq!(core.next_deadline(), None);
+    }
+
+    #[test]
+    fn a_mapped_address_must_be_an_address() {
+        let mut core = SessionCore::new(record(&["cam"]), 8, PathPolicy::default());
+        core.attach(1, ip("203.0.113.2"), Scope::Admin, 0).unwrap();
+        for (ip_text, port) in [("1.2.3.4?mode=caller&x", 9000), ("203.0.113.2", 0)] {
+            let fx = core.handle(
+                1,
+                register_nat(
+                    Role::Sender,
+                    9000,
+                    (ip_text, port),
+                    NatMapping::EndpointIndependent,
+                ),
+                1,
+            );
+            assert!(
+                sent_to(&fx, 1).iter().any(|m| matches!(m, ServerMessage::Error(e) if e.code == "bad_message" && e.message.contains("nat.mapped"))),
+                "{ip_text}:{port} accepted"
+            );
+        }
+        // An IPv4-mapped IPv6 address is handed out as the IPv4 address it is.
+        let fx = core.handle(
+            1,
+            register_nat(
+                Role::Sender,
+                9000,
+                ("::ffff:203.0.113.2", 24419),
+                NatMapping::EndpointIndependent,
+            ),
+            2,
+        );
+        assert!(
+            sent_to(&fx, 1)
+                .iter()
+                .any(|m| matches!(m, ServerMessage::Registered(r) if r.you.ip == "203.0.113.2"))
         );
     }
 }

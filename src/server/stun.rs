@@ -61,10 +61,12 @@ pub async fn serve(sockets: [UdpSocket; 2], requests: Arc<AtomicU64>, stop: Canc
         } else {
             at
         };
+        // (On a dual-stack socket IPv4 clients arrive as ::ffff:a.b.c.d.)
+        let mapped = SocketAddr::new(from.ip().to_canonical(), from.port());
         write_binding_success(
             &mut out,
             &req,
-            from,
+            mapped,
             local[answer_from],
             local[1 - answer_from],
         );

@@ -143,6 +143,7 @@ pub fn register(stream: Option<&str>, role: Role, port: u16) -> ClientMessage {
             ..Default::default()
         },
         nat: None,
+        reports: true,
     })
 }
 

@@ -32,6 +32,8 @@ const STUN_TIMEOUT: Duration = Duration::from_millis(1000);
 /// While no peer has come, the discovery is repeated this often: it keeps the NAT mapping
 /// alive (UDP mappings expire after 30 s on Linux) and notices when it changed.
 const REPROBE: Duration = Duration::from_secs(20);
+/// How long to wait for the server's `hello` before registering without it.
+const HELLO_WAIT: Duration = Duration::from_secs(1);
 
 /// Everything the task needs, resolved when the element starts.
 pub struct Config {
@@ -108,6 +110,8 @@ struct Task {
     server_ip: Option<IpAddr>,
     /// Whether a peer's coordinates were applied (discovery stops then: SRT holds the port).
     peered: bool,
+    /// Whether this connection has sent its `register`.
+    registration_sent: bool,
     /// The element run this task serves.
     run: u64,
 }
@@ -125,6 +129,7 @@ pub async fn run(shared: Arc<Shared>, config: Config, cancel: CancellationToken,
         nat: None,
         server_ip: None,
         peered: false,
+        registration_sent: false,
         run,
     };
     tokio::select! {
@@ -209,6 +214,7 @@ impl Task {
                 ..Default::default()
             },
             nat: self.nat.clone(),
+            reports: true,
         })
     }
 
@@ -225,19 +231,13 @@ impl Task {
             Ok(ip) => SocketAddr::new(ip, self.config.local_port),
             Err(_) => return false,
         };
-        let server = match tokio::net::lookup_host((self.config.server_host.as_str(), stun_port))
-            .await
-            .map(|mut a| a.next())
-        {
-            Ok(Some(server)) => server,
-            _ => {
-                gst::warning!(
-                    self.shared.cat,
-                    "cannot resolve {} for STUN",
-                    self.config.server_host
-                );
-                return false;
-            }
+        let Some(server) = self.server_address(stun_port).await else {
+            gst::warning!(
+                self.shared.cat,
+                "cannot resolve {} (as an address of the local-address family) for STUN",
+                self.config.server_host
+            );
+            return false;
         };
         match nat::discover(local, server, STUN_TIMEOUT).await {
             Ok(found) => {
@@ -263,18 +263,47 @@ impl Task {
         }
     }
 
-    /// Where `peer` is reached: relayed coordinates point at the server's own address.
-    async fn resolve_peer(&mut self, mut peer: PeerInfo) -> PeerInfo {
+    /// The server's address for UDP `port`, of the family SRT binds (`local-address`), within
+    /// a bounded time.
+    async fn server_address(&self, port: u16) -> Option<SocketAddr> {
+        let v4 = self
+            .config
+            .local_address
+            .parse::<IpAddr>()
+            .map(|ip| ip.is_ipv4())
+            .unwrap_or(true);
+        let lookup = tokio::net::lookup_host((self.config.server_host.as_str(), port));
+        tokio::time::timeout(CONNECT_TIMEOUT, lookup)
+            .await
+            .ok()?
+            .ok()?
+            .find(|a| a.is_ipv4() == v4)
+    }
+
+    /// Where `peer` is reached: relayed coordinates point at the server's own address. `None`
+    /// when that cannot be known (the coordinates are then not applied; the next ones may be).
+    async fn resolve_peer(&mut self, mut peer: PeerInfo) -> Option<PeerInfo> {
         if peer.relay {
             let ip = match self.server_ip {
                 Some(ip) => Some(ip),
-                None => tokio::net::lookup_host((self.config.server_host.as_str(), peer.port))
-                    .await
-                    .ok()
-                    .and_then(|mut a| a.next())
-                    .map(|a| a.ip()),
+                None => self.server_address(peer.port).await.map(|a| a.ip()),
             };
-            peer.ip = ip.map(|ip| ip.to_string()).unwrap_or_default();
+            let Some(ip) = ip else {
+                gst::warning!(
+                    self.shared.cat,
+                    "relayed coordinates, but {} does not resolve to an address SRT can reach",
+                    self.config.server_host
+                );
+                return None;
+            };
+            peer.ip = ip.to_string();
+        } else if peer.ip.parse::<IpAddr>().is_err() {
+            gst::warning!(
+                self.shared.cat,
+                "ignoring peer coordinates with a non-IP address {:?}",
+                peer.ip
+            );
+            return None;
         } else if self.config.prime_ttl > 0
             && !self.shared.inner_running()
             && let Ok(ip) = peer.ip.parse::<IpAddr>()
@@ -293,12 +322,16 @@ impl Task {
                 gst::info!(self.shared.cat, "priming towards {to} failed: {e}");
             }
         }
-        peer
+        Some(peer)
     }
 
     /// One signalling connection, until it drops or the element must stop.
     async fn session(&mut self, mut sig: Signalling) -> Next {
-        // Registration follows the server's `hello` (it says where STUN is).
+        // Registration follows the server's `hello` (it says where STUN is); a server that sends
+        // none (an older one) gets the registration after a second anyway.
+        self.registration_sent = false;
+        let hello_wait = sleep(HELLO_WAIT);
+        tokio::pin!(hello_wait);
         let mut reprobe = interval(REPROBE);
         reprobe.set_missed_tick_behavior(MissedTickBehavior::Delay);
         reprobe.tick().await;
@@ -329,6 +362,12 @@ impl Task {
                     if let Some(status) = self.poll_status()
                         && sig.send(&ClientMessage::Status(StatusReport { srt: status })).await.is_err()
                     {
+                        return Next::Reconnect;
+                    }
+                }
+                _ = &mut hello_wait, if !self.registration_sent => {
+                    self.registration_sent = true;
+                    if sig.send(&self.register_message()).await.is_err() {
                         return Next::Reconnect;
                     }
                 }
@@ -372,11 +411,12 @@ impl Task {
                 if self.nat.is_none() {
                     self.discover().await;
                 }
+                self.registration_sent = true;
                 if sig.send(&self.register_message()).await.is_err() {
                     return Some(Next::Reconnect);
                 }
             }
-            ServerMessage::View(_) => {}
+            ServerMessage::View(_) | ServerMessage::Unknown => {}
             ServerMessage::Registered(r) => {
                 gst::info!(
                     self.shared.cat,
@@ -404,7 +444,7 @@ impl Task {
             ServerMessage::Peer(p) => {
                 if self.stream.as_deref() == Some(p.stream.as_str()) {
                     self.peer_deadline = None;
-                    let p = self.resolve_peer(p).await;
+                    let p = self.resolve_peer(p).await?;
                     self.peered = true;
                     let latency = self.config.latency.unwrap_or(p.latency);
                     let uri = Shared::srt_uri(
