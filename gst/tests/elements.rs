@@ -136,12 +136,14 @@ fn health_reaches_the_bus_and_the_server_and_tally_reaches_the_sink() {
 #[test]
 fn receiver_restarted_mid_stream_media_resumes() {
     let env = Env::new();
-    let created = env.create(json!({ "name": "rx-restart" }));
-    let (tx, src, _) = sender(&env.uri(&created, "default", "sender"));
-    let (rx, sink, _) = receiver(&env.uri(&created, "default", "receiver"));
-    play(&rx);
-    play(&tx);
-    wait_connected(&tx);
+    let Pair {
+        created,
+        tx,
+        src,
+        rx,
+        sink,
+        ..
+    } = env.connected_pair("rx-restart");
     let pusher = std::thread::spawn(move || push_chunks(&src, 0, 5000));
     assert_eq!(pull_chunks(&sink, 100, WAIT).len(), 100);
     stop(&rx);
@@ -171,13 +173,14 @@ fn server_restarted_mid_stream_media_continues_and_elements_reregister() {
         ..Default::default()
     };
     let mut env = Env::with_config(config);
-    let created = env.create(json!({ "name": "srv-restart" }));
-    let admin = created["token"].as_str().unwrap().to_string();
-    let (tx, src, _) = sender(&env.uri(&created, "default", "sender"));
-    let (rx, sink, _) = receiver(&env.uri(&created, "default", "receiver"));
-    play(&rx);
-    play(&tx);
-    wait_connected(&tx);
+    let Pair {
+        admin,
+        tx,
+        src,
+        rx,
+        sink,
+        ..
+    } = env.connected_pair("srv-restart");
     let pusher = std::thread::spawn(move || push_chunks(&src, 0, 4000));
     assert_eq!(pull_chunks(&sink, 100, WAIT).len(), 100);
     let server = env.server.take().unwrap();

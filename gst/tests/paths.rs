@@ -17,14 +17,10 @@ use serde_json::json;
 #[test]
 fn elements_report_their_nat_and_follow_a_latency_change() {
     let env = Env::new();
-    let created = env.create(json!({ "name": "latency" }));
-    let admin = created["token"].as_str().unwrap().to_string();
-    let (tx, src, _) = sender(&env.uri(&created, "default", "sender"));
-    let (rx, _sink, _) = receiver(&env.uri(&created, "default", "receiver"));
-    play(&rx);
-    play(&tx);
+    let Pair {
+        admin, tx, src, rx, ..
+    } = env.connected_pair("latency");
     let pusher = std::thread::spawn(move || push_chunks(&src, 0, 100_000));
-    wait_connected(&tx);
     let view = env.wait_view("latency", &admin, "both connected", |v| {
         v["state"] == "CONNECTED"
     });
@@ -72,13 +68,14 @@ fn without_a_stun_service_elements_fall_back_to_the_declared_port() {
         stun_port: None,
         ..Default::default()
     });
-    let created = env.create(json!({ "name": "nostun" }));
-    let admin = created["token"].as_str().unwrap().to_string();
-    let (tx, src, _) = sender(&env.uri(&created, "default", "sender"));
-    let (rx, sink, _) = receiver(&env.uri(&created, "default", "receiver"));
-    play(&rx);
-    play(&tx);
-    wait_connected(&tx);
+    let Pair {
+        admin,
+        tx,
+        src,
+        rx,
+        sink,
+        ..
+    } = env.connected_pair("nostun");
     let pusher = std::thread::spawn(move || push_chunks(&src, 0, 300));
     let got = pull_chunks(&sink, 200, WAIT);
     assert!(got.len() >= 200, "only {} chunks", got.len());

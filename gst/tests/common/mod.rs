@@ -149,6 +149,25 @@ impl Env {
         self.server = Some(server);
     }
 
+    /// A session `name` whose punchsink and punchsrc are playing, the link up.
+    pub fn connected_pair(&self, name: &str) -> Pair {
+        let created = self.create(json!({ "name": name }));
+        let admin = created["token"].as_str().unwrap().to_string();
+        let (tx, src, _) = sender(&self.uri(&created, "default", "sender"));
+        let (rx, sink, _) = receiver(&self.uri(&created, "default", "receiver"));
+        play(&rx);
+        play(&tx);
+        wait_connected(&tx);
+        Pair {
+            created,
+            admin,
+            tx,
+            src,
+            rx,
+            sink,
+        }
+    }
+
     pub fn uri(&self, created: &Value, stream: &str, role: &str) -> String {
         let token = created["stream_tokens"][stream][role].as_str().unwrap();
         format!(
@@ -165,6 +184,16 @@ impl Drop for Env {
             self.rt.block_on(s.shutdown());
         }
     }
+}
+
+/// A streaming punchsink → punchsrc pair (see [`Env::connected_pair`]).
+pub struct Pair {
+    pub created: Value,
+    pub admin: String,
+    pub tx: gst::Pipeline,
+    pub src: gst_app::AppSrc,
+    pub rx: gst::Pipeline,
+    pub sink: gst_app::AppSink,
 }
 
 /// A UDP port free right now.
