@@ -99,8 +99,9 @@ fn fake_peer(
         .unwrap()
         .to_string();
     let base = env.base();
+    let session = created["session"].as_str().unwrap().to_string();
     env.rt.block_on(async move {
-        let mut sig = Signalling::connect(&base, "relayed", &token, WAIT)
+        let mut sig = Signalling::connect(&base, &session, &token, WAIT)
             .await
             .unwrap();
         sig.send(&ClientMessage::Register(Register {
@@ -255,4 +256,25 @@ fn a_symmetric_nat_is_relayed_and_encrypted_srt_flows_through_the_relay() {
         std::thread::sleep(Duration::from_millis(50));
     }
     drop((sig_a, sig_b));
+}
+
+#[test]
+fn a_receiver_connecting_to_an_absent_peer_stops_promptly() {
+    let env = Env::new();
+    let created = env.create(json!({ "name": "absent" }));
+    // A sender registers (plain signalling) but never runs SRT: the receiver's srtsrc keeps
+    // connecting, and stopping it must not wait for libsrt's 30 s rendezvous timeout.
+    let _fake = fake_peer(
+        &env,
+        &created,
+        Role::Sender,
+        free_udp_port(),
+        NatMapping::EndpointIndependent,
+    );
+    let (rx, _sink, _) = receiver(&env.uri(&created, "default", "receiver"));
+    play(&rx);
+    wait_msg(&rx, "the receiver's SRT element running", |m| {
+        element_msg(m, "punch-health").filter(|s| !s.get::<bool>("connected").unwrap_or(true))
+    });
+    stop(&rx);
 }
