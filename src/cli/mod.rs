@@ -935,7 +935,8 @@ async fn peer(
                 };
                 if p.relay {
                     say!("The stream is relayed through the server.");
-                } else if let Ok(peer) = format!("{host}:{}", p.port).parse::<SocketAddr>() {
+                } else if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+                    let peer = SocketAddr::new(ip, p.port);
                     // Open our own NAT towards the peer before the tool starts (docs/nat-traversal.md).
                     let _ = nat::prime(
                         nat::any_local(peer.ip(), port),
@@ -946,6 +947,7 @@ async fn peer(
                     )
                     .await;
                 }
+                let host = crate::protocol::uri::url_host(&host);
                 say!(
                     "Peer {host}:{} passphrase {} pbkeylen {} latency {} ms",
                     p.port,

@@ -9,6 +9,15 @@ pub const DEFAULT_PORT: u16 = 8787;
 /// Port of `punchs://` URIs without one.
 pub const DEFAULT_SECURE_PORT: u16 = 443;
 
+/// `host` as it is written in a URL: IPv6 literals in brackets.
+pub fn url_host(host: &str) -> String {
+    if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.to_string()
+    }
+}
+
 /// A parsed session URI.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PunchUri {
@@ -92,11 +101,7 @@ impl PunchUri {
 
     /// The server's HTTP base URL (`http://host:port` or `https://…`).
     pub fn server_url(&self) -> String {
-        let host = if self.host.contains(':') {
-            format!("[{}]", self.host)
-        } else {
-            self.host.clone()
-        };
+        let host = url_host(&self.host);
         format!(
             "{}://{host}:{}",
             if self.secure { "https" } else { "http" },

@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 
 use super::session::StreamCoordinates;
+use crate::protocol::uri::url_host;
 use crate::protocol::{ConnectionStrings, Endpoint, Role, StreamConnect, VmixFields};
 
 /// Wraps `s` in single quotes for a POSIX shell.
@@ -220,15 +221,6 @@ fn strings(c: &StreamCoordinates, punch: String, s: Side<'_>) -> ConnectionStrin
             key_length: c.pbkeylen,
         },
         notes,
-    }
-}
-
-/// IPv6 literals need brackets in URLs.
-fn url_host(host: &str) -> String {
-    if host.contains(':') {
-        format!("[{host}]")
-    } else {
-        host.to_string()
     }
 }
 

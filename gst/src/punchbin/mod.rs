@@ -484,11 +484,7 @@ impl Shared {
 
     /// The SRT URI for a peer (srt-facts §1.1: rendezvous, local address always given).
     fn srt_uri(peer: &PeerInfo, local_address: &str, local_port: u16, latency: u32) -> String {
-        let host = if peer.ip.contains(':') {
-            format!("[{}]", peer.ip)
-        } else {
-            peer.ip.clone()
-        };
+        let host = punch::protocol::uri::url_host(&peer.ip);
         format!(
             "srt://{host}:{}?mode=rendezvous&localaddress={local_address}&localport={local_port}&latency={latency}&passphrase={}&pbkeylen={}",
             peer.port, peer.passphrase, peer.pbkeylen
