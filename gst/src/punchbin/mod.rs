@@ -64,6 +64,9 @@ impl State {
     }
 }
 
+/// How long the inner SRT element waits in one poll before it checks whether it must stop.
+const POLL_TIMEOUT_MS: u32 = 100;
+
 /// Shared between the element and its signalling task.
 pub struct Shared {
     role: Role,
@@ -485,8 +488,12 @@ impl Shared {
     /// The SRT URI for a peer (srt-facts §1.1: rendezvous, local address always given).
     fn srt_uri(peer: &PeerInfo, local_address: &str, local_port: u16, latency: u32) -> String {
         let host = punch::protocol::uri::url_host(&peer.ip);
+        // poll-timeout: by default srtsrc/srtsink wait in epoll with no timeout; after a peer
+        // is lost, srtsrc's own reconnect then waits there until libsrt's 30 s rendezvous
+        // timeout, and stopping the element waited as long (seen in the tests). Bounded, the
+        // wait returns and notices the stop. (In the URI: setting `uri` resets the property.)
         format!(
-            "srt://{host}:{}?mode=rendezvous&localaddress={local_address}&localport={local_port}&latency={latency}&passphrase={}&pbkeylen={}",
+            "srt://{host}:{}?mode=rendezvous&localaddress={local_address}&localport={local_port}&latency={latency}&passphrase={}&pbkeylen={}&poll-timeout={POLL_TIMEOUT_MS}",
             peer.port, peer.passphrase, peer.pbkeylen
         )
     }
