@@ -10,7 +10,7 @@ use punch::protocol::{
     ClientMessage, Health, HealthLevel, NatMapping, Role, ServerMessage, SessionView,
 };
 use reqwest::Method;
-use serde_json::{Value, json};
+use serde_json::json;
 use std::time::Duration;
 
 /// The headers every UI response must carry.
@@ -182,32 +182,13 @@ async fn qr_codes_carry_stream_tokens_never_the_admin_token() {
     assert_eq!(resp.status(), 403, "a stream token cannot mint QR codes");
 }
 
-async fn admin_call(
-    t: &TestServer,
-    method: Method,
-    path: &str,
-    token: &str,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let mut req = http()
-        .request(method, format!("{}{path}", t.base))
-        .bearer_auth(token);
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let resp = req.send().await.unwrap();
-    (
-        resp.status().as_u16(),
-        resp.json().await.unwrap_or(Value::Null),
-    )
-}
-
 #[tokio::test]
 async fn connection_strings_need_both_sides_and_follow_each_tool() {
     let t = start_default().await;
     let created = create(&t.base, json!({"name": "cs", "latency": 300})).await;
     let admin = created["token"].as_str().unwrap();
-    let (status, body) = admin_call(&t, Method::GET, "/api/session/cs/connect", admin, None).await;
+    let (status, body) =
+        api_request(&t.base, Method::GET, "/api/session/cs/connect", admin, None).await;
     assert_eq!(status, 409);
     assert_eq!(code(&body), "peers_missing");
     let msg = body["error"]["message"].as_str().unwrap();
@@ -222,7 +203,8 @@ async fn connection_strings_need_both_sides_and_follow_each_tool() {
         matches!(m, ServerMessage::Registered(_)).then_some(())
     })
     .await;
-    let (status, body) = admin_call(&t, Method::GET, "/api/session/cs/connect", admin, None).await;
+    let (status, body) =
+        api_request(&t.base, Method::GET, "/api/session/cs/connect", admin, None).await;
     assert_eq!(status, 409);
     let msg = body["error"]["message"].as_str().unwrap();
     assert!(
@@ -241,7 +223,8 @@ async fn connection_strings_need_both_sides_and_follow_each_tool() {
         matches!(m, ServerMessage::Peer(_)).then_some(())
     })
     .await;
-    let (status, body) = admin_call(&t, Method::GET, "/api/session/cs/connect", admin, None).await;
+    let (status, body) =
+        api_request(&t.base, Method::GET, "/api/session/cs/connect", admin, None).await;
     assert_eq!(status, 200, "{body}");
     // Single stream: the original service's shape at the top level, and per stream.
     assert_eq!(body["for_peer_a"], body["streams"]["default"]["for_peer_a"]);
@@ -275,8 +258,8 @@ async fn connection_strings_need_both_sides_and_follow_each_tool() {
             .contains("cannot be an SRT rendezvous peer")
     );
 
-    let (status, _) = admin_call(
-        &t,
+    let (status, _) = api_request(
+        &t.base,
         Method::GET,
         "/api/session/cs/connect?stream=nope",
         admin,
@@ -284,8 +267,8 @@ async fn connection_strings_need_both_sides_and_follow_each_tool() {
     )
     .await;
     assert_eq!(status, 404);
-    let (status, _) = admin_call(
-        &t,
+    let (status, _) = api_request(
+        &t.base,
         Method::GET,
         "/api/session/cs/connect",
         &stream_token(&created, "default", "sender"),
@@ -348,8 +331,8 @@ async fn latency_applies_to_both_peers_and_dashboards_get_live_views() {
     let (_, got) = get_session(&t.base, "lat", admin).await;
     assert_eq!(got["streams"][0]["recommendation"]["latency"], 180);
 
-    let (status, body) = admin_call(
-        &t,
+    let (status, body) = api_request(
+        &t.base,
         Method::POST,
         "/api/session/lat/latency",
         admin,
@@ -363,8 +346,8 @@ async fn latency_applies_to_both_peers_and_dashboards_get_live_views() {
         })
         .await;
     }
-    let (status, body) = admin_call(
-        &t,
+    let (status, body) = api_request(
+        &t.base,
         Method::POST,
         "/api/session/lat/latency",
         admin,
@@ -378,8 +361,8 @@ async fn latency_applies_to_both_peers_and_dashboards_get_live_views() {
             .unwrap()
             .contains("between 20 and 8000")
     );
-    let (status, body) = admin_call(
-        &t,
+    let (status, body) = api_request(
+        &t.base,
         Method::POST,
         "/api/session/lat/latency",
         admin,
@@ -394,8 +377,8 @@ async fn latency_applies_to_both_peers_and_dashboards_get_live_views() {
             .contains("\"latency\": MILLISECONDS"),
         "{body}"
     );
-    let (status, _) = admin_call(
-        &t,
+    let (status, _) = api_request(
+        &t.base,
         Method::POST,
         "/api/session/lat/latency",
         &stream_token(&created, "default", "sender"),
@@ -464,8 +447,14 @@ async fn multi_stream_sessions_get_the_ready_streams_and_what_the_others_miss() 
         .await;
         sides.push(c);
     }
-    let (status, body) =
-        admin_call(&t, Method::GET, "/api/session/multi/connect", admin, None).await;
+    let (status, body) = api_request(
+        &t.base,
+        Method::GET,
+        "/api/session/multi/connect",
+        admin,
+        None,
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
     assert!(body["streams"]["cam1"]["for_peer_a"]["gstreamer"].is_string());
     assert!(body["streams"].get("cam2").is_none());
@@ -478,8 +467,8 @@ async fn multi_stream_sessions_get_the_ready_streams_and_what_the_others_miss() 
         why.contains("\"cam2\" has no registered sender (peer a) and no receiver (peer b)"),
         "{why}"
     );
-    let (status, body) = admin_call(
-        &t,
+    let (status, body) = api_request(
+        &t.base,
         Method::GET,
         "/api/session/multi/connect?stream=cam2",
         admin,

@@ -777,10 +777,8 @@ async fn stun_service(server: &str) -> Result<(String, [u16; 2]), String> {
     let ports: Option<[u16; 2]> = serde_json::from_value(health["stun"].clone()).ok();
     let ports =
         ports.ok_or_else(|| format!("the server at {base} runs no STUN service (--no-stun)"))?;
-    let host = reqwest::Url::parse(base)
-        .ok()
-        .and_then(|u| u.host_str().map(|h| h.trim_matches(['[', ']']).to_string()))
-        .ok_or_else(|| format!("{base} is not a server URL"))?;
+    let host =
+        crate::client::server_host(base).ok_or_else(|| format!("{base} is not a server URL"))?;
     Ok((host, ports))
 }
 

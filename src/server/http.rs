@@ -658,10 +658,11 @@ async fn set_latency(
     Ok(Json(json!({ "stream": req.stream, "latency": req.latency })).into_response())
 }
 
-/// The `punch://` URI of one side of a stream, with a token for exactly that side.
+/// The `punch://` URI (on the server at `base`) of one side of a stream, with a token for
+/// exactly that side.
 fn stream_uri(
     state: &AppState,
-    headers: &HeaderMap,
+    base: &str,
     session: &AuthedSession,
     stream: &str,
     role: Role,
@@ -674,7 +675,7 @@ fn stream_uri(
             role,
         },
     );
-    PunchUri::for_server(&base_url(state, headers), &session.id, Some(stream), &token)
+    PunchUri::for_server(base, &session.id, Some(stream), &token)
         .map(|u| u.to_string())
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e))
 }
@@ -710,15 +711,13 @@ async fn connection_strings(
     };
     // The relay is on this server: the host the operator reached it by.
     let base = base_url(&state, &headers);
-    let relay_host = PunchUri::for_server(&base, &session.id, None, "-")
-        .map(|u| u.host)
-        .unwrap_or_default();
+    let relay_host = crate::client::server_host(&base).unwrap_or_default();
     let mut streams = std::collections::BTreeMap::new();
     let mut missing = std::collections::BTreeMap::new();
     for c in &selected {
         let uris = [
-            stream_uri(&state, &headers, &session, &c.name, Role::Sender)?,
-            stream_uri(&state, &headers, &session, &c.name, Role::Receiver)?,
+            stream_uri(&state, &base, &session, &c.name, Role::Sender)?,
+            stream_uri(&state, &base, &session, &c.name, Role::Receiver)?,
         ];
         match stream_strings(c, &relay_host, uris) {
             Ok(s) => {
@@ -838,7 +837,8 @@ async fn stream_qr(
             format!("session {} has no stream {stream:?}", session.id),
         ));
     }
-    qr_response(&stream_uri(&state, &headers, &session, &stream, role)?)
+    let base = base_url(&state, &headers);
+    qr_response(&stream_uri(&state, &base, &session, &stream, role)?)
 }
 
 /// An SVG QR code of `data`.

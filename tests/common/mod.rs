@@ -83,6 +83,28 @@ pub async fn create(base: &str, body: Value) -> Value {
     v
 }
 
+/// A request on `base` + `path` with a bearer token and an optional JSON body; status and
+/// JSON answer.
+pub async fn api_request(
+    base: &str,
+    method: reqwest::Method,
+    path: &str,
+    token: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut req = http()
+        .request(method, format!("{base}{path}"))
+        .bearer_auth(token);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let resp = req.send().await.unwrap();
+    (
+        resp.status().as_u16(),
+        resp.json().await.unwrap_or(Value::Null),
+    )
+}
+
 /// A request on `/api/session/{session}` with a bearer token; status and JSON body.
 pub async fn session_request(
     method: reqwest::Method,
@@ -90,16 +112,14 @@ pub async fn session_request(
     session: &str,
     token: &str,
 ) -> (u16, Value) {
-    let resp = http()
-        .request(method, format!("{base}/api/session/{session}"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
-    (
-        resp.status().as_u16(),
-        resp.json().await.unwrap_or(Value::Null),
+    api_request(
+        base,
+        method,
+        &format!("/api/session/{session}"),
+        token,
+        None,
     )
+    .await
 }
 
 pub async fn get_session(base: &str, session: &str, token: &str) -> (u16, Value) {
