@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use common::*;
 use punch::protocol::{
-    ClientMessage, Health, PeerInfo, Role, ServerMessage, SrtStatus, StatusReport, TallyState,
+    ClientMessage, ErrorCode, Health, PeerInfo, Role, ServerMessage, SrtStatus, StatusReport,
+    TallyState,
 };
 use punch::server::{Limits, ServerConfig};
 use serde_json::{Value, json};
@@ -231,12 +232,12 @@ async fn every_auth_failure() {
     sig.send(&register(Some("cam2"), Role::Sender, 9000))
         .await
         .unwrap();
-    let msg = expect_error(&mut sig, "forbidden").await;
+    let msg = expect_error(&mut sig, ErrorCode::Forbidden).await;
     assert!(msg.contains("cam1") && msg.contains("cam2"), "{msg}");
     sig.send(&register(Some("cam1"), Role::Receiver, 9000))
         .await
         .unwrap();
-    expect_error(&mut sig, "forbidden").await;
+    expect_error(&mut sig, ErrorCode::Forbidden).await;
     sig.send(&register(None, Role::Sender, 9000)).await.unwrap();
     expect_msg(&mut sig, "registered on the token's stream", |m| match m {
         ServerMessage::Registered(r) if r.stream == "cam1" => Some(()),
@@ -406,7 +407,7 @@ async fn slot_takeover_after_disconnect_and_refusal_while_live() {
         .send(&register(None, Role::Sender, 9500))
         .await
         .unwrap();
-    let msg = expect_error(&mut second, "slot_taken").await;
+    let msg = expect_error(&mut second, ErrorCode::SlotTaken).await;
     assert!(msg.contains("already has a sender"), "{msg}");
 
     first.close().await;

@@ -537,17 +537,16 @@ fn print_created(c: &CreatedSession) {
     for name in &c.streams {
         say!("  {name}");
         if let Some(t) = c.stream_tokens.get(name) {
-            for role in ["sender", "receiver"] {
-                if let Some(tok) = t.get(role).and_then(Value::as_str) {
-                    say!("    {role:<8} token {tok}");
-                    if let Ok(uri) = crate::protocol::uri::PunchUri::for_server(
-                        base,
-                        &c.session,
-                        Some(name),
-                        tok,
-                    ) {
-                        say!("    {:<8} uri   {uri}", "");
-                    }
+            for role in [
+                crate::protocol::Role::Sender,
+                crate::protocol::Role::Receiver,
+            ] {
+                let tok = t.get(role);
+                say!("    {role:<8} token {tok}");
+                if let Ok(uri) =
+                    crate::protocol::uri::PunchUri::for_server(base, &c.session, Some(name), tok)
+                {
+                    say!("    {:<8} uri   {uri}", "");
                 }
             }
         }

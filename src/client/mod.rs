@@ -17,7 +17,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-use crate::protocol::{ClientMessage, ErrorResponse, ServerMessage};
+use crate::protocol::{ClientMessage, ErrorCode, ErrorResponse, ServerMessage};
 
 /// Why a signalling operation failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,7 +29,8 @@ pub enum ClientError {
     /// The server answered the handshake with an HTTP error.
     Refused {
         status: u16,
-        code: String,
+        /// The server's error code; `None` when the answer was not a Punch error body.
+        code: Option<ErrorCode>,
         message: String,
     },
     /// The connection broke or the server sent something that is not Punch protocol.
@@ -58,7 +59,10 @@ impl fmt::Display for ClientError {
                 status,
                 code,
                 message,
-            } => write!(f, "server refused ({status} {code}): {message}"),
+            } => match code {
+                Some(code) => write!(f, "server refused ({status} {code}): {message}"),
+                None => write!(f, "server refused (HTTP {status}): {message}"),
+            },
             ClientError::Protocol(m) => write!(f, "signalling error: {m}"),
         }
     }
@@ -146,12 +150,12 @@ impl Signalling {
                 return Err(match serde_json::from_slice::<ErrorResponse>(body) {
                     Ok(e) => ClientError::Refused {
                         status,
-                        code: e.error.code,
+                        code: Some(e.error.code),
                         message: e.error.message,
                     },
                     Err(_) => ClientError::Refused {
                         status,
-                        code: "http".into(),
+                        code: None,
                         message: format!("HTTP {status} from {url} (is this a Punch server?)"),
                     },
                 });

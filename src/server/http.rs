@@ -32,8 +32,8 @@ use super::ui;
 use super::{AppState, now_ms, ws};
 use crate::protocol::{
     ConnectResponse, CreatedSession, DEFAULT_LATENCY_MS, DEFAULT_PBKEYLEN, DEFAULT_STREAM,
-    LatencyRequest, MAX_LABEL_LEN, MAX_LATENCY_MS, MIN_LATENCY_MS, Role, SessionState, StreamSpec,
-    TallyRequest, uri::PunchUri, validate_name,
+    ErrorCode, LatencyRequest, MAX_LABEL_LEN, MAX_LATENCY_MS, MIN_LATENCY_MS, Role, SessionState,
+    StreamSpec, StreamTokens, TallyRequest, uri::PunchUri, validate_name,
 };
 
 pub fn router(state: Arc<AppState>) -> Router {
@@ -55,7 +55,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .method_not_allowed_fallback(|| async {
             ApiError::new(
                 StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
+                ErrorCode::MethodNotAllowed,
                 "method not allowed on this endpoint",
             )
         })
@@ -232,7 +232,7 @@ impl FromRequestParts<Arc<AppState>> for AuthedSession {
             .ok_or_else(|| {
                 ApiError::new(
                     StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal",
+                    ErrorCode::Internal,
                     "no client address",
                 )
             })?;
@@ -277,7 +277,7 @@ fn body_bytes(body: Result<Bytes, BytesRejection>, limit: usize) -> Result<Bytes
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                "too_large",
+                ErrorCode::TooLarge,
                 format!("request body is larger than {limit} bytes"),
             )
         } else {
@@ -349,7 +349,7 @@ fn parse_create(body: &[u8], state: &AppState) -> Result<CreateRequest, ApiError
         serde_json::from_slice(body).map_err(|e| {
             ApiError::new(
                 StatusCode::BAD_REQUEST,
-                "invalid_json",
+                ErrorCode::InvalidJson,
                 format!("request body is not valid JSON: {e}"),
             )
         })?
@@ -483,7 +483,7 @@ async fn create_session(
         tracing::info!(%ip, "session creation refused: rate limit");
         return Err(ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
-            "rate_limited",
+            ErrorCode::RateLimited,
             format!(
                 "too many sessions created from {ip}; at most {} per minute",
                 state.config.limits.creates_per_minute
@@ -545,7 +545,7 @@ async fn create_session(
         tracing::error!(session = rec.name, "cannot store a new session: {e}");
         return Err(ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
-            "storage",
+            ErrorCode::Storage,
             "the session could not be saved",
         ));
     }
@@ -553,7 +553,7 @@ async fn create_session(
 
     let key = &state.key;
     let token = key.issue(&rec.name, &rec.nonce, &Scope::Admin);
-    let mut stream_tokens = Map::new();
+    let mut stream_tokens = std::collections::BTreeMap::new();
     for s in &rec.streams {
         let scoped = |role| {
             key.issue(
@@ -567,7 +567,10 @@ async fn create_session(
         };
         stream_tokens.insert(
             s.name.clone(),
-            json!({ "sender": scoped(Role::Sender), "receiver": scoped(Role::Receiver) }),
+            StreamTokens {
+                sender: scoped(Role::Sender),
+                receiver: scoped(Role::Receiver),
+            },
         );
     }
     let base = base_url(&state, &headers);
@@ -609,9 +612,9 @@ fn json_body<T: serde::de::DeserializeOwned>(
     let body = body_bytes(body, state.config.limits.http_max_body)?;
     serde_json::from_slice(&body).map_err(|e| {
         let code = if e.is_data() {
-            "bad_request"
+            ErrorCode::BadRequest
         } else {
-            "invalid_json"
+            ErrorCode::InvalidJson
         };
         ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -677,7 +680,7 @@ fn stream_uri(
     );
     PunchUri::for_server(base, &session.id, Some(stream), &token)
         .map(|u| u.to_string())
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e))
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal, e))
 }
 
 #[derive(serde::Deserialize)]
@@ -701,7 +704,7 @@ async fn connection_strings(
                 .ok_or_else(|| {
                     ApiError::new(
                         StatusCode::NOT_FOUND,
-                        "unknown_stream",
+                        ErrorCode::UnknownStream,
                         format!("session {} has no stream {name:?}", session.id),
                     )
                 })?;
@@ -732,7 +735,7 @@ async fn connection_strings(
         let why: Vec<&str> = missing.values().map(String::as_str).collect();
         return Err(ApiError::new(
             StatusCode::CONFLICT,
-            "peers_missing",
+            ErrorCode::PeersMissing,
             why.join("; "),
         ));
     }
@@ -786,8 +789,8 @@ async fn ws_upgrade(
 
 /// An SVG image response of a QR code of `data`, with the UI headers.
 fn qr_response(data: &str) -> Result<Response, ApiError> {
-    let svg =
-        qr_svg(data).map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "qr", e))?;
+    let svg = qr_svg(data)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Qr, e))?;
     let mut resp = svg.into_response();
     let h = resp.headers_mut();
     h.insert(
@@ -825,7 +828,7 @@ async fn stream_qr(
     let role = Role::parse(&role).ok_or_else(|| {
         ApiError::new(
             StatusCode::NOT_FOUND,
-            "not_found",
+            ErrorCode::NotFound,
             format!("{role:?} is not a side of a stream; use sender or receiver"),
         )
     })?;
@@ -833,7 +836,7 @@ async fn stream_qr(
     if !known.iter().any(|c| c.name == stream) {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
-            "unknown_stream",
+            ErrorCode::UnknownStream,
             format!("session {} has no stream {stream:?}", session.id),
         ));
     }

@@ -10,6 +10,7 @@ use super::now_ms;
 use super::session::SessionHandle;
 use super::store::{TOMBSTONE_RETENTION_MS, Tombstone};
 use super::token::Claims;
+use crate::protocol::ErrorCode;
 
 #[derive(Default)]
 pub struct Registry {
@@ -32,7 +33,7 @@ impl Registry {
         if live.contains_key(&*handle.name) {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
-                "session_exists",
+                ErrorCode::SessionExists,
                 format!(
                     "a session named {} already exists; choose another name",
                     handle.name
@@ -42,7 +43,7 @@ impl Registry {
         if live.len() >= max_sessions {
             return Err(ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
-                "too_many_sessions",
+                ErrorCode::TooManySessions,
                 format!(
                     "this server already holds its limit of {max_sessions} sessions; close one or try later"
                 ),

@@ -19,7 +19,7 @@ use super::store::{LastPeer, SessionRecord, Store, StoreOp};
 use super::token::Scope;
 use super::{format_time, now_ms};
 use crate::protocol::{
-    ClientMessage, Closed, Endpoint, ErrorBody, Health, MAX_LABEL_LEN, MAX_LATENCY_MS,
+    ClientMessage, Closed, Endpoint, ErrorBody, ErrorCode, Health, MAX_LABEL_LEN, MAX_LATENCY_MS,
     MIN_LATENCY_MS, MediaPath, NatMapping, NatReport, PeerInfo, PeerStatus, PeerView, Register,
     Registered, Role, ServerMessage, SessionState, SessionUpdate, SessionView, SrtStatus,
     StreamSummary, StreamView, Tally, TallyState,
@@ -67,11 +67,11 @@ impl Effects {
         self.out.push((Target::Conn(conn), msg));
     }
 
-    fn error(&mut self, conn: ConnId, code: &str, message: impl Into<String>) {
+    fn error(&mut self, conn: ConnId, code: ErrorCode, message: impl Into<String>) {
         self.send(
             conn,
             ServerMessage::Error(ErrorBody {
-                code: code.into(),
+                code,
                 message: message.into(),
             }),
         );
@@ -242,7 +242,7 @@ impl SessionCore {
         if self.conns.len() >= self.max_conns {
             return Err(ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
-                "too_many_connections",
+                ErrorCode::TooManyConnections,
                 format!(
                     "session {} already has {} connections",
                     self.rec.name, self.max_conns
@@ -333,7 +333,7 @@ impl SessionCore {
         if slot.is_none() {
             fx.error(
                 conn,
-                "not_registered",
+                ErrorCode::NotRegistered,
                 format!("send `register` before `{what}`"),
             );
         }
@@ -355,7 +355,7 @@ impl SessionCore {
             let known: Vec<&str> = self.rec.streams.iter().map(|s| s.name.as_str()).collect();
             fx.error(
                 conn,
-                "unknown_stream",
+                ErrorCode::UnknownStream,
                 format!(
                     "session {} has no stream {stream_name:?} (streams: {})",
                     self.rec.name,
@@ -369,7 +369,7 @@ impl SessionCore {
         {
             fx.error(
                 conn,
-                "forbidden",
+                ErrorCode::Forbidden,
                 format!(
                     "this token is for the {tr} of stream {ts:?}; it cannot register as {} of stream {stream_name:?}",
                     r.role
@@ -384,7 +384,7 @@ impl SessionCore {
             {
                 fx.error(
                     conn,
-                    "bad_message",
+                    ErrorCode::BadMessage,
                     format!("meta.{field} is longer than {MAX_LABEL_LEN} characters"),
                 );
                 return;
@@ -395,7 +395,7 @@ impl SessionCore {
         {
             fx.error(
                 conn,
-                "already_registered",
+                ErrorCode::AlreadyRegistered,
                 format!(
                     "this connection is already the {old_role} of stream {:?}; open another connection for another slot",
                     self.rec.streams[old_idx].name
@@ -414,7 +414,7 @@ impl SessionCore {
                 .unwrap_or_default();
             fx.error(
                 conn,
-                "slot_taken",
+                ErrorCode::SlotTaken,
                 format!(
                     "stream {stream_name:?} already has a {} connected{from}; stop it first, or use another stream",
                     r.role
@@ -433,7 +433,7 @@ impl SessionCore {
                 _ => {
                     fx.error(
                         conn,
-                        "bad_message",
+                        ErrorCode::BadMessage,
                         format!(
                             "nat.mapped must be an IP address and a port 1-65535, got {:?}:{}",
                             m.ip, m.port
@@ -526,7 +526,7 @@ impl SessionCore {
             return;
         };
         if let Err(e) = h.validate() {
-            fx.error(conn, "bad_message", e);
+            fx.error(conn, ErrorCode::BadMessage, e);
             return;
         }
         if let Some(p) = self.rec.streams[idx].peer_mut(role).as_mut() {
@@ -601,7 +601,7 @@ impl SessionCore {
             .ok_or_else(|| {
                 ApiError::new(
                     StatusCode::BAD_REQUEST,
-                    "unknown_stream",
+                    ErrorCode::UnknownStream,
                     format!("session {} has no stream {stream:?}", self.rec.name),
                 )
             })
@@ -1656,34 +1656,34 @@ mod tests {
         );
 
         let code = |fx: &Effects| match &fx.out[0].1 {
-            ServerMessage::Error(e) => e.code.clone(),
+            ServerMessage::Error(e) => e.code,
             other => panic!("expected an error, got {other:?}"),
         };
         assert_eq!(
             code(&core.handle(1, ClientMessage::Health(Health::default()), 1)),
-            "not_registered"
+            ErrorCode::NotRegistered
         );
         assert_eq!(
             code(&core.handle(1, register(Some("zz"), Role::Sender, 1), 1)),
-            "unknown_stream"
+            ErrorCode::UnknownStream
         );
         assert_eq!(
             code(&core.handle(2, register(Some("a"), Role::Sender, 1), 1)),
-            "forbidden"
+            ErrorCode::Forbidden
         );
         assert_eq!(
             code(&core.handle(2, register(Some("b"), Role::Receiver, 1), 1)),
-            "forbidden"
+            ErrorCode::Forbidden
         );
         core.handle(2, register(None, Role::Sender, 5000), 1);
         assert_eq!(
             code(&core.handle(3, register(Some("b"), Role::Sender, 1), 1)),
-            "slot_taken"
+            ErrorCode::SlotTaken
         );
         core.handle(3, register(Some("a"), Role::Sender, 1), 1);
         assert_eq!(
             code(&core.handle(3, register(Some("a"), Role::Receiver, 1), 1)),
-            "already_registered"
+            ErrorCode::AlreadyRegistered
         );
     }
 
@@ -1943,7 +1943,7 @@ mod tests {
         assert!(e.message.contains("between 20 and 8000"), "{}", e.message);
         assert_eq!(
             core.set_latency("nope", 100, 2).unwrap_err().code,
-            "unknown_stream"
+            ErrorCode::UnknownStream
         );
     }
 
@@ -2003,7 +2003,7 @@ mod tests {
                 1,
             );
             assert!(
-                sent_to(&fx, 1).iter().any(|m| matches!(m, ServerMessage::Error(e) if e.code == "bad_message" && e.message.contains("nat.mapped"))),
+                sent_to(&fx, 1).iter().any(|m| matches!(m, ServerMessage::Error(e) if e.code == ErrorCode::BadMessage && e.message.contains("nat.mapped"))),
                 "{ip_text}:{port} accepted"
             );
         }

@@ -14,7 +14,7 @@ use tokio_tungstenite::tungstenite;
 use super::AppState;
 use super::session::{ConnId, Outbound, SessionHandle};
 use super::token::Scope;
-use crate::protocol::{ClientMessage, ErrorBody, Hello, ServerMessage};
+use crate::protocol::{ClientMessage, ErrorBody, ErrorCode, Hello, ServerMessage};
 
 /// WebSocket close codes used by the server.
 pub mod close_code {
@@ -85,12 +85,9 @@ impl Connection {
         }
     }
 
-    async fn send_error(&mut self, code: &str, message: String) -> Flow {
-        self.send_message(&ServerMessage::Error(ErrorBody {
-            code: code.into(),
-            message,
-        }))
-        .await
+    async fn send_error(&mut self, code: ErrorCode, message: String) -> Flow {
+        self.send_message(&ServerMessage::Error(ErrorBody { code, message }))
+            .await
     }
 
     async fn close(&mut self, code: u16, reason: &str) {
@@ -125,9 +122,9 @@ impl Connection {
                     }
                     Err(e) => {
                         let code = if e.is_data() {
-                            "bad_message"
+                            ErrorCode::BadMessage
                         } else {
-                            "invalid_json"
+                            ErrorCode::InvalidJson
                         };
                         self.send_error(code, e.to_string()).await
                     }
@@ -135,7 +132,7 @@ impl Connection {
             }
             Message::Binary(_) => {
                 self.send_error(
-                    "bad_message",
+                    ErrorCode::BadMessage,
                     "binary frames are not supported; send JSON text frames".into(),
                 )
                 .await
@@ -227,7 +224,7 @@ pub async fn run(
                     }
                     Some(Ok(frame)) => {
                         if matches!(frame, Message::Text(_) | Message::Binary(_)) && !rate.allow() {
-                            c.send_error("rate_limited", "too many messages; slow down".into()).await;
+                            c.send_error(ErrorCode::RateLimited, "too many messages; slow down".into()).await;
                             c.close(close_code::POLICY, "message rate limit exceeded").await;
                             break "rate limit";
                         }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use punch::client::Signalling;
-use punch::protocol::{ClientMessage, PeerMeta, Port, Register, Role, ServerMessage};
+use punch::protocol::{ClientMessage, ErrorCode, PeerMeta, Port, Register, Role, ServerMessage};
 use punch::server::{Limits, Server, ServerConfig};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
@@ -188,7 +188,7 @@ pub async fn expect_msg<T>(
     .await
 }
 
-pub async fn expect_error(sig: &mut Signalling, code: &str) -> String {
+pub async fn expect_error(sig: &mut Signalling, code: ErrorCode) -> String {
     expect_msg(sig, &format!("error {code}"), |m| match m {
         ServerMessage::Error(e) if e.code == code => Some(e.message.clone()),
         ServerMessage::Error(e) => panic!("expected error {code}, got {e:?}"),

@@ -10,8 +10,8 @@ use std::time::Duration;
 use gst::prelude::*;
 use punch::client::{ClientError, Signalling, nat};
 use punch::protocol::{
-    ClientMessage, NatReport, PeerInfo, PeerMeta, Port, Register, Role, ServerMessage, SrtStatus,
-    StatusReport,
+    ClientMessage, ErrorCode, NatReport, PeerInfo, PeerMeta, Port, Register, Role, ServerMessage,
+    SrtStatus, StatusReport,
 };
 use tokio::time::{Instant, MissedTickBehavior, interval, sleep, sleep_until};
 use tokio_util::sync::CancellationToken;
@@ -492,23 +492,23 @@ impl Task {
             }
             ServerMessage::Error(e) => {
                 let session = &self.config.target.session;
-                match e.code.as_str() {
-                    "forbidden" => self.error(
+                match e.code {
+                    ErrorCode::Forbidden => self.error(
                         gst::ResourceError::NotAuthorized,
                         format!("Punch session {session}: {}", e.message),
                     ),
-                    "unknown_stream" => self.error(
+                    ErrorCode::UnknownStream => self.error(
                         gst::ResourceError::NotFound,
                         format!("Punch session {session}: {}", e.message),
                     ),
                     // A slot still held by our own previous connection frees itself once the
                     // server notices it is gone; a first registration conflicts with someone else.
-                    "slot_taken" if self.ever_registered => {
+                    ErrorCode::SlotTaken if self.ever_registered => {
                         gst::info!(self.shared.cat, "slot still held ({}); retrying", e.message);
                         sleep(Duration::from_secs(1)).await;
                         return Some(Next::Reconnect);
                     }
-                    "slot_taken" => self.error(
+                    ErrorCode::SlotTaken => self.error(
                         gst::ResourceError::Busy,
                         format!("Punch session {session}: {}", e.message),
                     ),

@@ -1,0 +1,215 @@
+//! HTTP request and response bodies.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::messages::ErrorBody;
+use super::values::{
+    Endpoint, Health, HealthLevel, MediaPath, NatReport, PeerMeta, PeerStatus, Role, SessionState,
+    SrtStatus, TallyState,
+};
+
+/// `{"error": {...}}`, the body of every HTTP error.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorResponse {
+    pub error: ErrorBody,
+}
+
+/// Per-stream settings given at creation (`streams` as a map).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StreamSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audio: Option<String>,
+}
+
+/// Tokens for the two sides of one stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamTokens {
+    pub sender: String,
+    pub receiver: String,
+}
+
+impl StreamTokens {
+    /// The token of side `role`.
+    pub fn get(&self, role: Role) -> &str {
+        match role {
+            Role::Sender => &self.sender,
+            Role::Receiver => &self.receiver,
+        }
+    }
+}
+
+/// `201` answer to `POST /api/session`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CreatedSession {
+    pub session: String,
+    /// Admin token of this session.
+    pub token: String,
+    /// Operator dashboard URL (carries the admin token).
+    pub url: String,
+    /// QR image of `url`.
+    pub qr: String,
+    pub streams: Vec<String>,
+    pub latency: u32,
+    pub ttl: u64,
+    pub state: SessionState,
+    /// RFC 3339 UTC creation time.
+    pub created: String,
+    /// Stream-scoped tokens, one per stream and side.
+    pub stream_tokens: BTreeMap<String, StreamTokens>,
+}
+
+/// `POST /api/session/:id/tally`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TallyRequest {
+    pub stream: String,
+    pub state: TallyState,
+}
+
+/// The fields vMix's SRT dialog asks for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VmixFields {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub hostname: String,
+    pub port: u16,
+    pub latency_ms: u32,
+    pub passphrase: String,
+    pub key_length: u8,
+}
+
+/// Ready-to-paste settings for one side of a stream, one per client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectionStrings {
+    /// URI for `punchsink`/`punchsrc` (stream-scoped token).
+    pub punch: String,
+    /// A complete `gst-launch-1.0` line with `srtsink`/`srtsrc`.
+    pub gstreamer: String,
+    pub srt_live_transmit: String,
+    /// ffmpeg piped through srt-live-transmit (ffmpeg itself cannot be a rendezvous peer).
+    pub ffmpeg: String,
+    /// OBS Studio custom server URL (latency in µs).
+    pub obs: String,
+    pub vmix: VmixFields,
+    /// Conditions a format only works under, by format name.
+    pub notes: BTreeMap<String, String>,
+}
+
+/// Both sides of one stream: `a` is the sender (camera), `b` the receiver (decoder).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamConnect {
+    pub for_peer_a: ConnectionStrings,
+    pub for_peer_b: ConnectionStrings,
+}
+
+/// `GET /api/session/:id/connect`: per stream, and for a single-stream session also at the
+/// top level (the original service's shape). `409` while no stream has both sides registered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectResponse {
+    pub session: String,
+    pub streams: BTreeMap<String, StreamConnect>,
+    /// Streams without strings yet, and which side they miss (multi-stream sessions).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub missing: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub for_peer_a: Option<ConnectionStrings>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub for_peer_b: Option<ConnectionStrings>,
+}
+
+/// `POST /api/session/:id/latency`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LatencyRequest {
+    pub stream: String,
+    /// New SRT latency, milliseconds.
+    pub latency: u32,
+}
+
+/// One side of a stream in `GET /api/session/:id`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PeerView {
+    pub status: PeerStatus,
+    /// Public address of the current (or last) holder.
+    pub address: Option<Endpoint>,
+    pub meta: Option<PeerMeta>,
+    pub srt: Option<SrtStatus>,
+    pub registered_at: Option<String>,
+    pub last_health: Option<Health>,
+    pub health_at: Option<String>,
+    /// The NAT discovery the peer reported at registration.
+    pub nat: Option<NatReport>,
+}
+
+/// The SRT latency the server recommends for a stream from its recent health.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LatencyRecommendation {
+    /// Recommended SRT latency, milliseconds.
+    pub latency: u32,
+    /// 95th percentile of the RTT samples in the window, milliseconds.
+    pub rtt_p95: f64,
+    /// Highest loss (or retransmit) percentage in the window.
+    pub loss: f64,
+    /// RTT multiplier chosen for that loss (SRT Deployment Guide table).
+    pub multiplier: u32,
+    /// RTT samples the recommendation is based on.
+    pub samples: usize,
+    /// How it was derived, for people.
+    pub note: String,
+}
+
+/// One point of a stream's recent history (dashboard sparklines).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HealthSample {
+    /// Unix time, milliseconds.
+    pub t: i64,
+    pub rtt: Option<f64>,
+    pub bitrate: Option<f64>,
+}
+
+/// One stream in `GET /api/session/:id`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StreamView {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audio: Option<String>,
+    pub state: SessionState,
+    /// SRT latency the peers are given, milliseconds.
+    pub latency: u32,
+    pub tally: TallyState,
+    /// Direct or relayed, once both sides are registered.
+    pub path: Option<MediaPath>,
+    /// Why the stream is relayed.
+    pub path_reason: Option<String>,
+    pub level: Option<HealthLevel>,
+    /// What decided `level`, for people.
+    pub level_reason: Option<String>,
+    pub recommendation: Option<LatencyRecommendation>,
+    /// Recent health, oldest first.
+    pub history: Vec<HealthSample>,
+    pub sender: PeerView,
+    pub receiver: PeerView,
+}
+
+/// `GET /api/session/:id`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionView {
+    pub session: String,
+    pub state: SessionState,
+    pub latency: u32,
+    pub ttl: u64,
+    pub created: String,
+    /// When the session expires if nothing happens until then (null while any WebSocket is open).
+    pub expires: Option<String>,
+    pub streams: Vec<StreamView>,
+    pub connected: usize,
+    pub total: usize,
+}

@@ -1,0 +1,153 @@
+//! The WebSocket messages, both ways: JSON objects tagged by `type`.
+
+use serde::{Deserialize, Serialize};
+
+use super::api::SessionView;
+use super::error::ErrorCode;
+use super::values::{
+    Endpoint, Health, NatReport, PeerMeta, PeerStatus, Port, Role, SessionState, SrtStatus,
+    TallyState,
+};
+
+// ---------------------------------------------------------------------------------------------
+// peer → server
+
+/// Messages a peer sends over the WebSocket.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientMessage {
+    Register(Register),
+    Health(Health),
+    Status(StatusReport),
+}
+
+/// Claim one side of a stream and declare the local UDP port SRT will bind.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Register {
+    /// Stream name; defaults to the token's stream, else the session's first stream.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<String>,
+    /// Local UDP port the SRT socket binds.
+    pub port: Port,
+    pub role: Role,
+    #[serde(default)]
+    pub meta: PeerMeta,
+    /// What the peer learnt about its NAT by STUN from the SRT port (absent: no discovery).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nat: Option<NatReport>,
+    /// Whether this connection will report its SRT status (`false` for `punch peer`, which holds
+    /// a side for a third-party tool). Default `true`.
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub reports: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
+}
+
+/// The peer's SRT connection state changed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusReport {
+    pub srt: SrtStatus,
+}
+
+// ---------------------------------------------------------------------------------------------
+// server → peer
+
+/// Messages the server sends over the WebSocket.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerMessage {
+    Hello(Hello),
+    Registered(Registered),
+    Peer(PeerInfo),
+    Tally(Tally),
+    Session(SessionUpdate),
+    Error(ErrorBody),
+    Closed(Closed),
+    /// The full session view, pushed to admin connections (the dashboard) on every change.
+    View(Box<SessionView>),
+    /// A message type this build does not know (a newer server): ignored, not an error.
+    #[serde(other)]
+    Unknown,
+}
+
+/// Registration accepted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Registered {
+    pub stream: String,
+    pub role: Role,
+    /// This peer's public address as the server sees it.
+    pub you: Endpoint,
+    /// The other side, once it is registered (a `peer` message follows too).
+    pub peer: Option<PeerInfo>,
+}
+
+/// Where the other side of the stream is and how to reach it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerInfo {
+    pub stream: String,
+    pub ip: String,
+    pub port: u16,
+    pub passphrase: String,
+    pub pbkeylen: u8,
+    /// SRT latency to configure, milliseconds.
+    pub latency: u32,
+    /// The coordinates are the server's relay: `ip` is empty and the peer sends to `port` on the
+    /// address it reached the server's STUN service at.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub relay: bool,
+}
+
+/// Sent first on every connection: what the server offers besides signalling.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    /// UDP ports of the STUN service on the server's host (primary, alternate), if it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stun: Option<[u16; 2]>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Tally {
+    pub stream: String,
+    pub state: TallyState,
+}
+
+/// One stream as announced to every connection of its session.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StreamSummary {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    pub state: SessionState,
+    pub sender: PeerStatus,
+    pub receiver: PeerStatus,
+    pub tally: TallyState,
+}
+
+/// Sent on every change of the session's streams or peers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionUpdate {
+    pub state: SessionState,
+    pub streams: Vec<StreamSummary>,
+    /// Streams in CONNECTED state.
+    pub connected: usize,
+    pub total: usize,
+}
+
+/// An error: `code` is stable and machine-readable, `message` is for people.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+/// The session ended; the server closes the socket after this.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Closed {
+    pub reason: String,
+}
