@@ -3,18 +3,17 @@
 use std::collections::HashMap;
 use std::sync::{Mutex, RwLock};
 
-use axum::http::StatusCode;
-
-use super::error::ApiError;
-use super::now_ms;
-use super::session::SessionHandle;
-use super::store::{TOMBSTONE_RETENTION_MS, Tombstone};
+use super::session::model::{TOMBSTONE_RETENTION_MS, Tombstone};
+use super::session::{SessionError, SessionHandle};
+use super::time::now_ms;
 use super::token::Claims;
 use crate::protocol::ErrorCode;
 
 #[derive(Default)]
 pub struct Registry {
+    /// Running sessions by name.
     live: RwLock<HashMap<String, SessionHandle>>,
+    /// Recently closed sessions by name, so their tokens get 410 rather than 404.
     closed: Mutex<HashMap<String, Tombstone>>,
 }
 
@@ -28,11 +27,10 @@ impl Registry {
     }
 
     /// Inserts a new session unless the name is taken or the server is full.
-    pub fn insert(&self, handle: SessionHandle, max_sessions: usize) -> Result<(), ApiError> {
+    pub fn insert(&self, handle: SessionHandle, max_sessions: usize) -> Result<(), SessionError> {
         let mut live = self.live.write().unwrap();
         if live.contains_key(&*handle.name) {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
+            return Err(SessionError::new(
                 ErrorCode::SessionExists,
                 format!(
                     "a session named {} already exists; choose another name",
@@ -41,8 +39,7 @@ impl Registry {
             ));
         }
         if live.len() >= max_sessions {
-            return Err(ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
+            return Err(SessionError::new(
                 ErrorCode::TooManySessions,
                 format!(
                     "this server already holds its limit of {max_sessions} sessions; close one or try later"
@@ -77,11 +74,12 @@ impl Registry {
     }
 
     /// The session a verified token names, or why it is not available.
-    pub fn lookup(&self, name: &str, claims: &Claims) -> Result<SessionHandle, ApiError> {
+    pub fn lookup(&self, name: &str, claims: &Claims) -> Result<SessionHandle, SessionError> {
         if claims.session != name {
-            return Err(ApiError::forbidden(format!(
-                "this token belongs to another session, not {name}"
-            )));
+            return Err(SessionError::new(
+                ErrorCode::Forbidden,
+                format!("this token belongs to another session, not {name}"),
+            ));
         }
         if let Some(h) = self.live.read().unwrap().get(name)
             && *h.nonce == *claims.nonce
@@ -89,15 +87,19 @@ impl Registry {
             return Ok(h.clone());
         }
         match self.closed.lock().unwrap().get(name) {
-            Some(t) if t.nonce == claims.nonce => Err(ApiError::gone(format!(
-                "session {name} has ended ({})",
-                t.reason
-            ))),
+            Some(t) if t.nonce == claims.nonce => Err(SessionError::new(
+                ErrorCode::Gone,
+                format!("session {name} has ended ({})", t.reason),
+            )),
             // A token from an earlier session of the same name: that session is gone too.
-            _ if self.live.read().unwrap().contains_key(name) => Err(ApiError::gone(format!(
-                "this token belongs to an earlier session named {name}, which has ended"
-            ))),
-            _ => Err(ApiError::not_found(format!("no session named {name}"))),
+            _ if self.live.read().unwrap().contains_key(name) => Err(SessionError::new(
+                ErrorCode::Gone,
+                format!("this token belongs to an earlier session named {name}, which has ended"),
+            )),
+            _ => Err(SessionError::new(
+                ErrorCode::NotFound,
+                format!("no session named {name}"),
+            )),
         }
     }
 }

@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;
 
+use super::limit::TokenBucket;
+
 /// Relay settings (`punch serve --relay-*`).
 #[derive(Debug, Clone)]
 pub struct RelayConfig {
@@ -56,36 +58,10 @@ pub struct RelayStats {
     pub dropped: AtomicU64,
 }
 
-/// Token bucket over bytes.
-#[derive(Debug)]
-struct Bucket {
-    rate: f64,
-    tokens: f64,
-    at: Instant,
-}
-
-impl Bucket {
-    fn new(bits_per_second: u64) -> Self {
-        let rate = bits_per_second as f64 / 8.0;
-        // A quarter second of burst.
-        Bucket {
-            rate,
-            tokens: rate / 4.0,
-            at: Instant::now(),
-        }
-    }
-
-    fn take(&mut self, bytes: usize, now: Instant) -> bool {
-        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
-        self.at = now;
-        self.tokens = (self.tokens + elapsed * self.rate).min(self.rate / 4.0);
-        if self.tokens >= bytes as f64 {
-            self.tokens -= bytes as f64;
-            true
-        } else {
-            false
-        }
-    }
+/// A bandwidth cap in bit/s as a token bucket over bytes, with a quarter second of burst.
+fn byte_bucket(bits_per_second: u64) -> TokenBucket {
+    let rate = bits_per_second as f64 / 8.0;
+    TokenBucket::new(rate, rate / 4.0)
 }
 
 /// Allocates relays within the server-wide limits.
@@ -93,7 +69,7 @@ impl Bucket {
 pub struct RelayService {
     config: RelayConfig,
     pub stats: Arc<RelayStats>,
-    total: Arc<Mutex<Bucket>>,
+    total: Arc<Mutex<TokenBucket>>,
     next_port: Mutex<u16>,
 }
 
@@ -113,7 +89,7 @@ impl Drop for Relay {
 
 impl RelayService {
     pub fn new(config: RelayConfig) -> Self {
-        let total = Bucket::new(config.max_total_bitrate);
+        let total = byte_bucket(config.max_total_bitrate);
         let first = config.ports.map(|(lo, _)| lo).unwrap_or(0);
         RelayService {
             config,
@@ -159,7 +135,7 @@ impl RelayService {
             peer_ips,
             learned: [None, None],
             last_heard: [Instant::now(); 2],
-            bucket: Bucket::new(self.config.max_bitrate),
+            bucket: byte_bucket(self.config.max_bitrate),
             total: self.total.clone(),
             stats: self.stats.clone(),
             idle: self.config.idle,
@@ -197,8 +173,8 @@ struct Forwarder {
     peer_ips: [IpAddr; 2],
     learned: [Option<SocketAddr>; 2],
     last_heard: [Instant; 2],
-    bucket: Bucket,
-    total: Arc<Mutex<Bucket>>,
+    bucket: TokenBucket,
+    total: Arc<Mutex<TokenBucket>>,
     stats: Arc<RelayStats>,
     idle: Duration,
 }
@@ -267,12 +243,13 @@ impl Forwarder {
             // The other side has not sent yet; SRT's handshake repeats, so nothing is lost.
             return;
         };
-        let within = self.bucket.take(datagram.len(), now)
+        let bytes = datagram.len() as f64;
+        let within = self.bucket.take(bytes, now)
             && self
                 .total
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .take(datagram.len(), now);
+                .take(bytes, now);
         // A full send buffer drops the datagram, as a router would; SRT retransmits.
         if within && self.sockets[other].try_send_to(datagram, to).is_ok() {
             self.stats.packets.fetch_add(1, Ordering::Relaxed);
@@ -391,14 +368,14 @@ mod tests {
     }
 
     #[test]
-    fn bucket_caps_the_rate() {
+    fn bandwidth_cap_allows_a_quarter_second_burst() {
+        let mut b = byte_bucket(8_000_000); // 1 MB/s, 250 kB burst
         let start = Instant::now();
-        let mut b = Bucket::new(8_000_000); // 1 MB/s, 250 kB burst
         let mut sent = 0;
-        while b.take(1000, start) {
+        while b.take(1000.0, start) {
             sent += 1000;
         }
         assert_eq!(sent, 250_000);
-        assert!(b.take(1000, start + Duration::from_millis(2)));
+        assert!(b.take(1000.0, start + Duration::from_millis(2)));
     }
 }

@@ -1,142 +1,30 @@
 //! Persistence in an embedded SQLite database.
 //!
-//! One thread owns the connection. Session actors send it [`StoreOp`]s; it applies whatever is
-//! queued in one transaction, so a burst of health reports costs one commit. Operations whose
-//! outcome a client is told about (creation, closing) carry an acknowledgement sent after the
-//! commit.
+//! One thread owns the connection. Session actors send it [`StoreOp`]s through a [`Store`]
+//! handle; it applies whatever is queued in one transaction, so a burst of health reports costs
+//! one commit, and answers operations sent with [`Store::commit`] after the commit.
 
 use std::path::Path;
 use std::thread::JoinHandle;
 
 use rusqlite::{Connection, OptionalExtension, params};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
-use crate::protocol::{Endpoint, Health, PeerMeta, Role, TallyState};
+use super::session::model::{
+    LastPeer, SessionRecord, StreamRecord, TOMBSTONE_RETENTION_MS, Tombstone,
+};
+use super::session::persist::{Job, Store, StoreOp};
+use crate::protocol::{Endpoint, Role, TallyState};
 
-/// How long a closed session's name answers 410 Gone before it is forgotten.
-pub const TOMBSTONE_RETENTION_MS: i64 = 24 * 3600 * 1000;
 /// Registration events kept per session (older ones are pruned).
 const EVENTS_PER_SESSION: i64 = 500;
 const QUEUE_DEPTH: usize = 16 * 1024;
-
-/// Last known holder of one side of a stream.
-#[derive(Debug, Clone, PartialEq)]
-pub struct LastPeer {
-    pub address: Endpoint,
-    pub meta: PeerMeta,
-    pub registered_ms: i64,
-    pub health: Option<Health>,
-    pub health_ms: Option<i64>,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct StreamRecord {
-    pub name: String,
-    pub label: Option<String>,
-    pub role: Option<String>,
-    pub audio: Option<String>,
-    pub passphrase: String,
-    pub latency: u32,
-    pub tally: TallyState,
-    pub sender: Option<LastPeer>,
-    pub receiver: Option<LastPeer>,
-}
-
-impl StreamRecord {
-    pub fn peer_mut(&mut self, role: Role) -> &mut Option<LastPeer> {
-        match role {
-            Role::Sender => &mut self.sender,
-            Role::Receiver => &mut self.receiver,
-        }
-    }
-
-    pub fn peer(&self, role: Role) -> &Option<LastPeer> {
-        match role {
-            Role::Sender => &self.sender,
-            Role::Receiver => &self.receiver,
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct SessionRecord {
-    pub name: String,
-    pub nonce: String,
-    pub created_ms: i64,
-    pub ttl_s: u64,
-    pub latency: u32,
-    pub pbkeylen: u8,
-    pub last_activity_ms: i64,
-    pub streams: Vec<StreamRecord>,
-}
-
-/// A closed session remembered so its name answers 410 Gone.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Tombstone {
-    pub nonce: String,
-    pub reason: String,
-    pub closed_ms: i64,
-}
-
-type Ack = oneshot::Sender<Result<(), String>>;
-
-#[derive(Debug)]
-pub enum StoreOp {
-    Create(Box<SessionRecord>, Ack),
-    Activity {
-        session: String,
-        at_ms: i64,
-    },
-    Registered {
-        session: String,
-        stream: String,
-        role: Role,
-        peer: LastPeer,
-    },
-    Left {
-        session: String,
-        stream: String,
-        role: Role,
-        at_ms: i64,
-    },
-    Health {
-        session: String,
-        stream: String,
-        role: Role,
-        health: Health,
-        at_ms: i64,
-    },
-    Tally {
-        session: String,
-        stream: String,
-        state: TallyState,
-    },
-    Latency {
-        session: String,
-        stream: String,
-        latency: u32,
-    },
-    Close {
-        session: String,
-        reason: String,
-        at_ms: i64,
-        ack: Option<Ack>,
-    },
-    /// Acknowledged once everything queued before it is committed.
-    Flush(Ack),
-}
 
 /// What the database held at start-up.
 pub struct Loaded {
     pub secret: Vec<u8>,
     pub sessions: Vec<SessionRecord>,
     pub tombstones: Vec<(String, Tombstone)>,
-}
-
-/// Sending side of the store; cheap to clone.
-#[derive(Clone)]
-pub struct Store {
-    tx: mpsc::Sender<StoreOp>,
 }
 
 pub struct StoreThread {
@@ -150,53 +38,38 @@ impl StoreThread {
     }
 }
 
-impl Store {
-    /// Opens (or creates) the database at `path` (`:memory:` for none), loads live sessions and
-    /// tombstones, and starts the writer thread.
-    pub fn open(
-        path: &str,
-        secret_override: Option<Vec<u8>>,
-        now_ms: i64,
-    ) -> Result<(Store, StoreThread, Loaded), String> {
-        let conn = if path == ":memory:" {
-            Connection::open_in_memory()
-        } else {
-            if let Some(dir) = Path::new(path).parent()
-                && !dir.as_os_str().is_empty()
-                && !dir.exists()
-            {
-                return Err(format!(
-                    "database directory {} does not exist",
-                    dir.display()
-                ));
-            }
-            Connection::open(path)
+/// Opens (or creates) the SQLite database at `path` (`:memory:` for none), loads live sessions
+/// and tombstones, and starts the writer thread.
+/// Opens (or creates) the SQLite database at `path` (`:memory:` for none), loads live sessions
+/// and tombstones, and starts the writer thread.
+pub fn open(
+    path: &str,
+    secret_override: Option<Vec<u8>>,
+    now_ms: i64,
+) -> Result<(Store, StoreThread, Loaded), String> {
+    let conn = if path == ":memory:" {
+        Connection::open_in_memory()
+    } else {
+        if let Some(dir) = Path::new(path).parent()
+            && !dir.as_os_str().is_empty()
+            && !dir.exists()
+        {
+            return Err(format!(
+                "database directory {} does not exist",
+                dir.display()
+            ));
         }
-        .map_err(|e| format!("cannot open database {path}: {e}"))?;
-        let loaded =
-            init(&conn, secret_override, now_ms).map_err(|e| format!("database {path}: {e}"))?;
-        let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
-        let join = std::thread::Builder::new()
-            .name("punch-store".into())
-            .spawn(move || writer(conn, rx))
-            .map_err(|e| format!("cannot start the database thread: {e}"))?;
-        Ok((Store { tx }, StoreThread { join }, loaded))
+        Connection::open(path)
     }
-
-    /// Queues an operation. Waits when the queue is full, so nothing is dropped.
-    pub async fn send(&self, op: StoreOp) {
-        if self.tx.send(op).await.is_err() {
-            tracing::error!("database writer has stopped; a change was not saved");
-        }
-    }
-
-    /// Queues an operation that carries an acknowledgement and waits for its commit.
-    pub async fn commit(&self, make: impl FnOnce(Ack) -> StoreOp) -> Result<(), String> {
-        let (ack, done) = oneshot::channel();
-        self.send(make(ack)).await;
-        done.await
-            .map_err(|_| "database writer has stopped".to_string())?
-    }
+    .map_err(|e| format!("cannot open database {path}: {e}"))?;
+    let loaded =
+        init(&conn, secret_override, now_ms).map_err(|e| format!("database {path}: {e}"))?;
+    let (store, rx) = Store::channel(QUEUE_DEPTH);
+    let join = std::thread::Builder::new()
+        .name("punch-store".into())
+        .spawn(move || writer(conn, rx))
+        .map_err(|e| format!("cannot start the database thread: {e}"))?;
+    Ok((store, StoreThread { join }, loaded))
 }
 
 const SCHEMA: &str = "
@@ -379,7 +252,7 @@ fn load_streams(conn: &Connection, session: &str) -> rusqlite::Result<Vec<Stream
     Ok(streams)
 }
 
-fn writer(mut conn: Connection, mut rx: mpsc::Receiver<StoreOp>) {
+fn writer(mut conn: Connection, mut rx: mpsc::Receiver<Job>) {
     const BATCH: usize = 1024;
     while let Some(first) = rx.blocking_recv() {
         let mut batch = vec![first];
@@ -392,10 +265,9 @@ fn writer(mut conn: Connection, mut rx: mpsc::Receiver<StoreOp>) {
         let mut acks = Vec::new();
         let result = (|| -> rusqlite::Result<()> {
             let tx = conn.transaction()?;
-            for op in batch {
-                if let Some(ack) = apply(&tx, op)? {
-                    acks.push(ack);
-                }
+            for job in batch {
+                apply(&tx, job.op)?;
+                acks.extend(job.ack);
             }
             tx.commit()
         })();
@@ -408,9 +280,9 @@ fn writer(mut conn: Connection, mut rx: mpsc::Receiver<StoreOp>) {
     }
 }
 
-fn apply(tx: &rusqlite::Transaction<'_>, op: StoreOp) -> rusqlite::Result<Option<Ack>> {
+fn apply(tx: &rusqlite::Transaction<'_>, op: StoreOp) -> rusqlite::Result<()> {
     match op {
-        StoreOp::Create(rec, ack) => {
+        StoreOp::Create(rec) => {
             // A reused name replaces its tombstone and all the old incarnation's rows.
             tx.execute("DELETE FROM sessions WHERE name=?1", params![rec.name])?;
             tx.execute(
@@ -425,14 +297,14 @@ fn apply(tx: &rusqlite::Transaction<'_>, op: StoreOp) -> rusqlite::Result<Option
                     params![rec.name, idx, s.name, s.label, s.role, s.audio, s.passphrase, s.latency, s.tally.as_str()],
                 )?;
             }
-            Ok(Some(ack))
+            Ok(())
         }
         StoreOp::Activity { session, at_ms } => {
             tx.execute(
                 "UPDATE sessions SET last_activity_ms=?2 WHERE name=?1",
                 params![session, at_ms],
             )?;
-            Ok(None)
+            Ok(())
         }
         StoreOp::Registered {
             session,
@@ -456,7 +328,7 @@ fn apply(tx: &rusqlite::Transaction<'_>, op: StoreOp) -> rusqlite::Result<Option
                 Some(&peer.address),
                 peer.registered_ms,
             )?;
-            Ok(None)
+            Ok(())
         }
         StoreOp::Left {
             session,
@@ -465,7 +337,7 @@ fn apply(tx: &rusqlite::Transaction<'_>, op: StoreOp) -> rusqlite::Result<Option
             at_ms,
         } => {
             event(tx, &session, &stream, role, "leave", None, at_ms)?;
-            Ok(None)
+            Ok(())
         }
         StoreOp::Health {
             session,
@@ -479,7 +351,7 @@ fn apply(tx: &rusqlite::Transaction<'_>, op: StoreOp) -> rusqlite::Result<Option
                 "UPDATE peers SET health=?4, health_ms=?5 WHERE session=?1 AND stream=?2 AND role=?3",
                 params![session, stream, role.as_str(), json, at_ms],
             )?;
-            Ok(None)
+            Ok(())
         }
         StoreOp::Tally {
             session,
@@ -490,7 +362,7 @@ fn apply(tx: &rusqlite::Transaction<'_>, op: StoreOp) -> rusqlite::Result<Option
                 "UPDATE streams SET tally=?3 WHERE session=?1 AND name=?2",
                 params![session, stream, state.as_str()],
             )?;
-            Ok(None)
+            Ok(())
         }
         StoreOp::Latency {
             session,
@@ -501,13 +373,12 @@ fn apply(tx: &rusqlite::Transaction<'_>, op: StoreOp) -> rusqlite::Result<Option
                 "UPDATE streams SET latency=?3 WHERE session=?1 AND name=?2",
                 params![session, stream, latency],
             )?;
-            Ok(None)
+            Ok(())
         }
         StoreOp::Close {
             session,
             reason,
             at_ms,
-            ack,
         } => {
             tx.execute(
                 "UPDATE sessions SET closed_ms=?2, closed_reason=?3 WHERE name=?1",
@@ -517,9 +388,9 @@ fn apply(tx: &rusqlite::Transaction<'_>, op: StoreOp) -> rusqlite::Result<Option
                 "DELETE FROM sessions WHERE closed_ms IS NOT NULL AND closed_ms < ?1",
                 params![at_ms - TOMBSTONE_RETENTION_MS],
             )?;
-            Ok(ack)
+            Ok(())
         }
-        StoreOp::Flush(ack) => Ok(Some(ack)),
+        StoreOp::Flush => Ok(()),
     }
 }
 

@@ -6,7 +6,6 @@ use axum::extract::Path;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use super::error::ApiError;
 use crate::protocol::SessionView;
 
 const DASHBOARD_HTML: &str = include_str!("ui/dashboard.html");
@@ -105,8 +104,8 @@ pub fn dashboard(view: &SessionView) -> Response {
 }
 
 /// A page a person can act on, for a refused or failed dashboard request.
-pub fn error_page(e: &ApiError) -> Response {
-    let title = match e.status.as_u16() {
+pub fn error_page(status: StatusCode, message: &str) -> Response {
+    let title = match status.as_u16() {
         401 => "This link's token is missing or not valid",
         403 => "This link does not open the dashboard",
         404 => "No such session",
@@ -118,10 +117,10 @@ pub fn error_page(e: &ApiError) -> Response {
         ERROR_HTML,
         &[
             ("title", &escape_html(title)),
-            ("message", &escape_html(&e.message)),
+            ("message", &escape_html(message)),
         ],
     );
-    html(e.status, body)
+    html(status, body)
 }
 
 /// `GET /favicon.ico`: none, said without an error (browsers ask on their own).

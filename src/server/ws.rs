@@ -11,50 +11,20 @@ use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior, timeout};
 use tokio_tungstenite::tungstenite;
 
-use super::AppState;
-use super::session::{ConnId, Outbound, SessionHandle};
+use super::limit::TokenBucket;
+use super::session::{ConnId, Outbound, SessionError, SessionHandle};
+use super::state::AppState;
 use super::token::Scope;
-use crate::protocol::{ClientMessage, ErrorBody, ErrorCode, Hello, ServerMessage};
+use crate::protocol::{ClientMessage, ErrorBody, ErrorCode, Hello, ServerMessage, close_code};
 
-/// WebSocket close codes used by the server.
-pub mod close_code {
-    pub const NORMAL: u16 = 1000;
-    pub const GOING_AWAY: u16 = 1001;
-    pub const POLICY: u16 = 1008;
-    pub const TOO_BIG: u16 = 1009;
-    pub const TRY_AGAIN: u16 = 1013;
-}
-
-/// A token bucket limiting how many messages one connection may send.
-struct RateLimit {
-    tokens: f64,
-    rate: f64,
-    burst: f64,
-    last: Instant,
-}
-
-impl RateLimit {
-    fn new(rate: f64, burst: f64) -> Self {
-        RateLimit {
-            tokens: burst,
-            rate,
-            burst,
-            last: Instant::now(),
-        }
-    }
-
-    fn allow(&mut self) -> bool {
-        let now = Instant::now();
-        self.tokens =
-            (self.tokens + now.duration_since(self.last).as_secs_f64() * self.rate).min(self.burst);
-        self.last = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
+/// How a refused attach is told to the peer: the `error` message, and the close code (a full
+/// session may have room later).
+fn refusal(e: &SessionError) -> (ServerMessage, u16) {
+    let close = match e.code {
+        ErrorCode::TooManyConnections => close_code::TRY_AGAIN,
+        _ => close_code::NORMAL,
+    };
+    (ServerMessage::Error(e.body()), close)
 }
 
 enum Flow {
@@ -71,8 +41,13 @@ struct Connection {
 }
 
 impl Connection {
-    async fn send_text(&mut self, text: axum::extract::ws::Utf8Bytes) -> Flow {
-        match timeout(self.write_timeout, self.socket.send(Message::Text(text))).await {
+    async fn send_text(&mut self, text: &str) -> Flow {
+        match timeout(
+            self.write_timeout,
+            self.socket.send(Message::Text(text.into())),
+        )
+        .await
+        {
             Ok(Ok(())) => Flow::Continue,
             _ => Flow::Stop,
         }
@@ -80,7 +55,7 @@ impl Connection {
 
     async fn send_message(&mut self, msg: &ServerMessage) -> Flow {
         match serde_json::to_string(msg) {
-            Ok(text) => self.send_text(text.into()).await,
+            Ok(text) => self.send_text(&text).await,
             Err(_) => Flow::Continue,
         }
     }
@@ -169,12 +144,8 @@ pub async fn run(
         return;
     }
     if let Err(e) = session.attach(conn, ip, scope, out_tx).await {
-        c.send_error(e.code, e.message.clone()).await;
-        let code = if e.status.as_u16() == 429 {
-            close_code::TRY_AGAIN
-        } else {
-            close_code::NORMAL
-        };
+        let (msg, code) = refusal(&e);
+        c.send_message(&msg).await;
         c.close(code, &e.message).await;
         return;
     }
@@ -185,7 +156,7 @@ pub async fn run(
     ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
     ping.tick().await;
     let mut last_heard = Instant::now();
-    let mut rate = RateLimit::new(limits.messages_per_second, limits.message_burst);
+    let mut rate = TokenBucket::new(limits.messages_per_second, limits.message_burst);
     let why = loop {
         tokio::select! {
             _ = state.cancel.cancelled() => {
@@ -194,7 +165,7 @@ pub async fn run(
             }
             out = out_rx.recv() => match out {
                 Some(Outbound::Text(text)) => {
-                    if let Flow::Stop = c.send_text(text).await {
+                    if let Flow::Stop = c.send_text(&text).await {
                         break "write failed";
                     }
                 }
@@ -223,7 +194,7 @@ pub async fn run(
                         break "connection lost";
                     }
                     Some(Ok(frame)) => {
-                        if matches!(frame, Message::Text(_) | Message::Binary(_)) && !rate.allow() {
+                        if matches!(frame, Message::Text(_) | Message::Binary(_)) && !rate.take(1.0, std::time::Instant::now()) {
                             c.send_error(ErrorCode::RateLimited, "too many messages; slow down".into()).await;
                             c.close(close_code::POLICY, "message rate limit exceeded").await;
                             break "rate limit";

@@ -1,0 +1,322 @@
+//! `POST /api/session`: the request as users write it (every field checked with a message that
+//! says what is wrong), the new session's record, its task, its tokens.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, StatusCode};
+use rand::Rng;
+use rand::distr::Alphanumeric;
+use serde_json::{Map, Value};
+
+use super::auth::{base_url, client_ip};
+use super::body_bytes;
+use super::error::ApiError;
+use crate::protocol::{
+    CreatedSession, DEFAULT_LATENCY_MS, DEFAULT_PBKEYLEN, DEFAULT_STREAM, ErrorCode, MAX_LABEL_LEN,
+    MAX_LATENCY_MS, MIN_LATENCY_MS, Role, SessionState, StreamSpec, StreamTokens, validate_name,
+};
+use crate::server::session::persist::StoreOp;
+use crate::server::session::{self, model::SessionRecord, model::StreamRecord};
+use crate::server::state::AppState;
+use crate::server::time::{format_time, now_ms};
+use crate::server::token::Scope;
+
+#[derive(Debug)]
+struct CreateRequest {
+    name: Option<String>,
+    streams: Vec<(String, StreamSpec)>,
+    latency: u32,
+    ttl: u64,
+    pbkeylen: u8,
+}
+
+fn integer_in(
+    obj: &Map<String, Value>,
+    key: &str,
+    min: u64,
+    max: u64,
+    unit: &str,
+) -> Result<Option<u64>, ApiError> {
+    match obj.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => match v.as_u64() {
+            Some(n) if (min..=max).contains(&n) => Ok(Some(n)),
+            _ => Err(ApiError::bad_request(format!(
+                "{key} must be a whole number of {unit} between {min} and {max}, got {v}"
+            ))),
+        },
+    }
+}
+
+fn label_field(
+    obj: &Map<String, Value>,
+    key: &str,
+    stream: &str,
+) -> Result<Option<String>, ApiError> {
+    match obj.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.chars().count() <= MAX_LABEL_LEN => Ok(Some(s.clone())),
+        Some(Value::String(_)) => Err(ApiError::bad_request(format!(
+            "streams.{stream}.{key} is longer than {MAX_LABEL_LEN} characters"
+        ))),
+        Some(v) => Err(ApiError::bad_request(format!(
+            "streams.{stream}.{key} must be a string, got {v}"
+        ))),
+    }
+}
+
+fn parse_create(body: &[u8], state: &AppState) -> Result<CreateRequest, ApiError> {
+    let limits = &state.config.limits;
+    let value: Value = if body.iter().all(u8::is_ascii_whitespace) {
+        Value::Object(Map::new())
+    } else {
+        serde_json::from_slice(body).map_err(|e| {
+            ApiError::new(
+                ErrorCode::InvalidJson,
+                format!("request body is not valid JSON: {e}"),
+            )
+        })?
+    };
+    let Value::Object(obj) = value else {
+        return Err(ApiError::bad_request("request body must be a JSON object"));
+    };
+    const FIELDS: [&str; 5] = ["name", "streams", "latency", "ttl", "pbkeylen"];
+    if let Some(unknown) = obj.keys().find(|k| !FIELDS.contains(&k.as_str())) {
+        return Err(ApiError::bad_request(format!(
+            "unknown field {unknown:?}; expected one of {}",
+            FIELDS.join(", ")
+        )));
+    }
+    let name = match obj.get("name") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => {
+            validate_name("session", s).map_err(ApiError::bad_request)?;
+            Some(s.clone())
+        }
+        Some(v) => {
+            return Err(ApiError::bad_request(format!(
+                "name must be a string, got {v}"
+            )));
+        }
+    };
+    let streams: Vec<(String, StreamSpec)> = match obj.get("streams") {
+        None | Some(Value::Null) => vec![(DEFAULT_STREAM.to_string(), StreamSpec::default())],
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|v| match v {
+                Value::String(s) => Ok((s.clone(), StreamSpec::default())),
+                other => Err(ApiError::bad_request(format!(
+                    "streams must be a list of names, found {other}"
+                ))),
+            })
+            .collect::<Result<_, _>>()?,
+        Some(Value::Object(map)) => map
+            .iter()
+            .map(|(name, spec)| {
+                let spec = match spec {
+                    Value::Null => StreamSpec::default(),
+                    Value::Object(o) => {
+                        if let Some(k) = o
+                            .keys()
+                            .find(|k| !["label", "role", "audio"].contains(&k.as_str()))
+                        {
+                            return Err(ApiError::bad_request(format!(
+                                "unknown field {k:?} in streams.{name}; expected label, role, audio"
+                            )));
+                        }
+                        StreamSpec {
+                            label: label_field(o, "label", name)?,
+                            role: label_field(o, "role", name)?,
+                            audio: label_field(o, "audio", name)?,
+                        }
+                    }
+                    other => {
+                        return Err(ApiError::bad_request(format!(
+                            "streams.{name} must be an object with label, role, audio; got {other}"
+                        )));
+                    }
+                };
+                Ok((name.clone(), spec))
+            })
+            .collect::<Result<_, _>>()?,
+        Some(v) => {
+            return Err(ApiError::bad_request(format!(
+                "streams must be a list of names or a map of name to {{label, role, audio}}, got {v}"
+            )));
+        }
+    };
+    if streams.is_empty() {
+        return Err(ApiError::bad_request(
+            "streams must name at least one stream",
+        ));
+    }
+    if streams.len() > limits.max_streams {
+        return Err(ApiError::bad_request(format!(
+            "a session holds at most {} streams",
+            limits.max_streams
+        )));
+    }
+    for (i, (name, _)) in streams.iter().enumerate() {
+        validate_name("stream", name).map_err(ApiError::bad_request)?;
+        if streams[..i].iter().any(|(n, _)| n == name) {
+            return Err(ApiError::bad_request(format!(
+                "stream {name:?} is listed twice"
+            )));
+        }
+    }
+    let latency = integer_in(
+        &obj,
+        "latency",
+        MIN_LATENCY_MS.into(),
+        MAX_LATENCY_MS.into(),
+        "milliseconds",
+    )?
+    .map_or(DEFAULT_LATENCY_MS, |v| v as u32);
+    let ttl = integer_in(&obj, "ttl", 1, limits.max_ttl_s, "seconds")?
+        .unwrap_or(state.config.default_ttl_s);
+    let pbkeylen = match integer_in(&obj, "pbkeylen", 16, 32, "bytes")? {
+        None => DEFAULT_PBKEYLEN,
+        Some(n @ (16 | 24 | 32)) => n as u8,
+        Some(n) => {
+            return Err(ApiError::bad_request(format!(
+                "pbkeylen must be 16, 24 or 32, got {n}"
+            )));
+        }
+    };
+    Ok(CreateRequest {
+        name,
+        streams,
+        latency,
+        ttl,
+        pbkeylen,
+    })
+}
+
+pub(super) async fn create_session(
+    State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<CreatedSession>), ApiError> {
+    let ip = client_ip(&state, peer, &headers);
+    if !state.create_limiter.allow(ip) {
+        tracing::info!(%ip, "session creation refused: rate limit");
+        return Err(ApiError::new(
+            ErrorCode::RateLimited,
+            format!(
+                "too many sessions created from {ip}; at most {} per minute",
+                state.config.limits.creates_per_minute
+            ),
+        ));
+    }
+    let body = body_bytes(body, state.config.limits.http_max_body)?;
+    let req = parse_create(&body, &state)?;
+    let now = now_ms();
+    let mut attempt = 0;
+    let (handle, rec) = loop {
+        let name = req
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("punch-{}", random_string(8).to_ascii_lowercase()));
+        let rec = SessionRecord {
+            name,
+            nonce: random_string(12),
+            created_ms: now,
+            ttl_s: req.ttl,
+            latency: req.latency,
+            pbkeylen: req.pbkeylen,
+            last_activity_ms: now,
+            streams: req
+                .streams
+                .iter()
+                .map(|(name, spec)| StreamRecord {
+                    name: name.clone(),
+                    label: spec.label.clone(),
+                    role: spec.role.clone(),
+                    audio: spec.audio.clone(),
+                    passphrase: random_string(32),
+                    latency: req.latency,
+                    tally: Default::default(),
+                    sender: None,
+                    receiver: None,
+                })
+                .collect(),
+        };
+        let handle = session::spawn(rec.clone(), state.sessions.clone());
+        match state
+            .registry
+            .insert(handle.clone(), state.config.limits.max_sessions)
+        {
+            Ok(()) => break (handle, rec),
+            Err(e) if e.code == ErrorCode::SessionExists && req.name.is_none() && attempt < 5 => {
+                attempt += 1
+            }
+            Err(e) => return Err(e.into()),
+        }
+    };
+    if let Err(e) = state
+        .sessions
+        .store
+        .commit(StoreOp::Create(Box::new(rec.clone())))
+        .await
+    {
+        state.registry.remove(&rec.name);
+        tracing::error!(session = rec.name, "cannot store a new session: {e}");
+        return Err(ApiError::new(
+            ErrorCode::Storage,
+            "the session could not be saved",
+        ));
+    }
+    drop(handle);
+
+    let key = &state.key;
+    let token = key.issue(&rec.name, &rec.nonce, &Scope::Admin);
+    let mut stream_tokens = std::collections::BTreeMap::new();
+    for s in &rec.streams {
+        let scoped = |role| {
+            key.issue(
+                &rec.name,
+                &rec.nonce,
+                &Scope::Stream {
+                    stream: s.name.clone(),
+                    role,
+                },
+            )
+        };
+        stream_tokens.insert(
+            s.name.clone(),
+            StreamTokens {
+                sender: scoped(Role::Sender),
+                receiver: scoped(Role::Receiver),
+            },
+        );
+    }
+    let base = base_url(&state, &headers);
+    tracing::info!(session = rec.name, streams = rec.streams.len(), client = %ip, "session created");
+    let created = CreatedSession {
+        url: format!("{base}/s/{}?t={token}", rec.name),
+        qr: format!("{base}/s/{}/qr?t={token}", rec.name),
+        session: rec.name.clone(),
+        token,
+        streams: rec.streams.iter().map(|s| s.name.clone()).collect(),
+        latency: rec.latency,
+        ttl: rec.ttl_s,
+        state: SessionState::Waiting,
+        created: format_time(rec.created_ms),
+        stream_tokens,
+    };
+    Ok((StatusCode::CREATED, Json(created)))
+}
+
+fn random_string(len: usize) -> String {
+    rand::rng()
+        .sample_iter(&Alphanumeric)
+        .take(len)
+        .map(char::from)
+        .collect()
+}

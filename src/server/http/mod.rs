@@ -1,0 +1,92 @@
+//! HTTP routes. Every error is `{"error": {"code", "message"}}` with a meaningful status.
+//!
+//! * `auth.rs`: client address, base URL, the authenticated-session extractors.
+//! * `create.rs`: `POST /api/session`.
+//! * `sessions.rs`: the routes on one session and the WebSocket upgrade.
+//! * `ui_routes.rs`: the dashboard and QR codes.
+//! * `error.rs`: [`ApiError`] and the one mapping from error codes to HTTP statuses.
+
+mod auth;
+mod create;
+mod error;
+mod sessions;
+mod ui_routes;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{Value, json};
+
+pub use error::ApiError;
+pub use ui_routes::qr_svg;
+
+use super::state::AppState;
+use super::ui;
+use crate::protocol::ErrorCode;
+use create::create_session;
+use sessions::{
+    connection_strings, delete_session, get_session, set_latency, set_tally, ws_upgrade,
+};
+use ui_routes::{dashboard, session_qr, stream_qr};
+
+pub fn router(state: Arc<AppState>) -> Router {
+    let body_limit = state.config.limits.http_max_body;
+    Router::new()
+        .route("/api/session", post(create_session))
+        .route("/api/session/{id}", get(get_session).delete(delete_session))
+        .route("/api/session/{id}/tally", post(set_tally))
+        .route("/api/session/{id}/latency", post(set_latency))
+        .route("/api/session/{id}/connect", get(connection_strings))
+        .route("/api/ws/{id}", get(ws_upgrade))
+        .route("/s/{id}", get(dashboard))
+        .route("/s/{id}/qr", get(session_qr))
+        .route("/s/{id}/qr/{stream}/{role}", get(stream_qr))
+        .route("/ui/{file}", get(ui::asset))
+        .route("/favicon.ico", get(ui::favicon))
+        .route("/healthz", get(healthz))
+        .fallback(|| async { ApiError::not_found("no such endpoint") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                ErrorCode::MethodNotAllowed,
+                "method not allowed on this endpoint",
+            )
+        })
+        .layer(DefaultBodyLimit::max(body_limit))
+        .with_state(state)
+}
+
+/// The request body, with 413 for an oversize one.
+fn body_bytes(body: Result<Bytes, BytesRejection>, limit: usize) -> Result<Bytes, ApiError> {
+    body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                ErrorCode::TooLarge,
+                format!("request body is larger than {limit} bytes"),
+            )
+        } else {
+            ApiError::bad_request(format!("cannot read the request body: {e}"))
+        }
+    })
+}
+
+async fn healthz(State(state): State<Arc<AppState>>) -> Json<Value> {
+    let relay = &state.relay.stats;
+    Json(json!({
+        "status": "ok",
+        "sessions": state.registry.len(),
+        "connections": state.stats.connections.load(Ordering::Relaxed),
+        "messages": state.stats.messages.load(Ordering::Relaxed),
+        "stun": state.stun_ports,
+        "stun_requests": state.stats.stun_requests.load(Ordering::Relaxed),
+        "relays": relay.active.load(Ordering::Relaxed),
+        "relay_packets": relay.packets.load(Ordering::Relaxed),
+        "relay_bytes": relay.bytes.load(Ordering::Relaxed),
+        "relay_dropped": relay.dropped.load(Ordering::Relaxed),
+    }))
+}

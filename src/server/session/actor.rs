@@ -1,0 +1,493 @@
+//! The task that owns one session (its single writer): it feeds events to the
+//! [`SessionCore`] and carries out the [`Effects`], and [`SessionHandle`] is how the rest of
+//! the server talks to it.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::core::SessionCore;
+use super::effects::{ConnId, Effects, RelayOp, Target};
+use super::error::SessionError;
+use super::model::SessionRecord;
+use super::path::PathPolicy;
+use super::persist::{Store, StoreOp};
+use super::view::StreamCoordinates;
+use crate::protocol::{ClientMessage, ServerMessage, SessionView, TallyState, close_code};
+use crate::server::relay::{Relay, RelayService};
+use crate::server::time::now_ms;
+use crate::server::token::Scope;
+
+/// What a connection task receives from its session.
+#[derive(Debug, Clone)]
+pub enum Outbound {
+    /// A serialised server message (serialised once, shared by every recipient).
+    Text(Arc<str>),
+    /// Close the socket with this code and reason.
+    Close(u16, String),
+}
+
+enum Command {
+    Attach {
+        conn: ConnId,
+        ip: IpAddr,
+        scope: Scope,
+        out: mpsc::Sender<Outbound>,
+        reply: oneshot::Sender<Result<(), SessionError>>,
+    },
+    Message {
+        conn: ConnId,
+        msg: ClientMessage,
+    },
+    Detach {
+        conn: ConnId,
+    },
+    View {
+        reply: oneshot::Sender<SessionView>,
+    },
+    Tally {
+        stream: String,
+        state: TallyState,
+        reply: oneshot::Sender<Result<(), SessionError>>,
+    },
+    Latency {
+        stream: String,
+        latency: u32,
+        reply: oneshot::Sender<Result<(), SessionError>>,
+    },
+    Coordinates {
+        reply: oneshot::Sender<Vec<StreamCoordinates>>,
+    },
+    RelayIdle {
+        stream: usize,
+        generation: u64,
+    },
+    Close {
+        reason: String,
+        reply: oneshot::Sender<()>,
+    },
+}
+
+/// A cheap handle to a running session task.
+#[derive(Clone, Debug)]
+pub struct SessionHandle {
+    pub name: Arc<str>,
+    pub nonce: Arc<str>,
+    tx: mpsc::Sender<Command>,
+}
+
+impl SessionHandle {
+    async fn request<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, SessionError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(make(reply))
+            .await
+            .map_err(|_| SessionError::gone(&self.name))?;
+        rx.await.map_err(|_| SessionError::gone(&self.name))
+    }
+
+    pub async fn attach(
+        &self,
+        conn: ConnId,
+        ip: IpAddr,
+        scope: Scope,
+        out: mpsc::Sender<Outbound>,
+    ) -> Result<(), SessionError> {
+        self.request(|reply| Command::Attach {
+            conn,
+            ip,
+            scope,
+            out,
+            reply,
+        })
+        .await?
+    }
+
+    /// Forwards a peer's message; waits for room in the session's queue (back-pressure on that peer).
+    pub async fn message(&self, conn: ConnId, msg: ClientMessage) -> bool {
+        self.tx.send(Command::Message { conn, msg }).await.is_ok()
+    }
+
+    pub async fn detach(&self, conn: ConnId) {
+        let _ = self.tx.send(Command::Detach { conn }).await;
+    }
+
+    pub async fn view(&self) -> Result<SessionView, SessionError> {
+        self.request(|reply| Command::View { reply }).await
+    }
+
+    pub async fn set_tally(&self, stream: String, state: TallyState) -> Result<(), SessionError> {
+        self.request(|reply| Command::Tally {
+            stream,
+            state,
+            reply,
+        })
+        .await?
+    }
+
+    pub async fn set_latency(&self, stream: String, latency: u32) -> Result<(), SessionError> {
+        self.request(|reply| Command::Latency {
+            stream,
+            latency,
+            reply,
+        })
+        .await?
+    }
+
+    /// What third-party connection strings are made of.
+    pub async fn coordinates(&self) -> Result<Vec<StreamCoordinates>, SessionError> {
+        self.request(|reply| Command::Coordinates { reply }).await
+    }
+
+    /// Closes the session; returns once the closure is stored and the name answers 410.
+    pub async fn close(&self, reason: &str) -> Result<(), SessionError> {
+        self.request(|reply| Command::Close {
+            reason: reason.to_string(),
+            reply,
+        })
+        .await
+    }
+}
+
+/// Told a closed session's name and reason once the closure is stored.
+pub type ClosedHook = Arc<dyn Fn(&str, &str) + Send + Sync>;
+
+/// Everything a session task needs from the server.
+#[derive(Clone)]
+pub struct SessionEnv {
+    /// Where changes are persisted.
+    pub store: Store,
+    /// Called once a closure is committed, with the session's name and the reason: frees the
+    /// name (the registry keeps a tombstone so the old tokens get 410).
+    pub on_closed: ClosedHook,
+    /// Server shutdown: the task ends, the session lives on in the database.
+    pub cancel: CancellationToken,
+    /// Lets the server wait for every session task at shutdown.
+    pub tracker: TaskTracker,
+    /// Connections one session accepts.
+    pub max_conns: usize,
+    /// Direct versus relay.
+    pub policy: PathPolicy,
+    /// Where relays come from.
+    pub relay: Arc<RelayService>,
+}
+
+/// Dashboards get at most one view per this interval (health arrives every second per peer).
+const VIEW_INTERVAL: Duration = Duration::from_millis(250);
+
+/// Starts the task owning `rec`.
+pub fn spawn(rec: SessionRecord, env: SessionEnv) -> SessionHandle {
+    let (tx, rx) = mpsc::channel(256);
+    let handle = SessionHandle {
+        name: rec.name.as_str().into(),
+        nonce: rec.nonce.as_str().into(),
+        tx,
+    };
+    let actor = Actor {
+        me: handle.tx.downgrade(),
+        core: SessionCore::new(rec, env.max_conns, env.policy.clone()),
+        outs: HashMap::new(),
+        relays: HashMap::new(),
+        view_due: None,
+        view_sent: tokio::time::Instant::now() - VIEW_INTERVAL,
+        env: env.clone(),
+    };
+    env.tracker.spawn(actor.run(rx));
+    handle
+}
+
+struct Actor {
+    /// This session's own queue, for events from tasks it starts (relays).
+    me: mpsc::WeakSender<Command>,
+    core: SessionCore,
+    outs: HashMap<ConnId, mpsc::Sender<Outbound>>,
+    /// Running relays by stream index.
+    relays: HashMap<usize, Relay>,
+    /// When the dashboards are due a fresh view.
+    view_due: Option<tokio::time::Instant>,
+    view_sent: tokio::time::Instant,
+    env: SessionEnv,
+}
+
+fn instant_at(ms: i64) -> tokio::time::Instant {
+    let wait = (ms - now_ms()).max(0) as u64;
+    tokio::time::Instant::now() + Duration::from_millis(wait)
+}
+
+impl Actor {
+    async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
+        loop {
+            let expiry = self.core.expires_ms().map(instant_at);
+            let deadline = self.core.next_deadline().map(instant_at);
+            tokio::select! {
+                _ = self.env.cancel.cancelled() => {
+                    // Server shutdown: the session lives on in the database. Count the
+                    // connections that were open as activity so the TTL restarts after the restart.
+                    if self.core.has_connections() {
+                        let name = self.core.name().to_string();
+                        self.env.store.send(StoreOp::Activity { session: name, at_ms: now_ms() }).await;
+                    }
+                    return;
+                }
+                _ = sleep_until_opt(expiry) => {
+                    if self.core.expires_ms().is_some_and(|at| at <= now_ms()) {
+                        tracing::info!(session = self.core.name(), "session expired after inactivity");
+                        self.shutdown("expired").await;
+                        return;
+                    }
+                }
+                _ = sleep_until_opt(deadline) => {
+                    let fx = self.core.tick(now_ms());
+                    self.apply(fx).await;
+                }
+                _ = sleep_until_opt(self.view_due) => self.send_view(),
+                cmd = rx.recv() => {
+                    let Some(cmd) = cmd else { return };
+                    if self.command(cmd).await {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Handles one command; `true` when the session is over.
+    async fn command(&mut self, cmd: Command) -> bool {
+        let now = now_ms();
+        match cmd {
+            Command::Attach {
+                conn,
+                ip,
+                scope,
+                out,
+                reply,
+            } => match self.core.attach(conn, ip, scope, now) {
+                Ok(fx) => {
+                    self.outs.insert(conn, out);
+                    let _ = reply.send(Ok(()));
+                    self.apply(fx).await;
+                }
+                Err(e) => {
+                    let _ = reply.send(Err(e));
+                }
+            },
+            Command::Message { conn, msg } => {
+                let fx = self.core.handle(conn, msg, now);
+                self.apply(fx).await;
+            }
+            Command::Detach { conn } => {
+                self.outs.remove(&conn);
+                let fx = self.core.detach(conn, now);
+                self.apply(fx).await;
+            }
+            Command::View { reply } => {
+                if let Some(op) = self.core.touch(now) {
+                    self.env.store.send(op).await;
+                }
+                let _ = reply.send(self.core.view());
+            }
+            Command::Tally {
+                stream,
+                state,
+                reply,
+            } => {
+                let result = self.core.set_tally(&stream, state, now);
+                self.apply_and_answer(result, reply).await;
+            }
+            Command::Latency {
+                stream,
+                latency,
+                reply,
+            } => {
+                let result = self.core.set_latency(&stream, latency, now);
+                self.apply_and_answer(result, reply).await;
+            }
+            Command::Coordinates { reply } => {
+                let _ = reply.send(self.core.coordinates());
+            }
+            Command::RelayIdle { stream, generation } => {
+                let fx = self.core.relay_idle(stream, generation, now);
+                self.apply(fx).await;
+            }
+            Command::Close { reason, reply } => {
+                self.shutdown(&reason).await;
+                let _ = reply.send(());
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Closes the session: tells every connection, stores the closure, frees the name.
+    async fn shutdown(&mut self, reason: &str) {
+        let mut fx = self.core.close(reason, now_ms());
+        // The closure must be committed before anyone is told the name is gone.
+        let ops = std::mem::take(&mut fx.store);
+        self.apply(fx).await;
+        for (_, out) in self.outs.drain() {
+            let _ = out.try_send(Outbound::Close(
+                close_code::NORMAL,
+                format!("session closed: {reason}"),
+            ));
+        }
+        self.persist(ops).await;
+        (self.env.on_closed)(self.core.name(), reason);
+    }
+
+    /// Stores `ops`; those whose outcome someone is told about are waited for.
+    async fn persist(&self, ops: Vec<StoreOp>) {
+        for op in ops {
+            if op.acknowledged() {
+                if let Err(e) = self.env.store.commit(op).await {
+                    tracing::error!(session = self.core.name(), "could not store a change: {e}");
+                }
+            } else {
+                self.env.store.send(op).await;
+            }
+        }
+    }
+
+    /// Carries out an operator command's effects, then answers it.
+    async fn apply_and_answer(
+        &mut self,
+        result: Result<Effects, SessionError>,
+        reply: oneshot::Sender<Result<(), SessionError>>,
+    ) {
+        let answer = match result {
+            Ok(fx) => {
+                self.apply(fx).await;
+                Ok(())
+            }
+            Err(e) => Err(e),
+        };
+        let _ = reply.send(answer);
+    }
+
+    /// Sends the current view to every dashboard now.
+    fn send_view(&mut self) {
+        self.view_due = None;
+        self.view_sent = tokio::time::Instant::now();
+        let watchers: Vec<ConnId> = self.core.watchers().collect();
+        if watchers.is_empty() {
+            return;
+        }
+        let msg = ServerMessage::View(Box::new(self.core.view()));
+        let text: Arc<str> = match serde_json::to_string(&msg) {
+            Ok(t) => t.into(),
+            Err(e) => {
+                tracing::error!("cannot serialise a session view: {e}");
+                return;
+            }
+        };
+        for conn in watchers {
+            if let Some(out) = self.outs.get(&conn) {
+                // A dashboard that does not keep up misses views, not the next one.
+                let _ = out.try_send(Outbound::Text(text.clone()));
+            }
+        }
+    }
+
+    async fn apply(&mut self, fx: Effects) {
+        self.persist(fx.store).await;
+        if fx.view_changed && self.view_due.is_none() {
+            self.view_due = Some(self.view_sent + VIEW_INTERVAL);
+        }
+        let mut slow = Vec::new();
+        for (target, msg) in fx.out {
+            let text: Arc<str> = match serde_json::to_string(&msg) {
+                Ok(t) => t.into(),
+                Err(e) => {
+                    tracing::error!("cannot serialise a server message: {e}");
+                    continue;
+                }
+            };
+            let mut deliver = |conn: ConnId, out: &mpsc::Sender<Outbound>| {
+                if out.try_send(Outbound::Text(text.clone())).is_err() {
+                    slow.push(conn);
+                }
+            };
+            match target {
+                Target::Conn(conn) => {
+                    if let Some(out) = self.outs.get(&conn) {
+                        deliver(conn, out);
+                    }
+                }
+                Target::All => {
+                    for (conn, out) in &self.outs {
+                        deliver(*conn, out);
+                    }
+                }
+            }
+        }
+        // A connection whose queue is full is too slow to follow the session: dropping its sender
+        // makes its task close the socket, and the detach frees its slot.
+        for conn in slow {
+            if self.outs.remove(&conn).is_some() {
+                tracing::info!(
+                    session = self.core.name(),
+                    conn,
+                    "dropping a connection that does not read its messages"
+                );
+                let fx = self.core.detach(conn, now_ms());
+                Box::pin(self.apply(fx)).await;
+            }
+        }
+        // After the messages of this event: a peer must get `registered` before the relayed
+        // coordinates the relay's start produces.
+        for op in fx.relay {
+            self.relay(op).await;
+        }
+    }
+}
+
+impl Actor {
+    async fn relay(&mut self, op: RelayOp) {
+        match op {
+            RelayOp::Stop { stream } => {
+                self.relays.remove(&stream);
+            }
+            RelayOp::Start {
+                stream,
+                generation,
+                ips,
+            } => {
+                // The relay's task tells this session when it frees itself.
+                let me = self.me.clone();
+                let on_idle = move || {
+                    if let Some(tx) = me.upgrade() {
+                        // Waits for room: a lost notice would leave the stream on dead ports.
+                        tokio::spawn(async move {
+                            let _ = tx.send(Command::RelayIdle { stream, generation }).await;
+                        });
+                    }
+                };
+                let fx = match self.env.relay.allocate(ips, on_idle).await {
+                    Ok(relay) => {
+                        let (current, fx) = self.core.relay_ready(stream, generation, relay.ports);
+                        if current {
+                            self.relays.insert(stream, relay);
+                        }
+                        fx
+                    }
+                    Err(e) => self.core.relay_failed(stream, generation, &e),
+                };
+                Box::pin(self.apply(fx)).await;
+            }
+        }
+    }
+}
+
+async fn sleep_until_opt(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}

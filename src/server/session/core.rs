@@ -1,0 +1,547 @@
+//! The session core: one session's state machine, with no sockets, tasks or HTTP. Every event
+//! (a connection attaching, a message, an operator command, a timer) returns [`Effects`] for the
+//! owner to carry out. Pairing and the path policy are in `path.rs`, what it shows in `view.rs`.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use super::effects::{ConnId, Effects, Target};
+use super::error::SessionError;
+use super::model::{LastPeer, SessionRecord};
+use super::path::{PathPolicy, Place, StreamRuntime};
+use super::persist::StoreOp;
+use crate::protocol::{
+    ClientMessage, Closed, Endpoint, ErrorCode, Health, MAX_LABEL_LEN, MAX_LATENCY_MS,
+    MIN_LATENCY_MS, NatReport, Register, Registered, Role, ServerMessage, SrtStatus, Tally,
+    TallyState,
+};
+use crate::server::token::Scope;
+
+/// How often a session with steady traffic writes its activity time to the database.
+const ACTIVITY_PERSIST_MS: i64 = 5_000;
+
+/// One connection attached to the session.
+#[derive(Debug)]
+pub(super) struct ConnInfo {
+    /// Its client address (signalling), the SRT address without STUN discovery.
+    ip: IpAddr,
+    /// What its token allows.
+    pub(super) scope: Scope,
+    /// The `(stream, role)` it holds once registered.
+    pub(super) slot: Option<(usize, Role)>,
+}
+
+/// The live holder of one side of a stream.
+#[derive(Debug, Clone)]
+pub(super) struct Holder {
+    /// Its connection, where messages for this side go.
+    pub(super) conn: ConnId,
+    /// The SRT status it last reported (`None`: nothing since the current pairing).
+    pub(super) srt: Option<SrtStatus>,
+    /// Where the holder's SRT datagrams come from (its STUN-mapped address, else its
+    /// signalling address): the address the relay admits for this side.
+    pub(super) udp_ip: IpAddr,
+    /// The local port its SRT socket binds.
+    pub(super) local_port: u16,
+    /// Its NAT discovery, which decides direct or relay.
+    pub(super) nat: Option<NatReport>,
+    /// Whether it reports its SRT status (`punch peer`, holding a side for a third-party tool,
+    /// cannot).
+    pub(super) reports: bool,
+}
+
+/// A session's state, independent of sockets and tasks.
+#[derive(Debug)]
+pub struct SessionCore {
+    /// What is persisted; the core keeps it current and emits a store op per change.
+    pub(super) rec: SessionRecord,
+    /// Live holders per stream, `[sender, receiver]`.
+    pub(super) holders: Vec<[Option<Holder>; 2]>,
+    /// Per stream, what exists only while the server runs (path, relay, health history).
+    pub(super) runtime: Vec<StreamRuntime>,
+    /// Every attached connection: peers and dashboards.
+    pub(super) conns: HashMap<ConnId, ConnInfo>,
+    /// Connections the session accepts at most.
+    max_conns: usize,
+    /// Direct versus relay.
+    pub(super) policy: PathPolicy,
+    /// When the activity time was last stored (it is stored at most every few seconds).
+    activity_persisted_ms: i64,
+    /// Closed or expired: every stream shows CLOSED.
+    pub(super) closed: bool,
+}
+
+/// Index of a role's side in `[sender, receiver]` arrays.
+pub(super) fn slot_index(role: Role) -> usize {
+    match role {
+        Role::Sender => 0,
+        Role::Receiver => 1,
+    }
+}
+
+impl SessionCore {
+    pub fn new(rec: SessionRecord, max_conns: usize, policy: PathPolicy) -> Self {
+        let holders = vec![[None, None]; rec.streams.len()];
+        let runtime = rec
+            .streams
+            .iter()
+            .map(|_| StreamRuntime::default())
+            .collect();
+        let activity_persisted_ms = rec.last_activity_ms;
+        SessionCore {
+            rec,
+            holders,
+            runtime,
+            conns: HashMap::new(),
+            max_conns,
+            policy,
+            activity_persisted_ms,
+            closed: false,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.rec.name
+    }
+
+    pub fn has_connections(&self) -> bool {
+        !self.conns.is_empty()
+    }
+
+    /// When the session expires if nothing happens (never while a connection is open).
+    pub fn expires_ms(&self) -> Option<i64> {
+        if self.has_connections() {
+            None
+        } else {
+            Some(self.rec.last_activity_ms + self.rec.ttl_s as i64 * 1000)
+        }
+    }
+
+    /// Records activity; returns a store op when the persisted time is stale.
+    pub fn touch(&mut self, now: i64) -> Option<StoreOp> {
+        self.rec.last_activity_ms = self.rec.last_activity_ms.max(now);
+        if now - self.activity_persisted_ms >= ACTIVITY_PERSIST_MS {
+            self.activity_persisted_ms = now;
+            Some(StoreOp::Activity {
+                session: self.rec.name.clone(),
+                at_ms: now,
+            })
+        } else {
+            None
+        }
+    }
+
+    pub fn attach(
+        &mut self,
+        conn: ConnId,
+        ip: IpAddr,
+        scope: Scope,
+        now: i64,
+    ) -> Result<Effects, SessionError> {
+        if self.conns.len() >= self.max_conns {
+            return Err(SessionError::new(
+                ErrorCode::TooManyConnections,
+                format!(
+                    "session {} already has {} connections",
+                    self.rec.name, self.max_conns
+                ),
+            ));
+        }
+        let scope_is_admin = scope == Scope::Admin;
+        self.conns.insert(
+            conn,
+            ConnInfo {
+                ip,
+                scope,
+                slot: None,
+            },
+        );
+        let mut fx = Effects::default();
+        fx.store.extend(self.touch(now));
+        // A new connection learns where the session stands right away (a dashboard from the
+        // view that follows).
+        fx.send(conn, ServerMessage::Session(self.summary()));
+        fx.view_changed = scope_is_admin;
+        Ok(fx)
+    }
+
+    pub fn detach(&mut self, conn: ConnId, now: i64) -> Effects {
+        let mut fx = Effects::default();
+        let Some(info) = self.conns.remove(&conn) else {
+            return fx;
+        };
+        self.rec.last_activity_ms = now;
+        if let Some((idx, role)) = info.slot {
+            self.with_summary_change(&mut fx, |core, fx| {
+                // The path stays: SRT may well go on while its signalling reconnects; a relay
+                // nobody uses frees itself, and a side coming back from elsewhere re-pairs.
+                core.holders[idx][slot_index(role)] = None;
+                core.runtime[idx].direct_deadline = None;
+                fx.store.push(StoreOp::Left {
+                    session: core.rec.name.clone(),
+                    stream: core.rec.streams[idx].name.clone(),
+                    role,
+                    at_ms: now,
+                });
+            });
+        }
+        // Persist the time the last connection left: the TTL counts from it, also across restarts.
+        if self.conns.is_empty() {
+            self.activity_persisted_ms = now;
+            fx.store.push(StoreOp::Activity {
+                session: self.rec.name.clone(),
+                at_ms: now,
+            });
+        }
+        fx
+    }
+
+    pub fn handle(&mut self, conn: ConnId, msg: ClientMessage, now: i64) -> Effects {
+        let mut fx = Effects::default();
+        if !self.conns.contains_key(&conn) {
+            return fx;
+        }
+        fx.store.extend(self.touch(now));
+        match msg {
+            ClientMessage::Register(r) => self.register(conn, r, now, &mut fx),
+            ClientMessage::Health(h) => self.health(conn, h, now, &mut fx),
+            ClientMessage::Status(s) => {
+                if let Some((idx, role)) = self.registered_slot(conn, "status", &mut fx) {
+                    self.with_summary_change(&mut fx, |core, fx| {
+                        let was_up = core.link_up(idx);
+                        if let Some(h) = core.holders[idx][slot_index(role)].as_mut() {
+                            h.srt = Some(s.srt);
+                        }
+                        if core.link_up(idx) {
+                            core.runtime[idx].direct_deadline = None;
+                        } else if was_up {
+                            // A direct link that broke gets the same chance as a new one.
+                            core.arm_direct_timer(idx, now);
+                        }
+                        fx.view_changed = true;
+                    });
+                }
+            }
+        }
+        fx
+    }
+
+    fn registered_slot(&self, conn: ConnId, what: &str, fx: &mut Effects) -> Option<(usize, Role)> {
+        let slot = self.conns.get(&conn).and_then(|c| c.slot);
+        if slot.is_none() {
+            fx.error(
+                conn,
+                ErrorCode::NotRegistered,
+                format!("send `register` before `{what}`"),
+            );
+        }
+        slot
+    }
+
+    fn register(&mut self, conn: ConnId, r: Register, now: i64, fx: &mut Effects) {
+        let info = &self.conns[&conn];
+        let (token_stream, token_role) = match &info.scope {
+            Scope::Admin => (None, None),
+            Scope::Stream { stream, role } => (Some(stream.clone()), Some(*role)),
+        };
+        let stream_name = r
+            .stream
+            .clone()
+            .or(token_stream.clone())
+            .unwrap_or_else(|| self.rec.streams[0].name.clone());
+        let Some(idx) = self.rec.streams.iter().position(|s| s.name == stream_name) else {
+            let known: Vec<&str> = self.rec.streams.iter().map(|s| s.name.as_str()).collect();
+            fx.error(
+                conn,
+                ErrorCode::UnknownStream,
+                format!(
+                    "session {} has no stream {stream_name:?} (streams: {})",
+                    self.rec.name,
+                    known.join(", ")
+                ),
+            );
+            return;
+        };
+        if let (Some(ts), Some(tr)) = (&token_stream, token_role)
+            && (ts != &stream_name || tr != r.role)
+        {
+            fx.error(
+                conn,
+                ErrorCode::Forbidden,
+                format!(
+                    "this token is for the {tr} of stream {ts:?}; it cannot register as {} of stream {stream_name:?}",
+                    r.role
+                ),
+            );
+            return;
+        }
+        for (field, value) in [("label", &r.meta.label), ("audio", &r.meta.audio)] {
+            if value
+                .as_ref()
+                .is_some_and(|v| v.chars().count() > MAX_LABEL_LEN)
+            {
+                fx.error(
+                    conn,
+                    ErrorCode::BadMessage,
+                    format!("meta.{field} is longer than {MAX_LABEL_LEN} characters"),
+                );
+                return;
+            }
+        }
+        if let Some((old_idx, old_role)) = info.slot
+            && (old_idx, old_role) != (idx, r.role)
+        {
+            fx.error(
+                conn,
+                ErrorCode::AlreadyRegistered,
+                format!(
+                    "this connection is already the {old_role} of stream {:?}; open another connection for another slot",
+                    self.rec.streams[old_idx].name
+                ),
+            );
+            return;
+        }
+        let me = slot_index(r.role);
+        if let Some(holder) = &self.holders[idx][me]
+            && holder.conn != conn
+        {
+            let from = self.rec.streams[idx]
+                .peer(r.role)
+                .as_ref()
+                .map(|p| format!(" from {}:{}", p.address.ip, p.address.port))
+                .unwrap_or_default();
+            fx.error(
+                conn,
+                ErrorCode::SlotTaken,
+                format!(
+                    "stream {stream_name:?} already has a {} connected{from}; stop it first, or use another stream",
+                    r.role
+                ),
+            );
+            return;
+        }
+        let ip = info.ip;
+        // The STUN-mapped address is where the SRT port is reachable; without discovery, the
+        // signalling address with the declared port (right for port-preserving NATs).
+        // A mapped address goes into the other side's SRT URI: it must be a plain address.
+        let mapped = match r.nat.as_ref().and_then(|n| n.mapped.as_ref()) {
+            None => None,
+            Some(m) => match m.ip.parse::<IpAddr>() {
+                Ok(mip) if m.port != 0 => Some((mip.to_canonical(), m.port)),
+                _ => {
+                    fx.error(
+                        conn,
+                        ErrorCode::BadMessage,
+                        format!(
+                            "nat.mapped must be an IP address and a port 1-65535, got {:?}:{}",
+                            m.ip, m.port
+                        ),
+                    );
+                    return;
+                }
+            },
+        };
+        let udp_ip = mapped.map(|(mip, _)| mip).unwrap_or(ip);
+        let mapped = mapped.map(|(mip, port)| Endpoint {
+            ip: mip.to_string(),
+            port,
+        });
+        self.with_summary_change(fx, |core, fx| {
+            let address = mapped.unwrap_or(Endpoint {
+                ip: ip.to_string(),
+                port: r.port.0,
+            });
+            let peer = LastPeer {
+                address: address.clone(),
+                meta: r.meta,
+                registered_ms: now,
+                health: None,
+                health_ms: None,
+            };
+            *core.rec.streams[idx].peer_mut(r.role) = Some(peer.clone());
+            core.holders[idx][me] = Some(Holder {
+                conn,
+                srt: None,
+                udp_ip,
+                local_port: r.port.0,
+                nat: r.nat,
+                reports: r.reports,
+            });
+            if let Some(c) = core.conns.get_mut(&conn) {
+                c.slot = Some((idx, r.role));
+            }
+            let place = Place {
+                address: address.clone(),
+                mapping: core.holders[idx][me]
+                    .as_ref()
+                    .and_then(|h| h.nat.as_ref().map(|n| n.mapping)),
+            };
+            let rt = &core.runtime[idx];
+            let returning = rt.path.is_some() && rt.paired.as_ref().is_some_and(|p| p[me] == place);
+            if !returning {
+                core.reset_path(idx, fx);
+            }
+            fx.store.push(StoreOp::Registered {
+                session: core.rec.name.clone(),
+                stream: stream_name.clone(),
+                role: r.role,
+                peer,
+            });
+            // Coordinates go out now (the path in use for a returning side, else a direct
+            // attempt), or once the relay runs.
+            let paired = core.both_registered(idx)
+                && if returning {
+                    core.arm_direct_timer(idx, now);
+                    core.runtime[idx].relay_pending.is_none()
+                } else {
+                    core.pair(idx, now, fx)
+                };
+            let peer = paired.then(|| core.peer_info_for(idx, r.role));
+            fx.send(
+                conn,
+                ServerMessage::Registered(Registered {
+                    stream: stream_name.clone(),
+                    role: r.role,
+                    you: address,
+                    peer,
+                }),
+            );
+            if paired {
+                core.send_coordinates(idx, fx);
+            }
+            fx.send(
+                conn,
+                ServerMessage::Tally(Tally {
+                    stream: stream_name.clone(),
+                    state: core.rec.streams[idx].tally,
+                }),
+            );
+        });
+    }
+
+    fn health(&mut self, conn: ConnId, h: Health, now: i64, fx: &mut Effects) {
+        let Some((idx, role)) = self.registered_slot(conn, "health", fx) else {
+            return;
+        };
+        if let Err(e) = h.validate() {
+            fx.error(conn, ErrorCode::BadMessage, e);
+            return;
+        }
+        if let Some(p) = self.rec.streams[idx].peer_mut(role).as_mut() {
+            p.health = Some(h.clone());
+            p.health_ms = Some(now);
+        }
+        self.runtime[idx].health.record(role, &h, now);
+        fx.view_changed = true;
+        fx.store.push(StoreOp::Health {
+            session: self.rec.name.clone(),
+            stream: self.rec.streams[idx].name.clone(),
+            role,
+            health: h,
+            at_ms: now,
+        });
+    }
+
+    /// Sets a stream's tally and tells both of its peers.
+    pub fn set_tally(
+        &mut self,
+        stream: &str,
+        state: TallyState,
+        now: i64,
+    ) -> Result<Effects, SessionError> {
+        let idx = self.stream_index(stream)?;
+        let mut fx = Effects::default();
+        fx.store.extend(self.touch(now));
+        self.with_summary_change(&mut fx, |core, fx| {
+            core.rec.streams[idx].tally = state;
+            fx.store.push(StoreOp::Tally {
+                session: core.rec.name.clone(),
+                stream: stream.to_string(),
+                state,
+            });
+            for holder in core.holders[idx].iter().flatten() {
+                fx.send(
+                    holder.conn,
+                    ServerMessage::Tally(Tally {
+                        stream: stream.to_string(),
+                        state,
+                    }),
+                );
+            }
+        });
+        Ok(fx)
+    }
+
+    /// Ends the session: everyone is told why.
+    pub fn close(&mut self, reason: &str, now: i64) -> Effects {
+        self.closed = true;
+        let mut fx = Effects::default();
+        fx.out.push((
+            Target::All,
+            ServerMessage::Closed(Closed {
+                reason: reason.to_string(),
+            }),
+        ));
+        fx.store.push(StoreOp::Close {
+            session: self.rec.name.clone(),
+            reason: reason.to_string(),
+            at_ms: now,
+        });
+        fx
+    }
+
+    fn stream_index(&self, stream: &str) -> Result<usize, SessionError> {
+        self.rec
+            .streams
+            .iter()
+            .position(|s| s.name == stream)
+            .ok_or_else(|| SessionError::unknown_stream(&self.rec.name, stream))
+    }
+
+    /// Runs `change` and broadcasts a `session` message if the summary changed.
+    pub(super) fn with_summary_change(
+        &mut self,
+        fx: &mut Effects,
+        change: impl FnOnce(&mut Self, &mut Effects),
+    ) {
+        let before = self.summary();
+        change(self, fx);
+        let after = self.summary();
+        if after != before {
+            fx.out.push((Target::All, ServerMessage::Session(after)));
+            fx.view_changed = true;
+        }
+    }
+
+    /// Changes a stream's SRT latency; both peers get it and reconnect with it.
+    pub fn set_latency(
+        &mut self,
+        stream: &str,
+        latency: u32,
+        now: i64,
+    ) -> Result<Effects, SessionError> {
+        let idx = self.stream_index(stream)?;
+        if !(MIN_LATENCY_MS..=MAX_LATENCY_MS).contains(&latency) {
+            return Err(SessionError::new(
+                ErrorCode::BadRequest,
+                format!(
+                    "latency must be between {MIN_LATENCY_MS} and {MAX_LATENCY_MS} ms, got {latency}"
+                ),
+            ));
+        }
+        let mut fx = Effects::default();
+        fx.store.extend(self.touch(now));
+        self.rec.streams[idx].latency = latency;
+        fx.store.push(StoreOp::Latency {
+            session: self.rec.name.clone(),
+            stream: stream.to_string(),
+            latency,
+        });
+        let rt = &self.runtime[idx];
+        if rt.path.is_some() && rt.relay_pending.is_none() {
+            self.send_coordinates(idx, &mut fx);
+        }
+        fx.view_changed = true;
+        Ok(fx)
+    }
+}

@@ -1,0 +1,58 @@
+//! What handling one event asks the session's owner to do: messages to send, changes to
+//! store, relays to start or stop. The core returns these; the actor carries them out.
+
+use std::net::IpAddr;
+
+use super::persist::StoreOp;
+use crate::protocol::{ErrorBody, ErrorCode, ServerMessage};
+
+/// Identifies one WebSocket connection of the server.
+pub type ConnId = u64;
+
+/// Who a message goes to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Target {
+    Conn(ConnId),
+    All,
+}
+
+/// A relay the session asks its task to start or stop.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RelayOp {
+    /// Start one for stream `stream` between these peer addresses (`[sender, receiver]`);
+    /// `generation` ties the answer to this request.
+    Start {
+        stream: usize,
+        generation: u64,
+        ips: [IpAddr; 2],
+    },
+    Stop {
+        stream: usize,
+    },
+}
+
+/// What handling one event asks the owner to do.
+#[derive(Debug, Default)]
+pub struct Effects {
+    pub out: Vec<(Target, ServerMessage)>,
+    pub store: Vec<StoreOp>,
+    pub relay: Vec<RelayOp>,
+    /// The session view changed: dashboards should get a fresh one.
+    pub view_changed: bool,
+}
+
+impl Effects {
+    pub(super) fn send(&mut self, conn: ConnId, msg: ServerMessage) {
+        self.out.push((Target::Conn(conn), msg));
+    }
+
+    pub(super) fn error(&mut self, conn: ConnId, code: ErrorCode, message: impl Into<String>) {
+        self.send(
+            conn,
+            ServerMessage::Error(ErrorBody {
+                code,
+                message: message.into(),
+            }),
+        );
+    }
+}

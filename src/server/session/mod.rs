@@ -1,0 +1,32 @@
+//! One session: its records ([`model`]), its state machine ([`SessionCore`]: no sockets, no
+//! tasks, unit-tested) and the tokio task that owns it ([`spawn`]), the single writer of the
+//! session's state.
+//!
+//! * `model.rs`: the persisted records; `persist.rs`: the changes to them and the handle they
+//!   are sent to the storage engine through.
+//! * `health.rs`: what a stream's health reports add up to (colour, latency recommendation).
+//! * `core.rs`: connections, registration, tally, latency, close.
+//! * `path.rs`: pairing and the path policy (direct rendezvous or relay).
+//! * `view.rs`: the summary, the full view and the connection-string coordinates.
+//! * `effects.rs`: what the core asks its owner to do.
+//! * `error.rs`: why an operation was refused ([`SessionError`]).
+//! * `actor.rs`: the task and its handle.
+
+mod actor;
+mod core;
+mod effects;
+mod error;
+mod health;
+pub mod model;
+mod path;
+pub mod persist;
+mod view;
+
+pub use actor::{Outbound, SessionEnv, SessionHandle, spawn};
+pub use effects::ConnId;
+pub use error::SessionError;
+pub use path::PathPolicy;
+pub use view::StreamCoordinates;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,289 @@
+//! Pairing and the path policy: once both sides of a stream are registered, whether they
+//! rendezvous directly or through the relay, when a direct attempt gives way to the relay, and
+//! what coordinates each side is sent.
+
+use std::net::IpAddr;
+
+use super::core::{Holder, SessionCore, slot_index};
+use super::effects::{Effects, RelayOp};
+use super::health::StreamHealth;
+use crate::protocol::{Endpoint, MediaPath, NatMapping, PeerInfo, Role, ServerMessage, SrtStatus};
+
+/// How a session decides between direct rendezvous and the relay.
+#[derive(Debug, Clone)]
+pub struct PathPolicy {
+    /// Whether the server may relay at all.
+    pub relay: bool,
+    /// How long a stream may stay READY before it is relayed (milliseconds).
+    pub direct_timeout_ms: i64,
+}
+
+impl Default for PathPolicy {
+    fn default() -> Self {
+        PathPolicy {
+            relay: true,
+            direct_timeout_ms: 8_000,
+        }
+    }
+}
+
+/// What a stream has at run time only (not persisted).
+#[derive(Debug, Default)]
+pub(super) struct StreamRuntime {
+    /// Recent health of both sides: history, colour, latency recommendation.
+    pub(super) health: StreamHealth,
+    /// Direct or relayed, once both sides are registered.
+    pub(super) path: Option<MediaPath>,
+    /// Why the stream takes its path, for people.
+    pub(super) path_reason: Option<String>,
+    /// Why a relay was asked for, while it is being set up.
+    pub(super) relay_pending: Option<String>,
+    /// `[sender's port, receiver's port]` of the relay in use.
+    pub(super) relay_ports: Option<[u16; 2]>,
+    /// When a direct attempt gives way to the relay.
+    pub(super) direct_deadline: Option<i64>,
+    /// Bumped whenever the pairing starts over, so that a late relay answer is recognised.
+    pub(super) generation: u64,
+    /// Where each side was when the current path was chosen. A side that comes back from the
+    /// same place (a signalling reconnect: its SRT never stopped) keeps the path and the relay.
+    pub(super) paired: Option<[Place; 2]>,
+}
+
+/// Where a side's SRT traffic comes from, as far as pairing is concerned.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Place {
+    pub(super) address: Endpoint,
+    pub(super) mapping: Option<NatMapping>,
+}
+
+impl SessionCore {
+    /// The coordinates `recipient` needs: the other side's public address, or its own relay port.
+    pub(super) fn peer_info_for(&self, idx: usize, recipient: Role) -> PeerInfo {
+        let s = &self.rec.streams[idx];
+        let (ip, port, relay) = match self.runtime[idx].relay_ports {
+            Some(ports) => (String::new(), ports[slot_index(recipient)], true),
+            None => {
+                let addr = s
+                    .peer(recipient.other())
+                    .as_ref()
+                    .map(|p| p.address.clone());
+                let addr = addr.unwrap_or(Endpoint {
+                    ip: String::new(),
+                    port: 0,
+                });
+                (addr.ip, addr.port, false)
+            }
+        };
+        PeerInfo {
+            stream: s.name.clone(),
+            ip,
+            port,
+            passphrase: s.passphrase.clone(),
+            pbkeylen: self.rec.pbkeylen,
+            latency: s.latency,
+            relay,
+        }
+    }
+
+    /// Sends both holders of stream `idx` their coordinates.
+    pub(super) fn send_coordinates(&self, idx: usize, fx: &mut Effects) {
+        for role in [Role::Sender, Role::Receiver] {
+            if let Some(h) = &self.holders[idx][slot_index(role)] {
+                fx.send(h.conn, ServerMessage::Peer(self.peer_info_for(idx, role)));
+            }
+        }
+    }
+
+    pub(super) fn both_registered(&self, idx: usize) -> bool {
+        self.holders[idx].iter().all(Option::is_some)
+    }
+
+    /// Both sides are registered and at least one reports its SRT link up. One report is
+    /// enough: an SRT connection is one link, and a side run by a third-party tool (held by
+    /// `punch peer`) cannot report at all.
+    pub(super) fn link_up(&self, idx: usize) -> bool {
+        self.both_registered(idx)
+            && self.holders[idx].iter().any(|h| {
+                h.as_ref()
+                    .is_some_and(|h| h.srt == Some(SrtStatus::Connected))
+            })
+    }
+
+    /// Forgets how stream `idx` was paired (a side left or registered again); stops its relay.
+    /// SRT status reported so far was about the old pairing.
+    pub(super) fn reset_path(&mut self, idx: usize, fx: &mut Effects) {
+        for h in self.holders[idx].iter_mut().flatten() {
+            h.srt = None;
+        }
+        let rt = &mut self.runtime[idx];
+        if rt.relay_ports.take().is_some() || rt.relay_pending.take().is_some() {
+            fx.relay.push(RelayOp::Stop { stream: idx });
+        }
+        rt.path = None;
+        rt.path_reason = None;
+        rt.direct_deadline = None;
+        rt.paired = None;
+        rt.generation += 1;
+        fx.view_changed = true;
+    }
+
+    /// Chooses the path of a stream whose two sides are registered. `true` when the direct
+    /// coordinates can go out now; `false` when a relay was asked for instead.
+    pub(super) fn pair(&mut self, idx: usize, now: i64, fx: &mut Effects) -> bool {
+        let place = |role: Role| {
+            Some(Place {
+                address: self.rec.streams[idx].peer(role).as_ref()?.address.clone(),
+                mapping: self.holders[idx][slot_index(role)]
+                    .as_ref()?
+                    .nat
+                    .as_ref()
+                    .map(|n| n.mapping),
+            })
+        };
+        if let (Some(s), Some(r)) = (place(Role::Sender), place(Role::Receiver)) {
+            self.runtime[idx].paired = Some([s, r]);
+        }
+        let symmetric = [Role::Sender, Role::Receiver].into_iter().find(|r| {
+            self.holders[idx][slot_index(*r)]
+                .as_ref()
+                .and_then(|h| h.nat.as_ref())
+                .is_some_and(|n| n.mapping == NatMapping::EndpointDependent)
+        });
+        if let Some(role) = symmetric {
+            let why = format!(
+                "the {role}'s NAT gives each destination a new port (endpoint-dependent mapping), so direct rendezvous cannot work"
+            );
+            if self.policy.relay {
+                self.request_relay(idx, why, fx);
+                return false;
+            }
+            self.runtime[idx].path_reason = Some(format!("{why}; the relay is disabled"));
+        }
+        self.runtime[idx].path = Some(MediaPath::Direct);
+        self.arm_direct_timer(idx, now);
+        true
+    }
+
+    /// A direct stream whose link is not up gets `--direct-timeout` to bring it up before it is
+    /// relayed; only if a side can report its link (third-party tools cannot: their stream would
+    /// be relayed whatever happens) and relaying is allowed.
+    pub(super) fn arm_direct_timer(&mut self, idx: usize, now: i64) {
+        let reporter = self.holders[idx].iter().flatten().any(|h| h.reports);
+        let down = !self.link_up(idx);
+        let rt = &mut self.runtime[idx];
+        if rt.path == Some(MediaPath::Direct)
+            && rt.relay_pending.is_none()
+            && self.policy.relay
+            && reporter
+            && down
+        {
+            rt.direct_deadline = Some(now + self.policy.direct_timeout_ms);
+        }
+    }
+
+    pub(super) fn request_relay(&mut self, idx: usize, why: String, fx: &mut Effects) {
+        let ip_of = |h: &Option<Holder>| {
+            h.as_ref()
+                .map(|h| h.udp_ip)
+                .unwrap_or(IpAddr::from([0, 0, 0, 0]))
+        };
+        let ips = [ip_of(&self.holders[idx][0]), ip_of(&self.holders[idx][1])];
+        let rt = &mut self.runtime[idx];
+        rt.relay_pending = Some(why);
+        rt.direct_deadline = None;
+        fx.relay.push(RelayOp::Start {
+            stream: idx,
+            generation: rt.generation,
+            ips,
+        });
+        fx.view_changed = true;
+    }
+
+    /// The relay asked for is running: both sides are sent to it. `false` if the request is
+    /// stale (the pairing started over meanwhile) and the relay should be dropped.
+    pub fn relay_ready(&mut self, idx: usize, generation: u64, ports: [u16; 2]) -> (bool, Effects) {
+        let mut fx = Effects::default();
+        let rt = &mut self.runtime[idx];
+        if rt.generation != generation || rt.relay_pending.is_none() {
+            return (false, fx);
+        }
+        self.with_summary_change(&mut fx, |core, fx| {
+            let rt = &mut core.runtime[idx];
+            rt.path = Some(MediaPath::Relay);
+            rt.path_reason = rt.relay_pending.take();
+            rt.relay_ports = Some(ports);
+            tracing::info!(
+                session = core.rec.name,
+                stream = core.rec.streams[idx].name,
+                ?ports,
+                reason = rt.path_reason.as_deref().unwrap_or(""),
+                "stream relayed"
+            );
+            core.send_coordinates(idx, fx);
+        });
+        fx.view_changed = true;
+        (true, fx)
+    }
+
+    /// The relay could not be started: the stream stays (or goes) direct, and says why.
+    pub fn relay_failed(&mut self, idx: usize, generation: u64, error: &str) -> Effects {
+        let mut fx = Effects::default();
+        let rt = &mut self.runtime[idx];
+        if rt.generation != generation {
+            return fx;
+        }
+        let why = rt.relay_pending.take().unwrap_or_default();
+        tracing::warn!(
+            session = self.rec.name,
+            stream = self.rec.streams[idx].name,
+            "cannot relay: {error}"
+        );
+        let already_direct = rt.path == Some(MediaPath::Direct);
+        rt.path = Some(MediaPath::Direct);
+        rt.path_reason = Some(format!("{why}, but the relay is unavailable: {error}"));
+        if !already_direct {
+            self.send_coordinates(idx, &mut fx);
+        }
+        fx.view_changed = true;
+        fx
+    }
+
+    /// The relay of stream `idx` freed itself (no traffic): pair the stream again, so that its
+    /// peers, if they are still there, get fresh coordinates.
+    pub fn relay_idle(&mut self, idx: usize, generation: u64, now: i64) -> Effects {
+        let mut fx = Effects::default();
+        if self.runtime[idx].generation != generation {
+            return fx;
+        }
+        self.with_summary_change(&mut fx, |core, fx| {
+            core.reset_path(idx, fx);
+            if core.both_registered(idx) && core.pair(idx, now, fx) {
+                core.send_coordinates(idx, fx);
+            }
+        });
+        fx
+    }
+
+    /// When [`tick`](Self::tick) has something to do.
+    pub fn next_deadline(&self) -> Option<i64> {
+        self.runtime.iter().filter_map(|r| r.direct_deadline).min()
+    }
+
+    /// Gives up on direct attempts that did not connect in time.
+    pub fn tick(&mut self, now: i64) -> Effects {
+        let mut fx = Effects::default();
+        for idx in 0..self.runtime.len() {
+            if self.runtime[idx].direct_deadline.is_some_and(|d| d <= now)
+                && self.both_registered(idx)
+            {
+                let secs = self.policy.direct_timeout_ms as f64 / 1000.0;
+                self.request_relay(
+                    idx,
+                    format!("no direct SRT connection within {secs} s (a NAT or firewall blocks the rendezvous)"),
+                    &mut fx,
+                );
+            }
+        }
+        fx
+    }
+}

@@ -1,0 +1,106 @@
+//! What a session asks to be stored, and the handle it sends it through. The storage engine
+//! (`store.rs`: SQLite) takes [`Job`]s from the other end of the channel, applies whatever is
+//! queued in one transaction, and answers those that carry an acknowledgement after the commit.
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::model::{LastPeer, SessionRecord};
+use crate::protocol::{Health, Role, TallyState};
+
+/// Told the outcome of a commit.
+pub type Ack = oneshot::Sender<Result<(), String>>;
+
+/// One change to what is stored.
+#[derive(Debug)]
+pub enum StoreOp {
+    Create(Box<SessionRecord>),
+    Activity {
+        session: String,
+        at_ms: i64,
+    },
+    Registered {
+        session: String,
+        stream: String,
+        role: Role,
+        peer: LastPeer,
+    },
+    Left {
+        session: String,
+        stream: String,
+        role: Role,
+        at_ms: i64,
+    },
+    Health {
+        session: String,
+        stream: String,
+        role: Role,
+        health: Health,
+        at_ms: i64,
+    },
+    Tally {
+        session: String,
+        stream: String,
+        state: TallyState,
+    },
+    Latency {
+        session: String,
+        stream: String,
+        latency: u32,
+    },
+    Close {
+        session: String,
+        reason: String,
+        at_ms: i64,
+    },
+    /// Changes nothing: committed once everything queued before it is.
+    Flush,
+}
+
+impl StoreOp {
+    /// Whether a client is told the outcome, so it must be [`Store::commit`]ted and waited for.
+    pub fn acknowledged(&self) -> bool {
+        matches!(
+            self,
+            StoreOp::Create(_) | StoreOp::Close { .. } | StoreOp::Flush
+        )
+    }
+}
+
+/// An operation queued for the writer, with whoever waits for its commit.
+pub struct Job {
+    pub op: StoreOp,
+    /// Answered after the commit (or its failure).
+    pub ack: Option<Ack>,
+}
+
+/// Sending side of the store; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    tx: mpsc::Sender<Job>,
+}
+
+impl Store {
+    /// A handle and the receiving end its storage engine takes jobs from.
+    pub fn channel(depth: usize) -> (Store, mpsc::Receiver<Job>) {
+        let (tx, rx) = mpsc::channel(depth);
+        (Store { tx }, rx)
+    }
+
+    /// Queues an operation. Waits when the queue is full, so nothing is dropped.
+    pub async fn send(&self, op: StoreOp) {
+        if self.tx.send(Job { op, ack: None }).await.is_err() {
+            tracing::error!("database writer has stopped; a change was not saved");
+        }
+    }
+
+    /// Queues an operation and waits for its commit.
+    pub async fn commit(&self, op: StoreOp) -> Result<(), String> {
+        let (ack, done) = oneshot::channel();
+        self.tx
+            .send(Job { op, ack: Some(ack) })
+            .await
+            .map_err(|_| "database writer has stopped".to_string())?;
+        done.await
+            .map_err(|_| "database writer has stopped".to_string())?
+    }
+}

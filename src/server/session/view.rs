@@ -1,0 +1,183 @@
+//! What a session shows: the summary every connection gets, the full view dashboards and
+//! `GET /api/session/:id` get, and the coordinates connection strings are made of.
+
+use super::core::{Holder, SessionCore, slot_index};
+use super::effects::ConnId;
+use super::health;
+use crate::protocol::{
+    Endpoint, PeerStatus, PeerView, Role, SessionState, SessionUpdate, SessionView, SrtStatus,
+    StreamSummary, StreamView,
+};
+use crate::server::time::format_time;
+use crate::server::token::Scope;
+
+/// What a stream's connection strings are made of.
+#[derive(Debug, Clone)]
+pub struct StreamCoordinates {
+    pub name: String,
+    pub passphrase: String,
+    pub pbkeylen: u8,
+    pub latency: u32,
+    /// Public SRT address and local port of the live sender and receiver.
+    pub sender: Option<(Endpoint, u16)>,
+    pub receiver: Option<(Endpoint, u16)>,
+    /// `[sender's, receiver's]` relay ports when the stream is relayed.
+    pub relay_ports: Option<[u16; 2]>,
+}
+
+impl SessionCore {
+    pub fn coordinates(&self) -> Vec<StreamCoordinates> {
+        self.rec
+            .streams
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let live = |role: Role| {
+                    let h = self.holders[i][slot_index(role)].as_ref()?;
+                    s.peer(role)
+                        .as_ref()
+                        .map(|p| (p.address.clone(), h.local_port))
+                };
+                StreamCoordinates {
+                    name: s.name.clone(),
+                    passphrase: s.passphrase.clone(),
+                    pbkeylen: self.rec.pbkeylen,
+                    latency: s.latency,
+                    sender: live(Role::Sender),
+                    receiver: live(Role::Receiver),
+                    relay_ports: self.runtime[i].relay_ports,
+                }
+            })
+            .collect()
+    }
+
+    /// Admin connections that hold no slot: dashboards.
+    pub fn watchers(&self) -> impl Iterator<Item = ConnId> + '_ {
+        self.conns
+            .iter()
+            .filter(|(_, c)| c.scope == Scope::Admin && c.slot.is_none())
+            .map(|(id, _)| *id)
+    }
+
+    pub(super) fn peer_status(&self, idx: usize, role: Role) -> PeerStatus {
+        match &self.holders[idx][slot_index(role)] {
+            None => PeerStatus::Waiting,
+            Some(Holder {
+                srt: Some(SrtStatus::Connected),
+                ..
+            }) => PeerStatus::Connected,
+            Some(_) => PeerStatus::Registered,
+        }
+    }
+
+    pub(super) fn stream_state(&self, idx: usize) -> SessionState {
+        if self.closed {
+            return SessionState::Closed;
+        }
+        match (
+            self.peer_status(idx, Role::Sender),
+            self.peer_status(idx, Role::Receiver),
+        ) {
+            (PeerStatus::Waiting, _) | (_, PeerStatus::Waiting) => SessionState::Waiting,
+            _ if self.runtime[idx].relay_ports.is_some() => SessionState::Relaying,
+            _ if self.link_up(idx) => SessionState::Connected,
+            _ => SessionState::Ready,
+        }
+    }
+
+    /// The session's state is its least advanced stream's.
+    pub fn state(&self) -> SessionState {
+        (0..self.rec.streams.len())
+            .map(|i| self.stream_state(i))
+            .min()
+            .unwrap_or(SessionState::Waiting)
+    }
+
+    pub fn summary(&self) -> SessionUpdate {
+        let streams: Vec<StreamSummary> = self
+            .rec
+            .streams
+            .iter()
+            .enumerate()
+            .map(|(i, s)| StreamSummary {
+                name: s.name.clone(),
+                label: s.label.clone(),
+                state: self.stream_state(i),
+                sender: self.peer_status(i, Role::Sender),
+                receiver: self.peer_status(i, Role::Receiver),
+                tally: s.tally,
+            })
+            .collect();
+        let connected = (0..streams.len()).filter(|i| self.link_up(*i)).count();
+        SessionUpdate {
+            state: self.state(),
+            total: streams.len(),
+            connected,
+            streams,
+        }
+    }
+
+    pub fn view(&self) -> SessionView {
+        let peer_view = |idx: usize, role: Role| {
+            let last = self.rec.streams[idx].peer(role).as_ref();
+            let holder = self.holders[idx][slot_index(role)].as_ref();
+            PeerView {
+                status: self.peer_status(idx, role),
+                address: last.map(|p| p.address.clone()),
+                meta: last.map(|p| p.meta.clone()),
+                srt: holder.and_then(|h| h.srt),
+                registered_at: last.map(|p| format_time(p.registered_ms)),
+                last_health: last.and_then(|p| p.health.clone()),
+                health_at: last.and_then(|p| p.health_ms).map(format_time),
+                nat: holder.and_then(|h| h.nat.clone()),
+            }
+        };
+        // Only live holders' health colours a stream.
+        let live_health = |idx: usize, role: Role| {
+            self.holders[idx][slot_index(role)].as_ref()?;
+            self.rec.streams[idx].peer(role).as_ref()?.health.as_ref()
+        };
+        let streams: Vec<StreamView> = self
+            .rec
+            .streams
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let rt = &self.runtime[i];
+                let level = health::level(
+                    [live_health(i, Role::Sender), live_health(i, Role::Receiver)],
+                    s.latency,
+                );
+                StreamView {
+                    name: s.name.clone(),
+                    label: s.label.clone(),
+                    role: s.role.clone(),
+                    audio: s.audio.clone(),
+                    state: self.stream_state(i),
+                    latency: s.latency,
+                    tally: s.tally,
+                    path: rt.path,
+                    path_reason: rt.path_reason.clone().or(rt.relay_pending.clone()),
+                    level: level.as_ref().map(|l| l.0),
+                    level_reason: level.map(|l| l.1),
+                    recommendation: rt.health.recommendation(),
+                    history: rt.health.history(),
+                    sender: peer_view(i, Role::Sender),
+                    receiver: peer_view(i, Role::Receiver),
+                }
+            })
+            .collect();
+        let connected = (0..streams.len()).filter(|i| self.link_up(*i)).count();
+        SessionView {
+            session: self.rec.name.clone(),
+            state: self.state(),
+            latency: self.rec.latency,
+            ttl: self.rec.ttl_s,
+            created: format_time(self.rec.created_ms),
+            expires: self.expires_ms().map(format_time),
+            total: streams.len(),
+            connected,
+            streams,
+        }
+    }
+}

@@ -1,0 +1,47 @@
+//! What every request handler and connection task shares.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize};
+
+use tokio_util::sync::CancellationToken;
+
+use super::config::ServerConfig;
+use super::limit::KeyedLimiter;
+use super::registry::Registry;
+use super::relay::RelayService;
+use super::session::SessionEnv;
+use super::token::TokenKey;
+
+/// Counters shown by `/healthz`.
+#[derive(Default)]
+pub struct Stats {
+    /// WebSocket connections open now.
+    pub connections: AtomicUsize,
+    /// WebSocket text messages received.
+    pub messages: AtomicU64,
+    /// STUN Binding requests answered (shared with the STUN task).
+    pub stun_requests: Arc<AtomicU64>,
+}
+
+/// Shared by every request handler and connection task.
+pub struct AppState {
+    /// What the server was started with.
+    pub config: ServerConfig,
+    /// Issues and verifies tokens.
+    pub key: TokenKey,
+    /// Session names to their tasks.
+    pub registry: Arc<Registry>,
+    /// What every new session task is given.
+    pub sessions: SessionEnv,
+    /// Server shutdown.
+    pub cancel: CancellationToken,
+    /// Source of connection ids.
+    pub next_conn_id: AtomicU64,
+    pub stats: Stats,
+    /// Sessions created per client address.
+    pub create_limiter: KeyedLimiter<std::net::IpAddr>,
+    /// `[primary, alternate]` STUN ports, when the service runs.
+    pub stun_ports: Option<[u16; 2]>,
+    /// The relays, for `/healthz`.
+    pub relay: Arc<RelayService>,
+}
