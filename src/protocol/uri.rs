@@ -18,6 +18,19 @@ pub fn url_host(host: &str) -> String {
     }
 }
 
+/// The host name or IP (without brackets or port) of a server base URL, for its UDP services.
+pub fn server_host(server: &str) -> Option<String> {
+    let rest = server.split_once("://")?.1;
+    let authority = rest.split('/').next()?;
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, a)| a);
+    let host = if let Some(v6) = authority.strip_prefix('[') {
+        v6.split(']').next()?
+    } else {
+        authority.split(':').next()?
+    };
+    (!host.is_empty()).then(|| host.to_string())
+}
+
 /// A parsed session URI.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PunchUri {
@@ -289,6 +302,23 @@ mod tests {
         assert!(err("punch://h/s/c/x?token=t").contains("unexpected path segment"));
         assert!(err("punch://h/bad%20name?token=t").contains("session name"));
         assert!(err("just-text").contains("is not a URI"));
+    }
+
+    #[test]
+    fn server_hosts() {
+        assert_eq!(
+            server_host("http://192.0.2.1:8787").as_deref(),
+            Some("192.0.2.1")
+        );
+        assert_eq!(
+            server_host("https://punch.example.org/prefix").as_deref(),
+            Some("punch.example.org")
+        );
+        assert_eq!(
+            server_host("http://[2001:db8::1]:8787").as_deref(),
+            Some("2001:db8::1")
+        );
+        assert_eq!(server_host("nonsense"), None);
     }
 
     #[test]

@@ -1,14 +1,14 @@
 //! Connection strings: for each side of a stream, ready-to-paste settings for every client that
-//! can take part in an SRT rendezvous, written for each tool's real behaviour
-//! (`shared/docs/integration-facts.md`): GStreamer and srt-live-transmit take milliseconds and
-//! a local port; ffmpeg cannot be a rendezvous peer, so its entry pipes through
-//! srt-live-transmit; OBS and vMix bind the remote port number locally, so they only work when
-//! both ends use the same port, which the notes say next to the string.
+//! can take part in an SRT rendezvous, written for each tool's real behaviour (`docs/srt-notes.md`
+//! and `docs/dashboard.md`): GStreamer and srt-live-transmit take milliseconds and a local port;
+//! ffmpeg cannot be a rendezvous peer, so its entry pipes through srt-live-transmit; OBS and vMix
+//! bind the remote port number locally, so they only work when both ends use the same port,
+//! which the notes say next to the string.
 
 use std::collections::BTreeMap;
 
 use super::session::StreamCoordinates;
-use crate::protocol::uri::url_host;
+use crate::protocol::srt_url::Rendezvous;
 use crate::protocol::{ConnectionStrings, Endpoint, Role, StreamConnect, VmixFields};
 
 /// Wraps `s` in single quotes for a POSIX shell.
@@ -93,22 +93,17 @@ pub fn stream_strings(
 }
 
 fn strings(c: &StreamCoordinates, punch: String, s: Side<'_>) -> ConnectionStrings {
-    let secret = format!("passphrase={}&pbkeylen={}", c.passphrase, c.pbkeylen);
-    let target = format!("srt://{}:{}", url_host(s.remote_host), s.remote_port);
-    let gst_uri = format!(
-        "{target}?mode=rendezvous&localaddress=0.0.0.0&localport={}&latency={}&{secret}",
-        s.local_port, c.latency
-    );
-    let slt_uri = format!(
-        "{target}?mode=rendezvous&adapter=0.0.0.0&port={}&latency={}&{secret}",
-        s.local_port, c.latency
-    );
-    // OBS binds the remote port number locally, whatever `localport` says.
-    let obs_uri = format!(
-        "{target}?mode=rendezvous&localip=0.0.0.0&localport={}&latency={}&{secret}",
-        s.remote_port,
-        u64::from(c.latency) * 1000
-    );
+    let link = Rendezvous {
+        host: s.remote_host,
+        port: s.remote_port,
+        local_port: s.local_port,
+        latency_ms: c.latency,
+        passphrase: &c.passphrase,
+        pbkeylen: c.pbkeylen,
+    };
+    let gst_uri = link.gstreamer("0.0.0.0");
+    let slt_uri = link.srt_live_transmit();
+    let obs_uri = link.obs();
     let (gstreamer, srt_live_transmit, ffmpeg) = match s.role {
         Role::Sender => (
             format!(

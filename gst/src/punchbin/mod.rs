@@ -14,6 +14,7 @@ pub mod settings;
 mod signalling;
 
 use std::collections::VecDeque;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -485,16 +486,24 @@ impl Shared {
         }
     }
 
-    /// The SRT URI for a peer (srt-facts §1.1: rendezvous, local address always given).
-    fn srt_uri(peer: &PeerInfo, local_address: &str, local_port: u16, latency: u32) -> String {
-        let host = punch::protocol::uri::url_host(&peer.ip);
+    /// The SRT URI for a peer: rendezvous, the local address always given (see
+    /// `docs/srt-notes.md`).
+    fn srt_uri(peer: &PeerInfo, local_address: IpAddr, local_port: u16, latency: u32) -> String {
+        let link = punch::protocol::srt_url::Rendezvous {
+            host: &peer.ip,
+            port: peer.port,
+            local_port,
+            latency_ms: latency,
+            passphrase: &peer.passphrase,
+            pbkeylen: peer.pbkeylen,
+        };
         // poll-timeout: by default srtsrc/srtsink wait in epoll with no timeout; after a peer
         // is lost, srtsrc's own reconnect then waits there until libsrt's 30 s rendezvous
         // timeout, and stopping the element waited as long (seen in the tests). Bounded, the
         // wait returns and notices the stop. (In the URI: setting `uri` resets the property.)
         format!(
-            "srt://{host}:{}?mode=rendezvous&localaddress={local_address}&localport={local_port}&latency={latency}&passphrase={}&pbkeylen={}&poll-timeout={POLL_TIMEOUT_MS}",
-            peer.port, peer.passphrase, peer.pbkeylen
+            "{}&poll-timeout={POLL_TIMEOUT_MS}",
+            link.gstreamer(&local_address.to_string())
         )
     }
 

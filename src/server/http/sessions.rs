@@ -143,7 +143,7 @@ pub(super) async fn connection_strings(
     };
     // The relay is on this server: the host the operator reached it by.
     let base = base_url(&state, &headers);
-    let relay_host = crate::client::server_host(&base).unwrap_or_default();
+    let relay_host = crate::protocol::uri::server_host(&base).unwrap_or_default();
     let mut streams = std::collections::BTreeMap::new();
     let mut missing = std::collections::BTreeMap::new();
     for c in &selected {

@@ -1,0 +1,57 @@
+//! Why talking to a Punch server failed, for the signalling WebSocket and the REST client
+//! alike.
+
+use std::fmt;
+
+use crate::protocol::ErrorCode;
+
+/// Why a request to the server, or its signalling connection, failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientError {
+    /// The server URL is not usable.
+    BadUrl(String),
+    /// The server could not be reached (DNS, TCP, TLS or timeout).
+    Unreachable { url: String, reason: String },
+    /// The server answered the handshake with an HTTP error.
+    Refused {
+        status: u16,
+        /// The server's error code; `None` when the answer was not a Punch error body.
+        code: Option<ErrorCode>,
+        message: String,
+    },
+    /// The connection broke or the server sent something that is not Punch protocol.
+    Protocol(String),
+}
+
+impl ClientError {
+    /// True when retrying cannot help (bad URL, bad token, unknown or closed session).
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            ClientError::BadUrl(_) => true,
+            ClientError::Refused { status, .. } => matches!(status, 400 | 401 | 403 | 404 | 410),
+            _ => false,
+        }
+    }
+}
+
+impl fmt::Display for ClientError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ClientError::BadUrl(m) => write!(f, "bad server URL: {m}"),
+            ClientError::Unreachable { url, reason } => {
+                write!(f, "cannot reach the Punch server at {url}: {reason}")
+            }
+            ClientError::Refused {
+                status,
+                code,
+                message,
+            } => match code {
+                Some(code) => write!(f, "server refused ({status} {code}): {message}"),
+                None => write!(f, "server refused (HTTP {status}): {message}"),
+            },
+            ClientError::Protocol(m) => write!(f, "signalling error: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for ClientError {}

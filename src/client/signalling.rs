@@ -1,0 +1,163 @@
+//! The signalling connection: a typed WebSocket to one Punch session. It carries
+//! [`ClientMessage`]s up and [`ServerMessage`]s down and turns a refused handshake into the
+//! server's own error (`401 unauthorized`, `410 gone`, ...).
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+use super::error::ClientError;
+use crate::protocol::{ClientMessage, ErrorResponse, ServerMessage};
+
+/// The WebSocket URL of `session` on `server` (`http(s)://host[:port][/prefix]` or `ws(s)://…`).
+pub fn ws_url(server: &str, session: &str) -> Result<String, ClientError> {
+    let server = server.trim_end_matches('/');
+    let (scheme, rest) = server.split_once("://").ok_or_else(|| {
+        ClientError::BadUrl(format!(
+            "{server:?} has no scheme (expected http://, https://, ws:// or wss://)"
+        ))
+    })?;
+    let ws_scheme = match scheme {
+        "http" | "ws" => "ws",
+        "https" | "wss" => "wss",
+        other => {
+            return Err(ClientError::BadUrl(format!(
+                "unsupported scheme {other:?} in {server:?}"
+            )));
+        }
+    };
+    if rest.is_empty() {
+        return Err(ClientError::BadUrl(format!("{server:?} has no host")));
+    }
+    crate::protocol::validate_name("session", session).map_err(ClientError::BadUrl)?;
+    Ok(format!("{ws_scheme}://{rest}/api/ws/{session}"))
+}
+
+type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// An open signalling connection.
+pub struct Signalling {
+    socket: Socket,
+}
+
+impl Signalling {
+    /// Opens the session's WebSocket, authenticating with `token` in the `Authorization` header.
+    pub async fn connect(
+        server: &str,
+        session: &str,
+        token: &str,
+        timeout: Duration,
+    ) -> Result<Signalling, ClientError> {
+        let url = ws_url(server, session)?;
+        let mut request = url
+            .as_str()
+            .into_client_request()
+            .map_err(|e| ClientError::BadUrl(format!("{url}: {e}")))?;
+        let auth = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
+            ClientError::BadUrl("the token contains characters not allowed in a header".into())
+        })?;
+        request.headers_mut().insert("authorization", auth);
+        // Signalling messages are small, but an admin connection also gets the session's whole
+        // view (dashboards): about 5 KB per stream.
+        let config = WebSocketConfig::default()
+            .max_message_size(Some(1024 * 1024))
+            .read_buffer_size(4096);
+        let connect = tokio_tungstenite::connect_async_with_config(request, Some(config), true);
+        let (socket, _) = match tokio::time::timeout(timeout, connect).await {
+            Err(_) => {
+                return Err(ClientError::Unreachable {
+                    url,
+                    reason: format!("no answer within {timeout:?}"),
+                });
+            }
+            Ok(Err(tungstenite::Error::Http(resp))) => {
+                let status = resp.status().as_u16();
+                let body = resp.body().as_deref().unwrap_or_default();
+                return Err(match serde_json::from_slice::<ErrorResponse>(body) {
+                    Ok(e) => ClientError::Refused {
+                        status,
+                        code: Some(e.error.code),
+                        message: e.error.message,
+                    },
+                    Err(_) => ClientError::Refused {
+                        status,
+                        code: None,
+                        message: format!("HTTP {status} from {url} (is this a Punch server?)"),
+                    },
+                });
+            }
+            Ok(Err(e)) => {
+                return Err(ClientError::Unreachable {
+                    url,
+                    reason: e.to_string(),
+                });
+            }
+            Ok(Ok(ok)) => ok,
+        };
+        Ok(Signalling { socket })
+    }
+
+    pub async fn send(&mut self, msg: &ClientMessage) -> Result<(), ClientError> {
+        let text = serde_json::to_string(msg).map_err(|e| ClientError::Protocol(e.to_string()))?;
+        self.socket
+            .send(Message::text(text))
+            .await
+            .map_err(|e| ClientError::Protocol(e.to_string()))
+    }
+
+    /// The next server message; `Ok(None)` once the server closed the connection.
+    pub async fn recv(&mut self) -> Result<Option<ServerMessage>, ClientError> {
+        loop {
+            match self.socket.next().await {
+                None | Some(Ok(Message::Close(_))) => return Ok(None),
+                Some(Ok(Message::Text(text))) => {
+                    return serde_json::from_str(text.as_str()).map(Some).map_err(|e| {
+                        ClientError::Protocol(format!("unexpected message {text}: {e}"))
+                    });
+                }
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => return Err(ClientError::Protocol(e.to_string())),
+            }
+        }
+    }
+
+    /// Sends a close frame and waits briefly for the server's.
+    pub async fn close(mut self) {
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.socket.close(None)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ws_urls() {
+        assert_eq!(
+            ws_url("http://h:8787", "s1").unwrap(),
+            "ws://h:8787/api/ws/s1"
+        );
+        assert_eq!(
+            ws_url("https://h/punch/", "s1").unwrap(),
+            "wss://h/punch/api/ws/s1"
+        );
+        assert!(matches!(
+            ws_url("h:8787", "s1"),
+            Err(ClientError::BadUrl(_))
+        ));
+        assert!(matches!(
+            ws_url("ftp://h", "s1"),
+            Err(ClientError::BadUrl(_))
+        ));
+        assert!(matches!(
+            ws_url("http://h", "a/b"),
+            Err(ClientError::BadUrl(_))
+        ));
+    }
+}
