@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use punch::client::Signalling;
+use punch::client::rest::Rest;
 use punch::protocol::{ClientMessage, Health, PeerMeta, Port, Register, Role, ServerMessage};
 use serde_json::{Value, json};
 use tokio::sync::{Semaphore, watch};
@@ -50,20 +51,6 @@ fn rss_kib(pid: u32) -> u64 {
         })
         .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
         .unwrap_or(0)
-}
-
-fn raise_fd_limit() {
-    // SAFETY: getrlimit/setrlimit only touch the struct passed in.
-    unsafe {
-        let mut lim = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
-            lim.rlim_cur = lim.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-        }
-    }
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -158,20 +145,14 @@ async fn hold(mut sig: Signalling, mut phase: watch::Receiver<usize>, health: us
     }
 }
 
-async fn healthz(http: &reqwest::Client, base: &str) -> Value {
-    http.get(format!("{base}/healthz"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+async fn healthz(rest: &Rest) -> Value {
+    rest.healthz().await.expect("healthz answers")
 }
 
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
-    raise_fd_limit();
+    punch::client::net::raise_fd_limit();
     let mut child = std::process::Command::new(&args.server_bin)
         .args([
             "serve",
@@ -213,28 +194,17 @@ async fn main() {
         "server pid {pid} at {base}; {} sessions x 2 peers",
         args.sessions
     );
-    let http = reqwest::Client::new();
+    let rest = Rest::new(&base).expect("a server URL");
 
     let t = Instant::now();
     let sem = Arc::new(Semaphore::new(64));
     let mut creates = Vec::new();
     for _ in 0..args.sessions + args.probes {
-        let (http, base, sem) = (http.clone(), base.clone(), sem.clone());
+        let (rest, sem) = (rest.clone(), sem.clone());
         creates.push(tokio::spawn(async move {
             let _permit = sem.acquire().await.unwrap();
-            let v: Value = http
-                .post(format!("{base}/api/session"))
-                .json(&json!({}))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            (
-                v["session"].as_str().unwrap().to_string(),
-                v["token"].as_str().unwrap().to_string(),
-            )
+            let created = rest.create(&json!({})).await.expect("create");
+            (created.session, created.token)
         }));
     }
     let mut sessions = Vec::new();
@@ -308,9 +278,7 @@ async fn main() {
 
     tokio::time::sleep(Duration::from_secs(2)).await;
     let rss_peers = rss_kib(pid);
-    let connections = healthz(&http, &base).await["connections"]
-        .as_u64()
-        .unwrap_or(0);
+    let connections = healthz(&rest).await["connections"].as_u64().unwrap_or(0);
     println!(
         "server RSS: {rss_sessions} KiB with {} idle sessions, {rss_peers} KiB with {connections} idle peers connected",
         args.sessions
@@ -322,18 +290,14 @@ async fn main() {
         );
     }
 
-    let before = healthz(&http, &base).await["messages"]
-        .as_u64()
-        .unwrap_or(0);
+    let before = healthz(&rest).await["messages"].as_u64().unwrap_or(0);
     let expected = before + (peers * args.health) as u64;
     let t = Instant::now();
     phase_tx.send(1).unwrap();
     let mut handled = before;
     while handled < expected && t.elapsed() < Duration::from_secs(120) {
         tokio::time::sleep(Duration::from_millis(20)).await;
-        handled = healthz(&http, &base).await["messages"]
-            .as_u64()
-            .unwrap_or(0);
+        handled = healthz(&rest).await["messages"].as_u64().unwrap_or(0);
     }
     let secs = t.elapsed().as_secs_f64();
     println!(

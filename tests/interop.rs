@@ -61,14 +61,10 @@ impl Setup {
         let session = self.created["session"].as_str().unwrap().to_string();
         let token = self.created["token"].as_str().unwrap().to_string();
         self.rt.block_on(async move {
-            let resp = http()
-                .get(format!("{base}/api/session/{session}/connect"))
-                .bearer_auth(token)
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(resp.status(), 200);
-            resp.json().await.unwrap()
+            let path = format!("/api/session/{session}/connect");
+            let (status, v) = api_request(&base, reqwest::Method::GET, &path, &token, None).await;
+            assert_eq!(status, 200, "{v}");
+            v
         })
     }
 }

@@ -426,16 +426,10 @@ async fn slot_takeover_after_disconnect_and_refusal_while_live() {
 }
 
 async fn post_tally(base: &str, session: &str, token: &str, body: Value) -> u16 {
-    let url = format!("{base}/api/session/{session}/tally");
-    http()
-        .post(url)
-        .bearer_auth(token)
-        .json(&body)
-        .send()
+    let path = format!("/api/session/{session}/tally");
+    api_request(base, reqwest::Method::POST, &path, token, Some(body))
         .await
-        .unwrap()
-        .status()
-        .as_u16()
+        .0
 }
 
 #[tokio::test]

@@ -11,21 +11,17 @@
 //! cargo run --release -p gst-plugin-punch --example elements-bench -- --runs 10
 //! ```
 
-use std::net::UdpSocket;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use gst::prelude::*;
+use punch::protocol::Role;
 
 const CHUNK: usize = 1316;
 
 fn free_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    punch::client::net::free_udp_port([127, 0, 0, 1].into()).unwrap()
 }
 
 fn pipeline(desc: &str) -> gst::Pipeline {
@@ -47,26 +43,15 @@ fn punch_pair(
     addr: std::net::SocketAddr,
     n: usize,
 ) -> Pair {
-    let created: serde_json::Value = rt.block_on(async {
-        reqwest::Client::new()
-            .post(format!("{base}/api/session"))
-            .json(&serde_json::json!({ "name": format!("bench-{n}") }))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
-    });
-    let uri = |role: &str| {
-        format!(
-            "punch://{addr}/bench-{n}?token={}",
-            created["stream_tokens"]["default"][role].as_str().unwrap()
-        )
-    };
+    let rest = punch::client::rest::Rest::new(base).expect("a server URL");
+    let created = rt
+        .block_on(rest.create(&serde_json::json!({ "name": format!("bench-{n}") })))
+        .expect("create");
+    let tokens = &created.stream_tokens["default"];
+    let uri = |role| format!("punch://{addr}/bench-{n}?token={}", tokens.get(role));
     Pair {
-        sender: format!("punchsink name=sink uri=\"{}\"", uri("sender")),
-        receiver: format!("punchsrc name=src uri=\"{}\"", uri("receiver")),
+        sender: format!("punchsink name=sink uri=\"{}\"", uri(Role::Sender)),
+        receiver: format!("punchsrc name=src uri=\"{}\"", uri(Role::Receiver)),
     }
 }
 

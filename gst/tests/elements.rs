@@ -110,7 +110,7 @@ fn health_reaches_the_bus_and_the_server_and_tally_reaches_the_sink() {
     assert!(stats.has_field("rtt-ms"), "{stats}");
 
     let (status, _) = env.request(
-        reqwest::Method::POST,
+        punch::client::rest::Method::POST,
         "/api/session/health/tally",
         &admin,
         Some(json!({"stream": "default", "state": "on-air"})),

@@ -122,7 +122,7 @@ fn closed_and_unknown_sessions_are_not_found() {
     play(&p);
     wait_msg(&p, "registered", |m| element_msg(m, "punch-session"));
     let (status, _) = env.request(
-        reqwest::Method::DELETE,
+        punch::client::rest::Method::DELETE,
         "/api/session/closing",
         &admin,
         None,

@@ -38,7 +38,7 @@ fn elements_report_their_nat_and_follow_a_latency_change() {
     assert_eq!(s["receiver"]["last_health"]["latency"], 200.0);
 
     let (status, body) = env.request(
-        reqwest::Method::POST,
+        punch::client::rest::Method::POST,
         "/api/session/latency/latency",
         &admin,
         Some(json!({ "stream": "default", "latency": 360 })),
@@ -240,7 +240,7 @@ fn a_symmetric_nat_is_relayed_and_encrypted_srt_flows_through_the_relay() {
     // Closing the session frees the relay (a side merely leaving keeps it: its SRT may go on
     // while its signalling reconnects; unused, the relay frees itself).
     let (status, _) = env.request(
-        reqwest::Method::DELETE,
+        punch::client::rest::Method::DELETE,
         "/api/session/relayed",
         &admin,
         None,

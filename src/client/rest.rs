@@ -8,6 +8,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+pub use reqwest::Method;
+
 use super::error::ClientError;
 use crate::protocol::{
     ConnectResponse, CreatedSession, ErrorResponse, LatencyRequest, SessionView, TallyRequest,
@@ -59,7 +61,7 @@ impl Rest {
     /// server cannot be reached. `body` is sent as is with `content_type`.
     pub async fn raw(
         &self,
-        method: reqwest::Method,
+        method: Method,
         path: &str,
         token: Option<&str>,
         body: Option<(&str, Vec<u8>)>,
@@ -99,7 +101,7 @@ impl Rest {
     /// [`ClientError::Refused`] with the server's code.
     pub async fn call<T: DeserializeOwned>(
         &self,
-        method: reqwest::Method,
+        method: Method,
         path: &str,
         token: Option<&str>,
         body: Option<&impl Serialize>,
@@ -122,14 +124,14 @@ impl Rest {
 
     /// `POST /api/session` with a creation request (see `docs/protocol.md` for its fields).
     pub async fn create(&self, request: &Value) -> Result<CreatedSession, ClientError> {
-        self.call(reqwest::Method::POST, "/api/session", None, Some(request))
+        self.call(Method::POST, "/api/session", None, Some(request))
             .await
     }
 
     /// `GET /api/session/:id`.
     pub async fn session(&self, session: &str, token: &str) -> Result<SessionView, ClientError> {
         self.call(
-            reqwest::Method::GET,
+            Method::GET,
             &format!("/api/session/{session}"),
             Some(token),
             None::<&()>,
@@ -140,7 +142,7 @@ impl Rest {
     /// `DELETE /api/session/:id`.
     pub async fn close(&self, session: &str, token: &str) -> Result<(), ClientError> {
         self.call::<Value>(
-            reqwest::Method::DELETE,
+            Method::DELETE,
             &format!("/api/session/{session}"),
             Some(token),
             None::<&()>,
@@ -162,7 +164,7 @@ impl Rest {
             state,
         };
         self.call::<Value>(
-            reqwest::Method::POST,
+            Method::POST,
             &format!("/api/session/{session}/tally"),
             Some(token),
             Some(&body),
@@ -184,7 +186,7 @@ impl Rest {
             latency,
         };
         self.call::<Value>(
-            reqwest::Method::POST,
+            Method::POST,
             &format!("/api/session/{session}/latency"),
             Some(token),
             Some(&body),
@@ -202,7 +204,7 @@ impl Rest {
     ) -> Result<ConnectResponse, ClientError> {
         let query = stream.map(|s| format!("?stream={s}")).unwrap_or_default();
         self.call(
-            reqwest::Method::GET,
+            Method::GET,
             &format!("/api/session/{session}/connect{query}"),
             Some(token),
             None::<&()>,
@@ -212,8 +214,7 @@ impl Rest {
 
     /// `GET /healthz`: the server's counters and the ports of its STUN service.
     pub async fn healthz(&self) -> Result<Value, ClientError> {
-        self.call(reqwest::Method::GET, "/healthz", None, None::<&()>)
-            .await
+        self.call(Method::GET, "/healthz", None, None::<&()>).await
     }
 }
 

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use punch::client::Signalling;
+use punch::client::rest::Rest;
 use punch::protocol::{ClientMessage, ErrorCode, PeerMeta, Port, Register, Role, ServerMessage};
 use punch::server::{Limits, Server, ServerConfig};
 use serde_json::{Value, json};
@@ -44,16 +45,14 @@ pub async fn start_with_limits(limits: Limits) -> TestServer {
     .await
 }
 
+/// The typed REST client of the server at `base`.
+pub fn rest(base: &str) -> Rest {
+    Rest::with_timeout(base, WAIT).expect("a server URL")
+}
+
 /// `GET /healthz`.
 pub async fn healthz(base: &str) -> Value {
-    http()
-        .get(format!("{base}/healthz"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    rest(base).healthz().await.expect("healthz answers")
 }
 
 pub async fn start_default() -> TestServer {
@@ -64,22 +63,27 @@ pub fn http() -> reqwest::Client {
     reqwest::Client::builder().timeout(WAIT).build().unwrap()
 }
 
-/// `POST /api/session`; returns status and JSON body.
+/// `POST /api/session` with `body` as it is; returns status and JSON body.
 pub async fn create_raw(base: &str, body: &str) -> (u16, Value) {
-    let resp = http()
-        .post(format!("{base}/api/session"))
-        .header("content-type", "application/json")
-        .body(body.to_string())
-        .send()
+    let resp = rest(base)
+        .raw(
+            reqwest::Method::POST,
+            "/api/session",
+            None,
+            Some(("application/json", body.as_bytes().to_vec())),
+        )
         .await
-        .unwrap();
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Value::Null))
+        .expect("the server answers");
+    (resp.status, resp.body)
 }
 
+/// Creates a session; returns the `201` body as the server sent it (tests look at its wire
+/// form), checked to be a `CreatedSession`.
 pub async fn create(base: &str, body: Value) -> Value {
     let (status, v) = create_raw(base, &body.to_string()).await;
     assert_eq!(status, 201, "create failed: {v}");
+    serde_json::from_value::<punch::protocol::CreatedSession>(v.clone())
+        .unwrap_or_else(|e| panic!("the 201 body is not a CreatedSession ({e}): {v}"));
     v
 }
 
@@ -92,17 +96,12 @@ pub async fn api_request(
     token: &str,
     body: Option<Value>,
 ) -> (u16, Value) {
-    let mut req = http()
-        .request(method, format!("{base}{path}"))
-        .bearer_auth(token);
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let resp = req.send().await.unwrap();
-    (
-        resp.status().as_u16(),
-        resp.json().await.unwrap_or(Value::Null),
-    )
+    let body = body.map(|b| ("application/json", b.to_string().into_bytes()));
+    let resp = rest(base)
+        .raw(method, path, Some(token), body)
+        .await
+        .expect("the server answers");
+    (resp.status, resp.body)
 }
 
 /// A request on `/api/session/{session}` with a bearer token; status and JSON body.
@@ -398,11 +397,7 @@ pub fn runtime() -> tokio::runtime::Runtime {
 
 /// A UDP port free right now (on every interface).
 pub fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("0.0.0.0:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    punch::client::net::free_udp_port([0, 0, 0, 0].into()).unwrap()
 }
 
 /// Single-quotes `s` for sh.

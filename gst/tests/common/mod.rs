@@ -7,6 +7,7 @@ use std::sync::Once;
 use std::time::{Duration, Instant};
 
 use gst::prelude::*;
+use punch::client::rest::Rest;
 use punch::server::{Server, ServerConfig};
 use serde_json::{Value, json};
 
@@ -67,42 +68,35 @@ impl Env {
         format!("http://{}", self.addr)
     }
 
+    /// The typed REST client of the test server.
+    pub fn rest(&self) -> Rest {
+        Rest::with_timeout(&self.base(), WAIT).expect("a server URL")
+    }
+
+    /// Creates a session; the `201` body as JSON.
     pub fn create(&self, body: Value) -> Value {
-        let base = self.base();
-        self.rt.block_on(async move {
-            let resp = reqwest::Client::new()
-                .post(format!("{base}/api/session"))
-                .json(&body)
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(resp.status(), 201);
-            resp.json::<Value>().await.unwrap()
-        })
+        let rest = self.rest();
+        let created = self
+            .rt
+            .block_on(async move { rest.create(&body).await })
+            .expect("create");
+        serde_json::to_value(created).unwrap()
     }
 
     pub fn request(
         &self,
-        method: reqwest::Method,
+        method: punch::client::rest::Method,
         path: &str,
         token: &str,
         body: Option<Value>,
     ) -> (u16, Value) {
-        let url = format!("{}{path}", self.base());
-        let token = token.to_string();
-        self.rt.block_on(async move {
-            let mut req = reqwest::Client::new()
-                .request(method, url)
-                .bearer_auth(token);
-            if let Some(b) = body {
-                req = req.json(&b);
-            }
-            let resp = req.send().await.unwrap();
-            (
-                resp.status().as_u16(),
-                resp.json().await.unwrap_or(Value::Null),
-            )
-        })
+        let rest = self.rest();
+        let body = body.map(|b| ("application/json", b.to_string().into_bytes()));
+        let resp = self
+            .rt
+            .block_on(async move { rest.raw(method, path, Some(token), body).await })
+            .expect("the server answers");
+        (resp.status, resp.body)
     }
 
     /// Polls `GET /api/session` until `pred` holds.
@@ -116,7 +110,7 @@ impl Env {
         let start = Instant::now();
         loop {
             let (status, v) = self.request(
-                reqwest::Method::GET,
+                punch::client::rest::Method::GET,
                 &format!("/api/session/{session}"),
                 token,
                 None,
@@ -134,9 +128,10 @@ impl Env {
 
     /// `GET /healthz`.
     pub fn healthz(&self) -> Value {
-        let url = format!("{}/healthz", self.base());
+        let rest = self.rest();
         self.rt
-            .block_on(async move { reqwest::get(url).await.unwrap().json().await.unwrap() })
+            .block_on(async move { rest.healthz().await })
+            .expect("healthz answers")
     }
 
     pub fn restart_server(&mut self) {
@@ -198,11 +193,7 @@ pub struct Pair {
 
 /// A UDP port free right now.
 pub fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    punch::client::net::free_udp_port([127, 0, 0, 1].into()).unwrap()
 }
 
 /// The deterministic chunk number `seq`.
