@@ -13,10 +13,13 @@
 use std::sync::LazyLock;
 
 use gst::glib;
+use gst::prelude::*;
 
-mod punchbin;
+mod punchbase;
 pub mod punchsink;
 pub mod punchsrc;
+
+pub use punchbase::{PunchBase, PunchSessionState, PunchTally};
 
 /// The plugin's one async runtime, for the signalling connections of every element instance.
 pub(crate) static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
@@ -29,6 +32,14 @@ pub(crate) static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| 
 });
 
 fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
+    // Types of the elements' API that gst-inspect and the documentation cache describe.
+    for t in [
+        PunchBase::static_type(),
+        PunchSessionState::static_type(),
+        PunchTally::static_type(),
+    ] {
+        t.mark_as_plugin_api(gst::PluginAPIFlags::empty());
+    }
     punchsink::register(Some(plugin))?;
     punchsrc::register(Some(plugin))?;
     Ok(())

@@ -95,10 +95,8 @@ fn health_reaches_the_bus_and_the_server_and_tally_reaches_the_sink() {
     );
     assert_eq!(v["streams"][0]["sender"]["srt"], "connected");
     assert_eq!(
-        tx_punch
-            .property::<Option<String>>("session-state")
-            .as_deref(),
-        Some("CONNECTED")
+        tx_punch.property::<gstpunch::PunchSessionState>("session-state"),
+        gstpunch::PunchSessionState::Connected
     );
     assert!(
         rx_punch
@@ -120,7 +118,10 @@ fn health_reaches_the_bus_and_the_server_and_tally_reaches_the_sink() {
         element_msg(m, "punch-tally").filter(|s| s.get::<&str>("state") == Ok("on-air"))
     });
     assert_eq!(t.get::<&str>("stream").unwrap(), "default");
-    assert_eq!(tx_punch.property::<String>("tally"), "on-air");
+    assert_eq!(
+        tx_punch.property::<gstpunch::PunchTally>("tally"),
+        gstpunch::PunchTally::OnAir
+    );
     let notified = notified.lock().unwrap().clone();
     for name in ["stats", "tally", "session-state", "peer-address"] {
         assert!(

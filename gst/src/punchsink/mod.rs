@@ -56,7 +56,8 @@ use gst::prelude::*;
 mod imp;
 
 glib::wrapper! {
-    pub struct PunchSink(ObjectSubclass<imp::PunchSink>) @extends gst::Bin, gst::Element, gst::Object, @implements gst::URIHandler, gst::ChildProxy;
+    pub struct PunchSink(ObjectSubclass<imp::PunchSink>) @extends crate::punchbase::PunchBase, gst::Bin, gst::Element, gst::Object,
+        @implements gst::URIHandler, gst::ChildProxy;
 }
 
 pub fn register(plugin: Option<&gst::Plugin>) -> Result<(), glib::BoolError> {

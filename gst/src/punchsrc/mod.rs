@@ -29,7 +29,8 @@ use gst::prelude::*;
 mod imp;
 
 glib::wrapper! {
-    pub struct PunchSrc(ObjectSubclass<imp::PunchSrc>) @extends gst::Bin, gst::Element, gst::Object, @implements gst::URIHandler, gst::ChildProxy;
+    pub struct PunchSrc(ObjectSubclass<imp::PunchSrc>) @extends crate::punchbase::PunchBase, gst::Bin, gst::Element, gst::Object,
+        @implements gst::URIHandler, gst::ChildProxy;
 }
 
 pub fn register(plugin: Option<&gst::Plugin>) -> Result<(), glib::BoolError> {

@@ -16,7 +16,7 @@ use punch::client::peer::{
 use punch::protocol::{Health, PeerInfo, Role, SessionState};
 use tokio_util::sync::CancellationToken;
 
-use super::Shared;
+use super::Engine;
 use super::health::{self, Sample};
 use super::settings::Settings;
 
@@ -77,7 +77,7 @@ impl Config {
 
 /// This element as the signalling driver's host.
 struct Host {
-    shared: Arc<Shared>,
+    engine: Arc<Engine>,
     /// The element run this task serves: a stopped run's task must not touch the next one.
     run: u64,
     role: Role,
@@ -93,10 +93,10 @@ struct Host {
 }
 
 /// Runs signalling for one element run until it ends or `cancel`.
-pub async fn run(shared: Arc<Shared>, config: Config, cancel: CancellationToken, run: u64) {
+pub async fn run(engine: Arc<Engine>, config: Config, cancel: CancellationToken, run: u64) {
     let mut machine = PeerMachine::new(config.machine.clone());
     let mut host = Host {
-        shared,
+        engine,
         run,
         role: config.machine.role,
         local_address: config.driver.local_address,
@@ -120,7 +120,7 @@ impl Host {
     /// Posts the element error for `failure`, unless this run is over.
     fn fail(&self, failure: Failure) {
         if failure.kind == FailureKind::Closed {
-            self.shared.set_stream_state(SessionState::Closed);
+            self.engine.set_stream_state(SessionState::Closed);
         }
         let kind = match failure.kind {
             FailureKind::Settings => gst::ResourceError::Settings,
@@ -132,10 +132,10 @@ impl Host {
                 Role::Receiver => gst::ResourceError::OpenRead,
             },
         };
-        if !self.shared.is_current(self.run) {
+        if !self.engine.is_current(self.run) {
             return;
         }
-        if let Some(bin) = self.shared.bin() {
+        if let Some(bin) = self.engine.bin() {
             gst::element_error!(bin, kind, ("{}", failure.message));
         }
     }
@@ -150,36 +150,36 @@ impl PeerHost for Host {
             ..peer.clone()
         };
         let latency = self.latency.unwrap_or(peer.latency);
-        let uri = Shared::srt_uri(&peer, self.local_address, self.local_port, latency);
-        self.shared.apply_peer(self.run, peer, uri);
+        let uri = Engine::srt_uri(&peer, self.local_address, self.local_port, latency);
+        self.engine.apply_peer(self.run, peer, uri);
     }
 
     fn srt_connected(&mut self) -> Option<bool> {
-        if !self.shared.inner_running() {
+        if !self.engine.inner_running() {
             return None;
         }
-        self.shared.stats().map(|s| health::is_connected(&s))
+        self.engine.stats().map(|s| health::is_connected(&s))
     }
 
     /// Samples the stats, posts `punch-health`, returns the report for the server.
     fn health(&mut self) -> Option<Health> {
-        if !self.shared.inner_running() {
+        if !self.engine.inner_running() {
             return None;
         }
-        let stats = self.shared.stats()?;
+        let stats = self.engine.stats()?;
         let sample = Sample::take(&stats, self.role);
         let prev = self.last_sample.replace(sample)?;
         let report = health::report(&prev, &sample, &stats, self.role);
         let stream = self.stream.clone().unwrap_or_default();
-        self.shared.post(report.structure(&stream, self.role));
-        if let Some(bin) = self.shared.bin() {
+        self.engine.post(report.structure(&stream, self.role));
+        if let Some(bin) = self.engine.bin() {
             bin.notify("stats");
         }
         report.connected.then(|| report.to_protocol())
     }
 
     fn event(&mut self, event: PeerEvent) {
-        let cat = self.shared.cat;
+        let cat = self.engine.cat();
         match event {
             PeerEvent::Discovered(found) => gst::info!(
                 cat,
@@ -199,20 +199,20 @@ impl PeerHost for Host {
                 );
                 self.stream = Some(r.stream);
             }
-            PeerEvent::Tally(t) => self.shared.set_tally(&t.stream, t.state),
+            PeerEvent::Tally(t) => self.engine.set_tally(&t.stream, t.state),
             PeerEvent::Session {
                 stream_state,
                 update,
             } => {
                 if let Some(state) = stream_state {
-                    self.shared.set_stream_state(state);
+                    self.engine.set_stream_state(state);
                 }
                 let streams: Vec<String> = update
                     .streams
                     .iter()
                     .map(|s| format!("{}={}", s.name, s.state))
                     .collect();
-                self.shared.post(
+                self.engine.post(
                     gst::Structure::builder("punch-session")
                         .field("session", self.session.as_str())
                         .field("state", update.state.as_str())

@@ -4,6 +4,8 @@ use gst::glib;
 use gst::prelude::*;
 use punch::protocol::uri::PunchUri;
 
+use super::enums::{PunchSessionState, PunchTally};
+
 pub const DEFAULT_LOCAL_PORT: u32 = 0;
 pub const DEFAULT_LOCAL_ADDRESS: &str = "0.0.0.0";
 pub const DEFAULT_LATENCY: i32 = -1;
@@ -259,9 +261,9 @@ pub fn properties() -> Vec<glib::ParamSpec> {
             .default_value(DEFAULT_PRIME_TTL)
             .mutable_ready()
             .build(),
-        glib::ParamSpecString::builder("session-state")
+        glib::ParamSpecEnum::builder_with_default("session-state", PunchSessionState::None)
             .nick("Session state")
-            .blurb("State of this element's stream on the server: WAITING, READY, RELAYING, CONNECTED or CLOSED (notifies)")
+            .blurb("State of this element's stream on the server (notifies)")
             .read_only()
             .build(),
         glib::ParamSpecString::builder("peer-address")
@@ -269,10 +271,9 @@ pub fn properties() -> Vec<glib::ParamSpec> {
             .blurb("Public ip:port of the other side, as the server reported it (notifies)")
             .read_only()
             .build(),
-        glib::ParamSpecString::builder("tally")
+        glib::ParamSpecEnum::builder_with_default("tally", PunchTally::Off)
             .nick("Tally")
-            .blurb("Tally of this element's stream: off, preview or on-air (notifies)")
-            .default_value(Some("off"))
+            .blurb("Tally of this element's stream (notifies)")
             .read_only()
             .build(),
         glib::ParamSpecBoxed::builder::<gst::Structure>("stats")

@@ -1,0 +1,105 @@
+//! `GstPunchBase`: the abstract base class of `punchsink` and `punchsrc`. A bin around one
+//! locked inner SRT element, driven by the peer state machine of `punch::client::peer`.
+//!
+//! The base owns what both elements share: every property (installed once, so both elements
+//! show them), the state changes, the signalling task, health reports and bus messages. What
+//! differs (the inner element, the pad, how upstream or downstream is kept safe while the
+//! inner element restarts) is the element's [`Media`], which each subclass provides through
+//! [`PunchBaseImpl`]. `docs/elements.md` is the user's reference.
+
+mod engine;
+mod enums;
+mod health;
+mod imp;
+pub mod settings;
+mod signalling;
+
+use std::sync::Weak;
+
+use gst::glib;
+use gst::prelude::*;
+use gst::subclass::prelude::*;
+use punch::protocol::Role;
+
+pub use engine::Engine;
+pub use enums::{PunchSessionState, PunchTally};
+
+glib::wrapper! {
+    pub struct PunchBase(ObjectSubclass<imp::PunchBase>)
+        @extends gst::Bin, gst::Element, gst::Object, @implements gst::ChildProxy;
+}
+
+/// What differs between `punchsink` and `punchsrc`.
+pub trait Media: Send + Sync + 'static {
+    /// Which side of a stream the element is.
+    fn role(&self) -> Role;
+    /// The element's debug category.
+    fn cat(&self) -> gst::DebugCategory;
+    /// The inner SRT element's factory name.
+    fn inner_factory(&self) -> &'static str;
+    /// The inner element's static pad, targeted by the bin's ghost pad of the same name.
+    fn pad_name(&self) -> &'static str;
+    /// SINK or SOURCE.
+    fn element_flags(&self) -> gst::ElementFlags;
+    /// A live source answers `NoPreroll` when going to PAUSED.
+    fn live_source(&self) -> bool;
+    /// Creates the ghost pad, with the pad functions this side needs.
+    fn ghost_pad(&self, templ: &gst::PadTemplate, engine: Weak<Engine>) -> gst::GhostPad;
+    /// Sets the inner element's fixed properties, once.
+    fn configure_inner(&self, _inner: &gst::Element) {}
+    /// The ghost pad is in place: add probes.
+    fn constructed(&self, _engine: &std::sync::Arc<Engine>, _ghost: &gst::GhostPad) {}
+    /// The inner element is about to be restarted.
+    fn inner_restarting(&self, _ghost: &gst::GhostPad) {}
+    /// The inner element has its new URI and is about to start.
+    fn inner_configured(&self, _ghost: &gst::GhostPad, _inner: &gst::Element) {}
+    /// The inner element runs.
+    fn inner_started(&self, _bin: &gst::Bin, _ghost: &gst::GhostPad) {}
+    /// The element stopped its inner element.
+    fn inner_stopped(&self, _ghost: &gst::GhostPad) {}
+}
+
+/// Implemented by `punchsink` and `punchsrc`: they provide their [`Media`].
+pub trait PunchBaseImpl: BinImpl + ObjectSubclass<Type: IsA<PunchBase>> {
+    fn media() -> Box<dyn Media>;
+}
+
+/// The base's class: the subclass's media constructor.
+#[repr(C)]
+pub struct Class {
+    parent: gst::ffi::GstBinClass,
+    media: fn() -> Box<dyn Media>,
+}
+
+unsafe impl ClassStruct for Class {
+    type Type = imp::PunchBase;
+}
+
+impl std::ops::Deref for Class {
+    type Target = glib::Class<gst::Bin>;
+
+    fn deref(&self) -> &Self::Target {
+        // SAFETY: the parent class struct comes first and is a GstBinClass.
+        unsafe { &*(&self.parent as *const _ as *const Self::Target) }
+    }
+}
+
+unsafe impl<T: PunchBaseImpl> IsSubclassable<T> for PunchBase {
+    fn class_init(class: &mut glib::Class<Self>) {
+        Self::parent_class_init::<T>(class);
+        class.as_mut().media = T::media;
+    }
+}
+
+/// What the subclasses' URI handlers forward to.
+pub trait PunchBaseExt: IsA<PunchBase> + 'static {
+    fn punch_uri(&self) -> Option<String> {
+        self.upcast_ref::<PunchBase>().imp().uri()
+    }
+
+    fn set_punch_uri(&self, uri: &str) -> Result<(), glib::Error> {
+        self.upcast_ref::<PunchBase>().imp().set_uri(uri)
+    }
+}
+
+impl<O: IsA<PunchBase>> PunchBaseExt for O {}
