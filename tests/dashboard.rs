@@ -1,6 +1,6 @@
 //! The operator-facing HTTP surface against a real server: dashboard and error pages with their
 //! security headers, assets, QR codes, connection strings, latency and the live view pushed to
-//! dashboards over the WebSocket. (The browser itself is driven in gst/tests/browser.rs.)
+//! dashboards over the WebSocket. (The browser itself is driven in tests/browser.rs.)
 
 mod common;
 

@@ -1,11 +1,12 @@
 //! GStreamer plugin `punch`: SRT rendezvous from a Punch session URI.
 //!
-//! * `punchsink`: the encoder side. A bin around `srtsink`.
-//! * `punchsrc`: the decoder side. A bin around `srtsrc`.
+//! * `punchsink`: the encoder side, around `srtsink`.
+//! * `punchsrc`: the decoder side, around `srtsrc`.
+//! * `punchbase`: their abstract base `GstPunchBase` (properties, signalling, restarts).
 //!
 //! Both take `uri=punch://HOST[:PORT]/SESSION[/STREAM]?token=TOKEN`, register with the Punch
 //! server, receive the other side's public address and the stream's passphrase, and run the inner
-//! SRT element in rendezvous mode. See each element's module for its properties and messages.
+//! SRT element in rendezvous mode. `docs/elements.md` is the reference.
 //!
 //! Load it with `GST_PLUGIN_PATH=target/release`, or call [`plugin_register_static`] in an
 //! application that links this crate.

@@ -20,7 +20,7 @@ use crate::protocol::stun::{
 use crate::protocol::{Endpoint, NatMapping, NatReport};
 
 /// Priming defaults: TTL 2 leaves the host, crosses its NAT router and dies at the next hop,
-/// before the peer's router (srt-facts §4); three datagrams 5 ms apart (the first one opens the
+/// before the peer's router (`docs/srt-notes.md`, section 4); three datagrams 5 ms apart (the first one opens the
 /// mapping; the others are there in case it is lost).
 pub const PRIME_TTL: u32 = 2;
 pub const PRIME_COUNT: usize = 3;

@@ -73,17 +73,6 @@ impl SessionState {
             SessionState::Closed => "CLOSED",
         }
     }
-
-    pub fn parse(s: &str) -> Option<SessionState> {
-        match s {
-            "WAITING" => Some(SessionState::Waiting),
-            "READY" => Some(SessionState::Ready),
-            "RELAYING" => Some(SessionState::Relaying),
-            "CONNECTED" => Some(SessionState::Connected),
-            "CLOSED" => Some(SessionState::Closed),
-            _ => None,
-        }
-    }
 }
 
 impl fmt::Display for SessionState {

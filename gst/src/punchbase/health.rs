@@ -22,7 +22,7 @@ fn number(stats: &gst::StructureRef, field: &str) -> Option<f64> {
 }
 
 /// Whether the inner element has an SRT connection: rendezvous has no connect signal, but
-/// `rtt-ms` is only present while connected (srt-facts §1.6).
+/// `rtt-ms` is only present while connected (`docs/srt-notes.md`).
 pub fn is_connected(stats: &gst::StructureRef) -> bool {
     stats.has_field("rtt-ms")
 }

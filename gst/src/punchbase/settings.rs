@@ -268,7 +268,7 @@ pub fn properties() -> Vec<glib::ParamSpec> {
             .build(),
         glib::ParamSpecString::builder("peer-address")
             .nick("Peer address")
-            .blurb("Public ip:port of the other side, as the server reported it (notifies)")
+            .blurb("Where SRT sends: the other side's public ip:port, or the server's relay address (notifies)")
             .read_only()
             .build(),
         glib::ParamSpecEnum::builder_with_default("tally", PunchTally::Off)
