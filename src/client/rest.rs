@@ -139,16 +139,25 @@ impl Rest {
         .await
     }
 
+    /// A request on `/api/session/:id{path}` whose answer is only a confirmation.
+    async fn command(
+        &self,
+        method: Method,
+        session: &str,
+        path: &str,
+        token: &str,
+        body: Option<&impl Serialize>,
+    ) -> Result<(), ClientError> {
+        let path = format!("/api/session/{session}{path}");
+        self.call::<Value>(method, &path, Some(token), body)
+            .await
+            .map(drop)
+    }
+
     /// `DELETE /api/session/:id`.
     pub async fn close(&self, session: &str, token: &str) -> Result<(), ClientError> {
-        self.call::<Value>(
-            Method::DELETE,
-            &format!("/api/session/{session}"),
-            Some(token),
-            None::<&()>,
-        )
-        .await
-        .map(drop)
+        self.command(Method::DELETE, session, "", token, None::<&()>)
+            .await
     }
 
     /// `POST /api/session/:id/tally`.
@@ -163,14 +172,8 @@ impl Rest {
             stream: stream.to_string(),
             state,
         };
-        self.call::<Value>(
-            Method::POST,
-            &format!("/api/session/{session}/tally"),
-            Some(token),
-            Some(&body),
-        )
-        .await
-        .map(drop)
+        self.command(Method::POST, session, "/tally", token, Some(&body))
+            .await
     }
 
     /// `POST /api/session/:id/latency`.
@@ -185,14 +188,8 @@ impl Rest {
             stream: stream.to_string(),
             latency,
         };
-        self.call::<Value>(
-            Method::POST,
-            &format!("/api/session/{session}/latency"),
-            Some(token),
-            Some(&body),
-        )
-        .await
-        .map(drop)
+        self.command(Method::POST, session, "/latency", token, Some(&body))
+            .await
     }
 
     /// `GET /api/session/:id/connect[?stream=…]`.

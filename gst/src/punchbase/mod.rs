@@ -91,6 +91,27 @@ unsafe impl<T: PunchBaseImpl> IsSubclassable<T> for PunchBase {
     }
 }
 
+/// The URI schemes both elements handle.
+pub const PROTOCOLS: &[&str] = &["punch", "punchs"];
+
+/// An element's metadata (the author is the same for both).
+pub fn metadata(long_name: &str, klass: &str, description: &str) -> gst::subclass::ElementMetadata {
+    gst::subclass::ElementMetadata::new(long_name, klass, description, "The Punch developers")
+}
+
+/// The element's one always-present pad, of any caps.
+pub fn pad_templates(name: &str, direction: gst::PadDirection) -> Vec<gst::PadTemplate> {
+    vec![
+        gst::PadTemplate::new(
+            name,
+            direction,
+            gst::PadPresence::Always,
+            &gst::Caps::new_any(),
+        )
+        .expect("pad template"),
+    ]
+}
+
 /// What the subclasses' URI handlers forward to.
 pub trait PunchBaseExt: IsA<PunchBase> + 'static {
     fn punch_uri(&self) -> Option<String> {

@@ -5,7 +5,7 @@ use gst::prelude::*;
 use gst::subclass::prelude::*;
 use punch::protocol::Role;
 
-use crate::punchbase::{Engine, Media, PunchBase, PunchBaseExt, PunchBaseImpl};
+use crate::punchbase::{self, Engine, Media, PunchBase, PunchBaseExt, PunchBaseImpl};
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -33,28 +33,18 @@ impl GstObjectImpl for PunchSrc {}
 impl ElementImpl for PunchSrc {
     fn metadata() -> Option<&'static gst::subclass::ElementMetadata> {
         static METADATA: LazyLock<gst::subclass::ElementMetadata> = LazyLock::new(|| {
-            gst::subclass::ElementMetadata::new(
+            punchbase::metadata(
                 "Punch SRT source",
                 "Source/Network",
                 "Receives over SRT in rendezvous mode from the peer of a Punch session (punch://HOST/SESSION?token=…)",
-                "The Punch developers",
             )
         });
         Some(&*METADATA)
     }
 
     fn pad_templates() -> &'static [gst::PadTemplate] {
-        static TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
-            vec![
-                gst::PadTemplate::new(
-                    "src",
-                    gst::PadDirection::Src,
-                    gst::PadPresence::Always,
-                    &gst::Caps::new_any(),
-                )
-                .expect("pad template"),
-            ]
-        });
+        static TEMPLATES: LazyLock<Vec<gst::PadTemplate>> =
+            LazyLock::new(|| punchbase::pad_templates("src", gst::PadDirection::Src));
         TEMPLATES.as_ref()
     }
 }
@@ -71,7 +61,7 @@ impl URIHandlerImpl for PunchSrc {
     const URI_TYPE: gst::URIType = gst::URIType::Src;
 
     fn protocols() -> &'static [&'static str] {
-        &["punch", "punchs"]
+        punchbase::PROTOCOLS
     }
 
     fn uri(&self) -> Option<String> {
