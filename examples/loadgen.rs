@@ -203,7 +203,7 @@ async fn main() {
         let (rest, sem) = (rest.clone(), sem.clone());
         creates.push(tokio::spawn(async move {
             let _permit = sem.acquire().await.unwrap();
-            let created = rest.create(&json!({})).await.expect("create");
+            let created = rest.create(&json!({}), None).await.expect("create");
             (created.session, created.token)
         }));
     }

@@ -45,7 +45,7 @@ fn punch_pair(
 ) -> Pair {
     let rest = punch::client::rest::Rest::new(base).expect("a server URL");
     let created = rt
-        .block_on(rest.create(&serde_json::json!({ "name": format!("bench-{n}") })))
+        .block_on(rest.create(&serde_json::json!({ "name": format!("bench-{n}") }), None))
         .expect("create");
     let tokens = &created.stream_tokens["default"];
     let uri = |role| format!("punch://{addr}/bench-{n}?token={}", tokens.get(role));

@@ -21,8 +21,10 @@ fn elements_report_their_nat_and_follow_a_latency_change() {
         admin, tx, src, rx, ..
     } = env.connected_pair("latency");
     let pusher = std::thread::spawn(move || push_chunks(&src, 0, 100_000));
+    // Connected, and the receiver's health (sent once a second) has reached the server.
     let view = env.wait_view("latency", &admin, "both connected", |v| {
         v["state"] == "CONNECTED"
+            && v["streams"][0]["receiver"]["last_health"]["latency"].is_number()
     });
     let s = &view["streams"][0];
     assert_eq!(s["path"], "direct");

@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::Args;
 use serde_json::json;
@@ -12,12 +13,52 @@ use super::{init_logging, say, shutdown_signal};
 use crate::client::rest::Rest;
 use crate::server::{DEFAULT_TTL_S, Server, ServerConfig};
 
+/// A whole number flag within `range`, with a message that names the range.
+fn within<T>(range: std::ops::RangeInclusive<T>) -> impl Fn(&str) -> Result<T, String> + Clone
+where
+    T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy + Send + Sync + 'static,
+{
+    move |s: &str| {
+        let v: T = s
+            .trim()
+            .parse()
+            .map_err(|_| format!("{s:?} is not a whole number"))?;
+        if range.contains(&v) {
+            Ok(v)
+        } else {
+            Err(format!(
+                "{v} is out of range: {}-{}",
+                range.start(),
+                range.end()
+            ))
+        }
+    }
+}
+
+/// Seconds (fractions allowed) within `min..=max`.
+fn seconds(min: f64, max: f64) -> impl Fn(&str) -> Result<f64, String> + Clone {
+    move |s: &str| {
+        let v: f64 = s
+            .trim()
+            .parse()
+            .map_err(|_| format!("{s:?} is not a number of seconds"))?;
+        if v.is_finite() && (min..=max).contains(&v) {
+            Ok(v)
+        } else {
+            Err(format!("{v} is out of range: {min}-{max} seconds"))
+        }
+    }
+}
+
+/// `punch serve`'s flags. Every number has a range (`--help` shows it; `docs/security.md`
+/// explains the limits).
 #[derive(Args)]
 pub struct ServeArgs {
     /// Address and port to listen on (HTTP and WebSocket).
     #[arg(long, default_value = "0.0.0.0:8787", env = "PUNCH_LISTEN")]
     listen: SocketAddr,
     /// SQLite database file holding sessions and the token secret; `:memory:` keeps nothing.
+    /// One server per file: a second one refuses to start.
     #[arg(long, default_value = "punch.db", env = "PUNCH_DB")]
     db: String,
     /// Base URL peers and browsers use to reach this server (e.g. https://punch.example.org),
@@ -27,15 +68,37 @@ pub struct ServeArgs {
     /// Trust X-Forwarded-For / Forwarded / X-Forwarded-Proto (only behind your own reverse proxy).
     #[arg(long)]
     trust_proxy: bool,
-    /// Default inactivity TTL of new sessions, in seconds.
-    #[arg(long, default_value_t = DEFAULT_TTL_S)]
+    /// Creating a session needs this key (`Authorization: Bearer KEY`). Without it anyone who
+    /// reaches the server can create sessions: fine on a LAN, not on the internet.
+    #[arg(long, env = "PUNCH_CREATE_KEY", hide_env_values = true)]
+    create_key: Option<String>,
+    /// Default inactivity TTL of new sessions, in seconds (1 to --max-ttl).
+    #[arg(long, default_value_t = DEFAULT_TTL_S, value_parser = within(1u64..=31_536_000))]
     ttl: u64,
-    /// Most sessions held at once.
-    #[arg(long, default_value_t = 20_000)]
+    /// Longest inactivity TTL a session may ask for, in seconds (60-31536000).
+    #[arg(long, default_value_t = 86_400, value_parser = within(60u64..=31_536_000))]
+    max_ttl: u64,
+    /// Most sessions held at once (1-1000000).
+    #[arg(long, default_value_t = 20_000, value_parser = within(1usize..=1_000_000))]
     max_sessions: usize,
-    /// Sessions one client IP may create per minute (0 = unlimited).
-    #[arg(long, default_value_t = 60)]
+    /// Live sessions one client address may have created (IPv6: per /64) (1-1000000).
+    #[arg(long, default_value_t = 100, value_parser = within(1usize..=1_000_000))]
+    sessions_per_ip: usize,
+    /// Sessions one client address may create per minute (0 = unlimited, up to 100000).
+    #[arg(long, default_value_t = 60, value_parser = within(0u32..=100_000))]
     creates_per_minute: u32,
+    /// TCP connections open at once from one client address (IPv6: per /64) (1-100000).
+    #[arg(long, default_value_t = 256, value_parser = within(1usize..=100_000))]
+    connections_per_ip: usize,
+    /// Seconds a client may take to send a request's head (1-300).
+    #[arg(long, default_value_t = 10.0, value_parser = seconds(1.0, 300.0))]
+    header_timeout: f64,
+    /// Seconds a client may take to send a request's body (1-300).
+    #[arg(long, default_value_t = 10.0, value_parser = seconds(1.0, 300.0))]
+    body_timeout: f64,
+    /// Seconds an idle kept-alive HTTP connection stays open (1-3600).
+    #[arg(long, default_value_t = 60.0, value_parser = seconds(1.0, 3600.0))]
+    keepalive_timeout: f64,
     /// File holding the token secret (any bytes, at least 16). Default: generated and kept in the database.
     /// PUNCH_SECRET may hold it instead.
     #[arg(long)]
@@ -45,25 +108,38 @@ pub struct ServeArgs {
     demo: bool,
     /// UDP port of the STUN service peers discover their public address with (the alternate
     /// port for NAT classification is the next one; 0 = any free ports). Open both in firewalls.
-    #[arg(long, default_value_t = 3478, env = "PUNCH_STUN_PORT")]
+    #[arg(long, default_value_t = 3478, env = "PUNCH_STUN_PORT", value_parser = within(0u16..=65534))]
     stun_port: u16,
     /// Run no STUN service (peers then only work behind port-preserving NATs).
     #[arg(long)]
     no_stun: bool,
-    /// Seconds a stream may try direct rendezvous before it is relayed through this server.
-    #[arg(long, default_value_t = 8.0)]
+    /// STUN requests answered per second from one source address (1-10000); more are dropped.
+    #[arg(long, default_value_t = 10, value_parser = within(1u32..=10_000))]
+    stun_rate: u32,
+    /// Seconds a stream may try direct rendezvous before it is relayed through this server
+    /// (0.5-600).
+    #[arg(long, default_value_t = 8.0, value_parser = seconds(0.5, 600.0))]
     direct_timeout: f64,
     /// Never relay media (streams that cannot be punched then do not connect).
     #[arg(long)]
     no_relay: bool,
-    /// Most streams relayed at once.
-    #[arg(long, default_value_t = 100)]
+    /// Most streams relayed at once (0-10000; 0 = no relay).
+    #[arg(long, default_value_t = 100, value_parser = within(0usize..=10_000))]
     relay_max: usize,
-    /// Bandwidth cap per relayed stream, Mbit/s.
-    #[arg(long, default_value_t = 50)]
+    /// Most streams of one session relayed at once (1-10000).
+    #[arg(long, default_value_t = 16, value_parser = within(1usize..=10_000))]
+    relay_per_session: usize,
+    /// Most relayed streams with a side at one client address (IPv6: per /64) (1-10000).
+    #[arg(long, default_value_t = 16, value_parser = within(1usize..=10_000))]
+    relay_per_ip: usize,
+    /// Seconds a relay may forward nothing before it is freed (5-3600).
+    #[arg(long, default_value_t = 60.0, value_parser = seconds(5.0, 3600.0))]
+    relay_idle: f64,
+    /// Bandwidth cap per relayed stream, Mbit/s (1-100000).
+    #[arg(long, default_value_t = 50, value_parser = within(1u64..=100_000))]
     relay_max_mbps: u64,
-    /// Bandwidth cap of all relayed streams together, Mbit/s.
-    #[arg(long, default_value_t = 1000)]
+    /// Bandwidth cap of all relayed streams together, Mbit/s (1-1000000).
+    #[arg(long, default_value_t = 1000, value_parser = within(1u64..=1_000_000))]
     relay_total_mbps: u64,
     /// UDP port range relays take their ports from, e.g. 40000-40999 (default: any free port).
     #[arg(long, value_parser = parse_port_range)]
@@ -108,6 +184,13 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
             .map(|p| p.display().to_string())
             .unwrap_or(args.db.clone())
     };
+    if args.ttl > args.max_ttl {
+        return Err(format!(
+            "--ttl {} is above --max-ttl {}: the default TTL must be one a session may have",
+            args.ttl, args.max_ttl
+        ));
+    }
+    let create_key = args.create_key.clone().filter(|k| !k.is_empty());
     let mut config = ServerConfig {
         listen: args.listen,
         db,
@@ -115,28 +198,38 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
         trust_proxy: args.trust_proxy,
         default_ttl_s: args.ttl,
         secret,
+        create_key: create_key.clone(),
         ..ServerConfig::default()
     };
     config.stun_port = (!args.no_stun).then_some(args.stun_port);
-    if !(args.direct_timeout.is_finite() && args.direct_timeout > 0.0) {
-        return Err("--direct-timeout must be a positive number of seconds".into());
-    }
     config.path.direct_timeout_ms = (args.direct_timeout * 1000.0) as i64;
     config.path.relay = !args.no_relay;
     config.relay.max_relays = args.relay_max;
+    config.relay.per_session = args.relay_per_session;
+    config.relay.per_ip = args.relay_per_ip;
+    config.relay.idle = Duration::from_secs_f64(args.relay_idle);
     config.relay.max_bitrate = args.relay_max_mbps * 1_000_000;
     config.relay.max_total_bitrate = args.relay_total_mbps * 1_000_000;
     config.relay.ports = args.relay_ports;
-    config.limits.max_sessions = args.max_sessions;
-    config.limits.creates_per_minute = args.creates_per_minute;
-    if !(1..=config.limits.max_ttl_s).contains(&args.ttl) {
-        return Err(format!(
-            "--ttl must be between 1 and {} seconds",
-            config.limits.max_ttl_s
-        ));
-    }
+    let limits = &mut config.limits;
+    limits.max_sessions = args.max_sessions;
+    limits.sessions_per_ip = args.sessions_per_ip;
+    limits.creates_per_minute = args.creates_per_minute;
+    limits.max_ttl_s = args.max_ttl;
+    limits.connections_per_ip = args.connections_per_ip;
+    limits.header_timeout = Duration::from_secs_f64(args.header_timeout);
+    limits.body_timeout = Duration::from_secs_f64(args.body_timeout);
+    limits.keepalive_timeout = Duration::from_secs_f64(args.keepalive_timeout);
+    limits.stun_per_second = f64::from(args.stun_rate);
+    limits.stun_burst = f64::from(args.stun_rate) * 2.0;
     let stop = shutdown_signal()?;
     let server = Server::start(config).await?;
+    if create_key.is_none() && !args.listen.ip().is_loopback() {
+        tracing::warn!(
+            "listening on {} without --create-key: anyone who reaches this server can create sessions (fine on a closed LAN; set --create-key or PUNCH_CREATE_KEY on the internet)",
+            args.listen
+        );
+    }
     let addr = server.local_addr();
     let local = if addr.ip().is_unspecified() {
         SocketAddr::from(([127, 0, 0, 1], addr.port()))
@@ -174,7 +267,10 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
     if args.demo {
         let base = args.public_url.clone().unwrap_or(format!("http://{local}"));
         let created = match Rest::new(&base) {
-            Ok(rest) => rest.create(&json!({ "name": null })).await,
+            Ok(rest) => {
+                rest.create(&json!({ "name": null }), create_key.as_deref())
+                    .await
+            }
             Err(e) => Err(e),
         };
         match created {

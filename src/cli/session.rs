@@ -26,6 +26,9 @@ pub enum SessionCommand {
         /// Inactivity TTL in seconds.
         #[arg(long)]
         ttl: Option<u64>,
+        /// The server's create key, if it was started with one.
+        #[arg(long, env = "PUNCH_CREATE_KEY", hide_env_values = true)]
+        create_key: Option<String>,
         #[command(flatten)]
         server: ServerArg,
     },
@@ -114,6 +117,7 @@ pub async fn session(cmd: SessionCommand) -> Result<(), String> {
             streams,
             latency,
             ttl,
+            create_key,
             server,
         } => {
             let mut body = json!({ "name": name, "latency": latency, "ttl": ttl });
@@ -121,7 +125,10 @@ pub async fn session(cmd: SessionCommand) -> Result<(), String> {
                 body["streams"] = json!(streams);
             }
             let rest = Rest::new(&server.server).map_err(said)?;
-            let created = rest.create(&body).await.map_err(said)?;
+            let created = rest
+                .create(&body, create_key.as_deref())
+                .await
+                .map_err(said)?;
             print_created(&created);
             if let Err(e) = save_token(&server.server, &created.session, &created.token) {
                 eprintln!(

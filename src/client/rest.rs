@@ -122,9 +122,14 @@ impl Rest {
         })
     }
 
-    /// `POST /api/session` with a creation request (see `docs/protocol.md` for its fields).
-    pub async fn create(&self, request: &Value) -> Result<CreatedSession, ClientError> {
-        self.call(Method::POST, "/api/session", None, Some(request))
+    /// `POST /api/session` with a creation request (see `docs/protocol.md` for its fields),
+    /// with the server's create key when it has one.
+    pub async fn create(
+        &self,
+        request: &Value,
+        create_key: Option<&str>,
+    ) -> Result<CreatedSession, ClientError> {
+        self.call(Method::POST, "/api/session", create_key, Some(request))
             .await
     }
 

@@ -8,12 +8,13 @@
 //! * [`messages`]: WebSocket messages, peer → server and server → peer.
 //! * [`api`]: HTTP request and response bodies.
 //! * [`error`]: the error codes and WebSocket close codes.
-//! * [`uri`]: `punch://` session URIs; [`srt_url`]: `srt://` URLs per tool; [`stun`]: the STUN
-//!   messages Punch speaks.
+//! * [`uri`]: `punch://` session URIs; [`srt_url`]: `srt://` URLs per tool; [`srt_packet`]: the
+//!   SRT header fields the relay reads; [`stun`]: the STUN messages Punch speaks.
 
 pub mod api;
 pub mod error;
 pub mod messages;
+pub mod srt_packet;
 pub mod srt_url;
 pub mod stun;
 pub mod uri;

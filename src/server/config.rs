@@ -9,12 +9,25 @@ use super::session::PathPolicy;
 /// Default inactivity TTL of a session (seconds).
 pub const DEFAULT_TTL_S: u64 = 1800;
 
-/// Bounds that keep one client from costing the server more than its share.
+/// Bounds that keep one client from costing the server more than its share. Every one is a
+/// `punch serve` flag (or fixed here); `docs/security.md` lists them with their defaults.
 #[derive(Debug, Clone)]
 pub struct Limits {
+    /// Sessions held at once, server-wide.
     pub max_sessions: usize,
+    /// Live sessions created from one client address (IPv6: one /64).
+    pub sessions_per_ip: usize,
+    /// Streams one session may have.
     pub max_streams: usize,
+    /// WebSocket connections one session accepts, all scopes together.
     pub max_connections_per_session: usize,
+    /// Of those, connections with the admin token (dashboards, the CLI).
+    pub admin_connections_per_session: usize,
+    /// Of those, connections with the token of one side of one stream.
+    pub connections_per_side: usize,
+    /// A WebSocket that has neither registered nor asked to watch this long after opening is
+    /// closed (and never keeps its session alive meanwhile).
+    pub identify_timeout: Duration,
     /// Largest WebSocket message accepted (bytes).
     pub ws_max_message: usize,
     /// Largest HTTP request body accepted (bytes).
@@ -22,23 +35,41 @@ pub struct Limits {
     /// Messages queued for one connection before it counts as too slow and is dropped.
     pub send_queue: usize,
     pub ping_interval: Duration,
-    /// A connection silent for this long (no frame, no pong) is closed.
+    /// A WebSocket silent for this long (no frame, no pong) is closed.
     pub idle_timeout: Duration,
     pub write_timeout: Duration,
-    /// Sessions one client IP may create per minute (0 = unlimited).
+    /// Sessions one client address may create per minute (0 = unlimited).
     pub creates_per_minute: u32,
+    /// Messages one WebSocket may send per second on average, and in a burst.
     pub messages_per_second: f64,
     pub message_burst: f64,
     /// Longest TTL a session may ask for (seconds).
     pub max_ttl_s: u64,
+    /// TCP connections open at once from one client address (IPv6: one /64).
+    pub connections_per_ip: usize,
+    /// A request's head must arrive in full within this time of its first byte (or of the
+    /// connection's opening).
+    pub header_timeout: Duration,
+    /// A request's body must arrive in full within this time of its head.
+    pub body_timeout: Duration,
+    /// A kept-alive connection with no request under way is closed after this long.
+    pub keepalive_timeout: Duration,
+    /// STUN requests answered per second from one source address (IPv6: one /64), and in a
+    /// burst; more are dropped.
+    pub stun_per_second: f64,
+    pub stun_burst: f64,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_sessions: 20_000,
+            sessions_per_ip: 100,
             max_streams: 32,
             max_connections_per_session: 64,
+            admin_connections_per_session: 16,
+            connections_per_side: 4,
+            identify_timeout: Duration::from_secs(5),
             ws_max_message: 4096,
             http_max_body: 16 * 1024,
             send_queue: 64,
@@ -48,7 +79,13 @@ impl Default for Limits {
             creates_per_minute: 60,
             messages_per_second: 20.0,
             message_burst: 200.0,
-            max_ttl_s: 7 * 24 * 3600,
+            max_ttl_s: 24 * 3600,
+            connections_per_ip: 256,
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(10),
+            keepalive_timeout: Duration::from_secs(60),
+            stun_per_second: 10.0,
+            stun_burst: 20.0,
         }
     }
 }
@@ -66,6 +103,8 @@ pub struct ServerConfig {
     pub default_ttl_s: u64,
     /// Token secret; when unset it is generated once and stored in the database.
     pub secret: Option<Vec<u8>>,
+    /// When set, `POST /api/session` needs `Authorization: Bearer <key>`.
+    pub create_key: Option<String>,
     pub limits: Limits,
     /// UDP port of the STUN service (the alternate is the next one; 0: any free ports;
     /// `None`: no STUN service), on the `listen` address.
@@ -84,6 +123,7 @@ impl Default for ServerConfig {
             trust_proxy: false,
             default_ttl_s: DEFAULT_TTL_S,
             secret: None,
+            create_key: None,
             limits: Limits::default(),
             stun_port: Some(0),
             path: PathPolicy::default(),

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::hash::Hash;
+use std::net::{IpAddr, Ipv6Addr};
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -51,6 +52,18 @@ impl TokenBucket {
     fn full_at(&self, now: Instant) -> bool {
         let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
         self.tokens + elapsed * self.rate >= self.burst
+    }
+}
+
+/// The key per-client limits count by: an IPv4 address, or the /64 prefix of an IPv6 one (one
+/// IPv6 customer usually holds a whole /64, so counting single addresses would not bound them).
+pub fn client_key(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            IpAddr::V6(Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+        }
+        v4 => v4,
     }
 }
 
@@ -121,6 +134,17 @@ mod tests {
         assert!(b.take(1000.0, later));
         assert!(b.take(1000.0, later));
         assert!(!b.take(1000.0, later));
+    }
+
+    #[test]
+    fn ipv6_clients_count_per_64() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:bbbb::9".parse().unwrap();
+        let c: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(client_key(a), client_key(b));
+        assert_ne!(client_key(a), client_key(c));
+        let v4: IpAddr = "::ffff:192.0.2.7".parse().unwrap();
+        assert_eq!(client_key(v4), "192.0.2.7".parse::<IpAddr>().unwrap());
     }
 
     #[test]

@@ -108,7 +108,9 @@ impl Server {
         let restored = loaded.sessions.len();
         for rec in loaded.sessions {
             let handle = session::spawn(rec, sessions.clone());
-            registry.insert(handle, usize::MAX).map_err(|e| e.message)?;
+            registry
+                .insert(handle, usize::MAX, usize::MAX)
+                .map_err(|e| e.message)?;
         }
         tracing::info!(db = %config.db, restored, "database open");
         let state = Arc::new(AppState {

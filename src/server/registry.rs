@@ -1,6 +1,7 @@
 //! Session names → running session tasks, and the tombstones of closed sessions.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::{Mutex, RwLock};
 
 use super::session::model::{TOMBSTONE_RETENTION_MS, Tombstone};
@@ -9,27 +10,40 @@ use super::time::now_ms;
 use super::token::Claims;
 use crate::protocol::ErrorCode;
 
+/// The running sessions.
+#[derive(Default)]
+struct Live {
+    by_name: HashMap<String, SessionHandle>,
+    /// How many each client address created (the per-client cap).
+    per_creator: HashMap<IpAddr, usize>,
+}
+
 #[derive(Default)]
 pub struct Registry {
-    /// Running sessions by name.
-    live: RwLock<HashMap<String, SessionHandle>>,
+    live: RwLock<Live>,
     /// Recently closed sessions by name, so their tokens get 410 rather than 404.
     closed: Mutex<HashMap<String, Tombstone>>,
 }
 
 impl Registry {
     pub fn len(&self) -> usize {
-        self.live.read().unwrap().len()
+        self.live.read().unwrap().by_name.len()
     }
 
     pub fn restore_tombstone(&self, name: String, t: Tombstone) {
         self.closed.lock().unwrap().insert(name, t);
     }
 
-    /// Inserts a new session unless the name is taken or the server is full.
-    pub fn insert(&self, handle: SessionHandle, max_sessions: usize) -> Result<(), SessionError> {
+    /// Inserts a new session unless the name is taken, the server is full, or its creator
+    /// holds `per_creator` live sessions already.
+    pub fn insert(
+        &self,
+        handle: SessionHandle,
+        max_sessions: usize,
+        per_creator: usize,
+    ) -> Result<(), SessionError> {
         let mut live = self.live.write().unwrap();
-        if live.contains_key(&*handle.name) {
+        if live.by_name.contains_key(&*handle.name) {
             return Err(SessionError::new(
                 ErrorCode::SessionExists,
                 format!(
@@ -38,7 +52,7 @@ impl Registry {
                 ),
             ));
         }
-        if live.len() >= max_sessions {
+        if live.by_name.len() >= max_sessions {
             return Err(SessionError::new(
                 ErrorCode::TooManySessions,
                 format!(
@@ -46,18 +60,44 @@ impl Registry {
                 ),
             ));
         }
-        live.insert(handle.name.to_string(), handle);
+        if let Some(creator) = handle.creator {
+            let held = live.per_creator.entry(creator).or_default();
+            if *held >= per_creator {
+                return Err(SessionError::new(
+                    ErrorCode::TooManySessions,
+                    format!(
+                        "{creator} already holds {per_creator} live sessions (--sessions-per-ip); close some first"
+                    ),
+                ));
+            }
+            *held += 1;
+        }
+        live.by_name.insert(handle.name.to_string(), handle);
         Ok(())
+    }
+
+    /// Takes `name` out of the running sessions.
+    fn take(live: &mut Live, name: &str) -> Option<SessionHandle> {
+        let handle = live.by_name.remove(name)?;
+        if let Some(creator) = handle.creator
+            && let Some(held) = live.per_creator.get_mut(&creator)
+        {
+            *held -= 1;
+            if *held == 0 {
+                live.per_creator.remove(&creator);
+            }
+        }
+        Some(handle)
     }
 
     /// Undoes an [`insert`](Self::insert) whose persistence failed.
     pub fn remove(&self, name: &str) {
-        self.live.write().unwrap().remove(name);
+        Self::take(&mut self.live.write().unwrap(), name);
     }
 
     /// Called by a session task when it has closed.
     pub fn remove_closed(&self, name: &str, reason: &str) {
-        let Some(handle) = self.live.write().unwrap().remove(name) else {
+        let Some(handle) = Self::take(&mut self.live.write().unwrap(), name) else {
             return;
         };
         let now = now_ms();
@@ -81,7 +121,7 @@ impl Registry {
                 format!("this token belongs to another session, not {name}"),
             ));
         }
-        if let Some(h) = self.live.read().unwrap().get(name)
+        if let Some(h) = self.live.read().unwrap().by_name.get(name)
             && *h.nonce == *claims.nonce
         {
             return Ok(h.clone());
@@ -92,7 +132,7 @@ impl Registry {
                 format!("session {name} has ended ({})", t.reason),
             )),
             // A token from an earlier session of the same name: that session is gone too.
-            _ if self.live.read().unwrap().contains_key(name) => Err(SessionError::new(
+            _ if self.live.read().unwrap().by_name.contains_key(name) => Err(SessionError::new(
                 ErrorCode::Gone,
                 format!("this token belongs to an earlier session named {name}, which has ended"),
             )),

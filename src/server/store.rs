@@ -3,9 +3,25 @@
 //! One thread owns the connection. Session actors send it [`StoreOp`]s through a [`Store`]
 //! handle; it applies whatever is queued in one transaction, so a burst of health reports costs
 //! one commit, and answers operations sent with [`Store::commit`] after the commit.
+//!
+//! * A batch holding an operation someone is told about ([`StoreOp::acknowledged`]) is
+//!   committed durably (`synchronous=FULL`: the WAL is synced before the answer); the others
+//!   with `synchronous=NORMAL` (a power loss may lose the last health reports, never an
+//!   acknowledged change).
+//! * A batch that fails for a passing reason (the database is locked or busy, the disk full or
+//!   failing) is retried with backoff until it is stored; whoever waits for it is told the
+//!   failure at once. A failed creation is not retried: its session was refused. An operation
+//!   that can never be stored (a constraint) is dropped with an error in the log.
+//! * One server per database file: `punch serve` holds an exclusive lock on `FILE.lock`, which
+//!   names its pid.
 
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io::{Read, Seek, Write};
+use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::mpsc;
@@ -19,6 +35,22 @@ use crate::protocol::{Endpoint, Role, TallyState};
 /// Registration events kept per session (older ones are pruned).
 const EVENTS_PER_SESSION: i64 = 500;
 const QUEUE_DEPTH: usize = 16 * 1024;
+/// Operations applied in one transaction at most.
+const BATCH: usize = 1024;
+/// How long a write waits for a lock another process holds before it fails (and is retried).
+const BUSY_TIMEOUT: Duration = Duration::from_secs(1);
+/// Retry delays of a batch that failed for a passing reason.
+const RETRY_FIRST: Duration = Duration::from_millis(100);
+const RETRY_MAX: Duration = Duration::from_secs(2);
+/// At shutdown, how long unstored changes are retried before they are given up (and logged).
+const SHUTDOWN_RETRY: Duration = Duration::from_secs(10);
+
+/// The schema, one migration per release that changed it; `PRAGMA user_version` counts those
+/// applied. Each must be safe on a database created before versions were counted.
+const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/sqlite/001_initial.sql"),
+    include_str!("migrations/sqlite/002_session_creator.sql"),
+];
 
 /// What the database held at start-up.
 pub struct Loaded {
@@ -27,8 +59,11 @@ pub struct Loaded {
     pub tombstones: Vec<(String, Tombstone)>,
 }
 
+/// The writer thread, and the lock that keeps other servers off the file.
 pub struct StoreThread {
     join: JoinHandle<()>,
+    /// Held (locked) for as long as the server runs; `None` for `:memory:`.
+    _lock: Option<File>,
 }
 
 impl StoreThread {
@@ -38,17 +73,47 @@ impl StoreThread {
     }
 }
 
-/// Opens (or creates) the SQLite database at `path` (`:memory:` for none), loads live sessions
-/// and tombstones, and starts the writer thread.
-/// Opens (or creates) the SQLite database at `path` (`:memory:` for none), loads live sessions
-/// and tombstones, and starts the writer thread.
+/// Takes the exclusive lock on `path`'s lock file, or says who holds it.
+fn lock(path: &str) -> Result<File, String> {
+    let lock_path = format!("{path}.lock");
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&lock_path)
+        .map_err(|e| format!("cannot open the lock file {lock_path}: {e}"))?;
+    // SAFETY: flock only takes the descriptor of a file this function owns.
+    let locked = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
+    if !locked {
+        let mut holder = String::new();
+        let _ = file.read_to_string(&mut holder);
+        let holder = holder.trim();
+        return Err(format!(
+            "the database {path} is in use by another punch serve{}: stop it first, or give this one another --db",
+            if holder.is_empty() {
+                String::new()
+            } else {
+                format!(" (pid {holder})")
+            }
+        ));
+    }
+    let _ = file.set_len(0);
+    let _ = file.rewind();
+    let _ = write!(file, "{}", std::process::id());
+    let _ = file.flush();
+    Ok(file)
+}
+
+/// Opens (or creates) the SQLite database at `path` (`:memory:` for none), takes its lock,
+/// loads live sessions and tombstones, and starts the writer thread.
 pub fn open(
     path: &str,
     secret_override: Option<Vec<u8>>,
     now_ms: i64,
 ) -> Result<(Store, StoreThread, Loaded), String> {
-    let conn = if path == ":memory:" {
-        Connection::open_in_memory()
+    let (conn, lock) = if path == ":memory:" {
+        (Connection::open_in_memory(), None)
     } else {
         if let Some(dir) = Path::new(path).parent()
             && !dir.as_os_str().is_empty()
@@ -59,76 +124,43 @@ pub fn open(
                 dir.display()
             ));
         }
-        Connection::open(path)
-    }
-    .map_err(|e| format!("cannot open database {path}: {e}"))?;
+        let lock = lock(path)?;
+        (Connection::open(path), Some(lock))
+    };
+    let conn = conn.map_err(|e| format!("cannot open database {path}: {e}"))?;
+    conn.busy_timeout(BUSY_TIMEOUT)
+        .map_err(|e| format!("database {path}: {e}"))?;
     let loaded =
         init(&conn, secret_override, now_ms).map_err(|e| format!("database {path}: {e}"))?;
     let (store, rx) = Store::channel(QUEUE_DEPTH);
     let join = std::thread::Builder::new()
         .name("punch-store".into())
-        .spawn(move || writer(conn, rx))
+        .spawn(move || Writer::new(conn).run(rx))
         .map_err(|e| format!("cannot start the database thread: {e}"))?;
-    Ok((store, StoreThread { join }, loaded))
+    Ok((store, StoreThread { join, _lock: lock }, loaded))
 }
 
-const SCHEMA: &str = "
-PRAGMA journal_mode=WAL;
-PRAGMA synchronous=NORMAL;
-PRAGMA foreign_keys=ON;
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS sessions (
-    name TEXT PRIMARY KEY,
-    nonce TEXT NOT NULL,
-    created_ms INTEGER NOT NULL,
-    ttl_s INTEGER NOT NULL,
-    latency INTEGER NOT NULL,
-    pbkeylen INTEGER NOT NULL,
-    last_activity_ms INTEGER NOT NULL,
-    closed_ms INTEGER,
-    closed_reason TEXT
-);
-CREATE TABLE IF NOT EXISTS streams (
-    session TEXT NOT NULL REFERENCES sessions(name) ON DELETE CASCADE,
-    idx INTEGER NOT NULL,
-    name TEXT NOT NULL,
-    label TEXT, role TEXT, audio TEXT,
-    passphrase TEXT NOT NULL,
-    latency INTEGER NOT NULL,
-    tally TEXT NOT NULL,
-    PRIMARY KEY (session, name)
-);
-CREATE TABLE IF NOT EXISTS peers (
-    session TEXT NOT NULL REFERENCES sessions(name) ON DELETE CASCADE,
-    stream TEXT NOT NULL,
-    role TEXT NOT NULL,
-    ip TEXT NOT NULL,
-    port INTEGER NOT NULL,
-    meta TEXT NOT NULL,
-    registered_ms INTEGER NOT NULL,
-    health TEXT,
-    health_ms INTEGER,
-    PRIMARY KEY (session, stream, role)
-);
-CREATE TABLE IF NOT EXISTS events (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    session TEXT NOT NULL REFERENCES sessions(name) ON DELETE CASCADE,
-    stream TEXT NOT NULL,
-    role TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    ip TEXT,
-    port INTEGER,
-    at_ms INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS events_session ON events(session, id);
-";
+/// Applies the migrations not applied yet.
+fn migrate(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA foreign_keys=ON;")?;
+    let applied: usize = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
+        // A database from before versions were counted may have this column already.
+        match conn.execute_batch(sql) {
+            Err(rusqlite::Error::SqliteFailure(_, Some(m))) if m.contains("duplicate column") => {}
+            other => other?,
+        }
+        conn.execute_batch(&format!("PRAGMA user_version = {}", i + 1))?;
+    }
+    Ok(())
+}
 
 fn init(
     conn: &Connection,
     secret_override: Option<Vec<u8>>,
     now_ms: i64,
 ) -> rusqlite::Result<Loaded> {
-    conn.execute_batch(SCHEMA)?;
+    migrate(conn)?;
     let secret = match secret_override {
         Some(s) => s,
         None => {
@@ -158,7 +190,7 @@ fn init(
     let mut tombstones = Vec::new();
     let mut sessions = Vec::new();
     let mut stmt = conn.prepare(
-        "SELECT name, nonce, created_ms, ttl_s, latency, pbkeylen, last_activity_ms, closed_ms, closed_reason FROM sessions",
+        "SELECT name, nonce, created_ms, ttl_s, latency, pbkeylen, last_activity_ms, closed_ms, closed_reason, creator FROM sessions",
     )?;
     let rows = stmt.query_map([], |r| {
         Ok((
@@ -170,6 +202,7 @@ fn init(
                 latency: r.get(4)?,
                 pbkeylen: r.get(5)?,
                 last_activity_ms: r.get(6)?,
+                creator: r.get::<_, Option<String>>(9)?.and_then(|c| c.parse().ok()),
                 streams: Vec::new(),
             },
             r.get::<_, Option<i64>>(7)?,
@@ -252,43 +285,151 @@ fn load_streams(conn: &Connection, session: &str) -> rusqlite::Result<Vec<Stream
     Ok(streams)
 }
 
-fn writer(mut conn: Connection, mut rx: mpsc::Receiver<Job>) {
-    const BATCH: usize = 1024;
-    while let Some(first) = rx.blocking_recv() {
-        let mut batch = vec![first];
-        while batch.len() < BATCH {
-            match rx.try_recv() {
-                Ok(op) => batch.push(op),
-                Err(_) => break,
-            }
+/// Whether a failed write may succeed later (another process holds the lock, the disk is
+/// full or failing) rather than never.
+fn passing(e: &rusqlite::Error) -> bool {
+    use rusqlite::ErrorCode as C;
+    matches!(
+        e.sqlite_error_code(),
+        Some(
+            C::DatabaseBusy | C::DatabaseLocked | C::DiskFull | C::SystemIoFailure | C::CannotOpen
+        )
+    )
+}
+
+/// The writer thread's state.
+struct Writer {
+    conn: Connection,
+    /// The `synchronous` setting in force (changed per batch).
+    durable: bool,
+}
+
+impl Writer {
+    fn new(conn: Connection) -> Self {
+        Writer {
+            conn,
+            durable: false,
         }
-        let mut acks = Vec::new();
-        let result = (|| -> rusqlite::Result<()> {
-            let tx = conn.transaction()?;
-            for job in batch {
-                apply(&tx, job.op)?;
-                acks.extend(job.ack);
-            }
-            tx.commit()
-        })();
-        if let Err(e) = &result {
-            tracing::error!("database write failed: {e}");
+    }
+
+    fn commit(&mut self, ops: &[&StoreOp]) -> rusqlite::Result<()> {
+        let durable = ops.iter().any(|op| op.acknowledged());
+        if durable != self.durable {
+            self.conn.execute_batch(if durable {
+                "PRAGMA synchronous=FULL"
+            } else {
+                "PRAGMA synchronous=NORMAL"
+            })?;
+            self.durable = durable;
         }
-        for ack in acks {
-            let _ = ack.send(result.as_ref().map(|_| ()).map_err(|e| e.to_string()));
+        let tx = self.conn.transaction()?;
+        for op in ops {
+            apply(&tx, op)?;
+        }
+        tx.commit()
+    }
+
+    fn run(mut self, mut rx: mpsc::Receiver<Job>) {
+        // Jobs that failed for a passing reason, retried before anything newer.
+        let mut pending: VecDeque<Job> = VecDeque::new();
+        let mut retry = RETRY_FIRST;
+        let mut failing_since: Option<std::time::Instant> = None;
+        let mut open = true;
+        loop {
+            if pending.is_empty() {
+                if !open {
+                    return;
+                }
+                match rx.blocking_recv() {
+                    Some(job) => pending.push_back(job),
+                    None => return,
+                }
+            }
+            while open && pending.len() < BATCH {
+                match rx.try_recv() {
+                    Ok(job) => pending.push_back(job),
+                    Err(mpsc::error::TryRecvError::Empty) => break,
+                    Err(mpsc::error::TryRecvError::Disconnected) => open = false,
+                }
+            }
+            let batch: Vec<Job> = pending.drain(..).collect();
+            let ops: Vec<&StoreOp> = batch.iter().map(|j| &j.op).collect();
+            match self.commit(&ops) {
+                Ok(()) => {
+                    if let Some(since) = failing_since.take() {
+                        tracing::warn!(
+                            "database writes succeed again; the changes held back since {:.1} s ago are stored",
+                            since.elapsed().as_secs_f64()
+                        );
+                    }
+                    retry = RETRY_FIRST;
+                    for job in batch {
+                        if let Some(ack) = job.ack {
+                            let _ = ack.send(Ok(()));
+                        }
+                    }
+                }
+                Err(e) if passing(&e) => {
+                    let since = *failing_since.get_or_insert_with(std::time::Instant::now);
+                    tracing::error!(
+                        "database write failed: {e}; {} change(s) held and retried",
+                        batch.len()
+                    );
+                    for mut job in batch {
+                        if let Some(ack) = job.ack.take() {
+                            let _ = ack.send(Err(e.to_string()));
+                        }
+                        // A refused creation is not stored later: its session was rolled back.
+                        if !matches!(job.op, StoreOp::Create(_)) {
+                            pending.push_back(job);
+                        }
+                    }
+                    if !open && since.elapsed() > SHUTDOWN_RETRY {
+                        tracing::error!(
+                            "shutting down with {} change(s) the database did not take: {e}",
+                            pending.len()
+                        );
+                        for job in &pending {
+                            tracing::error!("lost: {:?}", job.op);
+                        }
+                        return;
+                    }
+                    std::thread::sleep(retry);
+                    retry = (retry * 2).min(RETRY_MAX);
+                }
+                Err(e) => {
+                    // Something in the batch can never be stored: apply one by one, so that
+                    // only that change is lost.
+                    tracing::error!(
+                        "database write failed: {e}; applying the batch change by change"
+                    );
+                    for job in batch {
+                        let result = self.commit(&[&job.op]);
+                        if let Err(e) = &result {
+                            tracing::error!(
+                                "a change cannot be stored and is dropped ({e}): {:?}",
+                                job.op
+                            );
+                        }
+                        if let Some(ack) = job.ack {
+                            let _ = ack.send(result.map_err(|e| e.to_string()));
+                        }
+                    }
+                }
+            }
         }
     }
 }
 
-fn apply(tx: &rusqlite::Transaction<'_>, op: StoreOp) -> rusqlite::Result<()> {
+fn apply(tx: &rusqlite::Transaction<'_>, op: &StoreOp) -> rusqlite::Result<()> {
     match op {
         StoreOp::Create(rec) => {
             // A reused name replaces its tombstone and all the old incarnation's rows.
             tx.execute("DELETE FROM sessions WHERE name=?1", params![rec.name])?;
             tx.execute(
-                "INSERT INTO sessions(name, nonce, created_ms, ttl_s, latency, pbkeylen, last_activity_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![rec.name, rec.nonce, rec.created_ms, rec.ttl_s, rec.latency, rec.pbkeylen, rec.last_activity_ms],
+                "INSERT INTO sessions(name, nonce, created_ms, ttl_s, latency, pbkeylen, last_activity_ms, creator)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![rec.name, rec.nonce, rec.created_ms, rec.ttl_s, rec.latency, rec.pbkeylen, rec.last_activity_ms, rec.creator.map(|c| c.to_string())],
             )?;
             for (idx, s) in rec.streams.iter().enumerate() {
                 tx.execute(
@@ -321,9 +462,9 @@ fn apply(tx: &rusqlite::Transaction<'_>, op: StoreOp) -> rusqlite::Result<()> {
             )?;
             event(
                 tx,
-                &session,
-                &stream,
-                role,
+                session,
+                stream,
+                *role,
                 "register",
                 Some(&peer.address),
                 peer.registered_ms,
@@ -336,7 +477,7 @@ fn apply(tx: &rusqlite::Transaction<'_>, op: StoreOp) -> rusqlite::Result<()> {
             role,
             at_ms,
         } => {
-            event(tx, &session, &stream, role, "leave", None, at_ms)?;
+            event(tx, session, stream, *role, "leave", None, *at_ms)?;
             Ok(())
         }
         StoreOp::Health {

@@ -78,7 +78,7 @@ impl Env {
         let rest = self.rest();
         let created = self
             .rt
-            .block_on(async move { rest.create(&body).await })
+            .block_on(async move { rest.create(&body, None).await })
             .expect("create");
         serde_json::to_value(created).unwrap()
     }

@@ -13,13 +13,14 @@ use rand::Rng;
 use rand::distr::Alphanumeric;
 use serde_json::{Map, Value};
 
-use super::auth::{base_url, client_ip};
+use super::auth::{base_url, client_ip, token_from};
 use super::body_bytes;
 use super::error::ApiError;
 use crate::protocol::{
     CreatedSession, DEFAULT_LATENCY_MS, DEFAULT_PBKEYLEN, DEFAULT_STREAM, ErrorCode, MAX_LABEL_LEN,
     MAX_LATENCY_MS, MIN_LATENCY_MS, Role, SessionState, StreamSpec, StreamTokens, validate_name,
 };
+use crate::server::limit::client_key;
 use crate::server::session::persist::StoreOp;
 use crate::server::session::{self, model::SessionRecord, model::StreamRecord};
 use crate::server::state::AppState;
@@ -204,7 +205,16 @@ pub(super) async fn create_session(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<CreatedSession>), ApiError> {
     let ip = client_ip(&state, peer, &headers);
-    if !state.create_limiter.allow(ip) {
+    if let Some(key) = &state.config.create_key
+        && token_from(&headers, None).as_deref() != Some(key.as_str())
+    {
+        tracing::info!(%ip, "session creation refused: no or wrong create key");
+        return Err(ApiError::unauthorized(
+            "this server needs its create key to create sessions: send `Authorization: Bearer <create key>` (punch session create --create-key, or PUNCH_CREATE_KEY)",
+        ));
+    }
+    let creator = client_key(ip);
+    if !state.create_limiter.allow(creator) {
         tracing::info!(%ip, "session creation refused: rate limit");
         return Err(ApiError::new(
             ErrorCode::RateLimited,
@@ -231,6 +241,7 @@ pub(super) async fn create_session(
             latency: req.latency,
             pbkeylen: req.pbkeylen,
             last_activity_ms: now,
+            creator: Some(creator),
             streams: req
                 .streams
                 .iter()
@@ -248,10 +259,11 @@ pub(super) async fn create_session(
                 .collect(),
         };
         let handle = session::spawn(rec.clone(), state.sessions.clone());
-        match state
-            .registry
-            .insert(handle.clone(), state.config.limits.max_sessions)
-        {
+        match state.registry.insert(
+            handle.clone(),
+            state.config.limits.max_sessions,
+            state.config.limits.sessions_per_ip,
+        ) {
             Ok(()) => break (handle, rec),
             Err(e) if e.code == ErrorCode::SessionExists && req.name.is_none() && attempt < 5 => {
                 attempt += 1

@@ -37,7 +37,9 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         ErrorCode::TooManySessions | ErrorCode::TooManyConnections | ErrorCode::RateLimited => {
             StatusCode::TOO_MANY_REQUESTS
         }
-        ErrorCode::Storage | ErrorCode::Qr | ErrorCode::Internal | ErrorCode::Unknown => {
+        // The database is locked or failing: try again later.
+        ErrorCode::Storage => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorCode::Qr | ErrorCode::Internal | ErrorCode::Unknown => {
             StatusCode::INTERNAL_SERVER_ERROR
         }
     }

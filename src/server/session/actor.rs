@@ -18,7 +18,9 @@ use super::model::SessionRecord;
 use super::path::PathPolicy;
 use super::persist::{Store, StoreOp};
 use super::view::StreamCoordinates;
-use crate::protocol::{ClientMessage, ServerMessage, SessionView, TallyState, close_code};
+use crate::protocol::{
+    ClientMessage, ErrorCode, ServerMessage, SessionView, TallyState, close_code,
+};
 use crate::server::relay::{Relay, RelayService};
 use crate::server::time::now_ms;
 use crate::server::token::Scope;
@@ -69,7 +71,7 @@ enum Command {
     },
     Close {
         reason: String,
-        reply: oneshot::Sender<()>,
+        reply: oneshot::Sender<Result<(), SessionError>>,
     },
 }
 
@@ -77,7 +79,10 @@ enum Command {
 #[derive(Clone, Debug)]
 pub struct SessionHandle {
     pub name: Arc<str>,
+    /// The incarnation its tokens carry.
     pub nonce: Arc<str>,
+    /// Who created it (per-client limits).
+    pub creator: Option<IpAddr>,
     tx: mpsc::Sender<Command>,
 }
 
@@ -147,13 +152,15 @@ impl SessionHandle {
         self.request(|reply| Command::Coordinates { reply }).await
     }
 
-    /// Closes the session; returns once the closure is stored and the name answers 410.
+    /// Closes the session; returns once the closure is stored and the name answers 410. When
+    /// storing failed the session is closed all the same (the store keeps trying) and the error
+    /// says so.
     pub async fn close(&self, reason: &str) -> Result<(), SessionError> {
         self.request(|reply| Command::Close {
             reason: reason.to_string(),
             reply,
         })
-        .await
+        .await?
     }
 }
 
@@ -189,6 +196,7 @@ pub fn spawn(rec: SessionRecord, env: SessionEnv) -> SessionHandle {
     let handle = SessionHandle {
         name: rec.name.as_str().into(),
         nonce: rec.nonce.as_str().into(),
+        creator: rec.creator,
         tx,
     };
     let actor = Actor {
@@ -198,6 +206,7 @@ pub fn spawn(rec: SessionRecord, env: SessionEnv) -> SessionHandle {
         relays: HashMap::new(),
         view_due: None,
         view_sent: tokio::time::Instant::now() - VIEW_INTERVAL,
+        relay_freed: env.relay.freed(),
         env: env.clone(),
     };
     env.tracker.spawn(actor.run(rx));
@@ -214,6 +223,8 @@ struct Actor {
     /// When the dashboards are due a fresh view.
     view_due: Option<tokio::time::Instant>,
     view_sent: tokio::time::Instant,
+    /// Changes when a relay anywhere ends: streams waiting for relay capacity ask again.
+    relay_freed: tokio::sync::watch::Receiver<u64>,
     env: SessionEnv,
 }
 
@@ -240,15 +251,23 @@ impl Actor {
                 _ = sleep_until_opt(expiry) => {
                     if self.core.expires_ms().is_some_and(|at| at <= now_ms()) {
                         tracing::info!(session = self.core.name(), "session expired after inactivity");
-                        self.shutdown("expired").await;
+                        if let Err(e) = self.shutdown("expired").await {
+                            tracing::error!(session = self.core.name(), "{}", e.message);
+                        }
                         return;
                     }
                 }
                 _ = sleep_until_opt(deadline) => {
                     let fx = self.core.tick(now_ms());
-                    self.apply(fx).await;
+                    let _ = self.apply(fx).await; // a failed store is logged and retried
                 }
                 _ = sleep_until_opt(self.view_due) => self.send_view(),
+                changed = self.relay_freed.changed(), if self.core.waiting_for_relay() => {
+                    if changed.is_ok() {
+                        let fx = self.core.relay_capacity_freed();
+                        let _ = self.apply(fx).await; // a failed store is logged and retried
+                    }
+                }
                 cmd = rx.recv() => {
                     let Some(cmd) = cmd else { return };
                     if self.command(cmd).await {
@@ -273,7 +292,7 @@ impl Actor {
                 Ok(fx) => {
                     self.outs.insert(conn, out);
                     let _ = reply.send(Ok(()));
-                    self.apply(fx).await;
+                    let _ = self.apply(fx).await; // a failed store is logged and retried
                 }
                 Err(e) => {
                     let _ = reply.send(Err(e));
@@ -281,12 +300,12 @@ impl Actor {
             },
             Command::Message { conn, msg } => {
                 let fx = self.core.handle(conn, msg, now);
-                self.apply(fx).await;
+                let _ = self.apply(fx).await; // a failed store is logged and retried
             }
             Command::Detach { conn } => {
                 self.outs.remove(&conn);
                 let fx = self.core.detach(conn, now);
-                self.apply(fx).await;
+                let _ = self.apply(fx).await; // a failed store is logged and retried
             }
             Command::View { reply } => {
                 if let Some(op) = self.core.touch(now) {
@@ -315,44 +334,59 @@ impl Actor {
             }
             Command::RelayIdle { stream, generation } => {
                 let fx = self.core.relay_idle(stream, generation, now);
-                self.apply(fx).await;
+                let _ = self.apply(fx).await; // a failed store is logged and retried
             }
             Command::Close { reason, reply } => {
-                self.shutdown(&reason).await;
-                let _ = reply.send(());
+                let result = self.shutdown(&reason).await;
+                let _ = reply.send(result);
                 return true;
             }
         }
         false
     }
 
-    /// Closes the session: tells every connection, stores the closure, frees the name.
-    async fn shutdown(&mut self, reason: &str) {
+    /// Closes the session: tells every connection, stores the closure, frees the name. The
+    /// session is closed whether or not the closure could be stored; the error says it was not
+    /// (yet: the store keeps trying).
+    async fn shutdown(&mut self, reason: &str) -> Result<(), SessionError> {
         let mut fx = self.core.close(reason, now_ms());
         // The closure must be committed before anyone is told the name is gone.
         let ops = std::mem::take(&mut fx.store);
-        self.apply(fx).await;
+        let _ = self.apply(fx).await;
         for (_, out) in self.outs.drain() {
             let _ = out.try_send(Outbound::Close(
                 close_code::NORMAL,
                 format!("session closed: {reason}"),
             ));
         }
-        self.persist(ops).await;
+        let stored = self.persist(ops).await;
         (self.env.on_closed)(self.core.name(), reason);
+        stored.map_err(|e| {
+            SessionError::new(
+                ErrorCode::Storage,
+                format!(
+                    "session {} is closed, but the database did not store that yet ({e}); the server keeps trying",
+                    self.core.name()
+                ),
+            )
+        })
     }
 
-    /// Stores `ops`; those whose outcome someone is told about are waited for.
-    async fn persist(&self, ops: Vec<StoreOp>) {
+    /// Stores `ops`; those whose outcome someone is told about are waited for. The first
+    /// failure is returned (the store keeps the failed changes and retries them).
+    async fn persist(&self, ops: Vec<StoreOp>) -> Result<(), String> {
+        let mut result = Ok(());
         for op in ops {
             if op.acknowledged() {
                 if let Err(e) = self.env.store.commit(op).await {
                     tracing::error!(session = self.core.name(), "could not store a change: {e}");
+                    result = result.and(Err(e));
                 }
             } else {
                 self.env.store.send(op).await;
             }
         }
+        result
     }
 
     /// Carries out an operator command's effects, then answers it.
@@ -362,10 +396,12 @@ impl Actor {
         reply: oneshot::Sender<Result<(), SessionError>>,
     ) {
         let answer = match result {
-            Ok(fx) => {
-                self.apply(fx).await;
-                Ok(())
-            }
+            Ok(fx) => self.apply(fx).await.map_err(|e| {
+                SessionError::new(
+                    ErrorCode::Storage,
+                    format!("the change is in effect, but the database did not store it yet ({e}); the server keeps trying"),
+                )
+            }),
             Err(e) => Err(e),
         };
         let _ = reply.send(answer);
@@ -395,8 +431,10 @@ impl Actor {
         }
     }
 
-    async fn apply(&mut self, fx: Effects) {
-        self.persist(fx.store).await;
+    /// Carries out `fx`; fails when an acknowledged change was not stored (all the rest is
+    /// done anyway).
+    async fn apply(&mut self, fx: Effects) -> Result<(), String> {
+        let stored = self.persist(fx.store).await;
         if fx.view_changed && self.view_due.is_none() {
             self.view_due = Some(self.view_sent + VIEW_INTERVAL);
         }
@@ -437,7 +475,7 @@ impl Actor {
                     "dropping a connection that does not read its messages"
                 );
                 let fx = self.core.detach(conn, now_ms());
-                Box::pin(self.apply(fx)).await;
+                let _ = Box::pin(self.apply(fx)).await;
             }
         }
         // After the messages of this event: a peer must get `registered` before the relayed
@@ -445,6 +483,7 @@ impl Actor {
         for op in fx.relay {
             self.relay(op).await;
         }
+        stored
     }
 }
 
@@ -469,7 +508,8 @@ impl Actor {
                         });
                     }
                 };
-                let fx = match self.env.relay.allocate(ips, on_idle).await {
+                let session = self.core.name().to_string();
+                let fx = match self.env.relay.allocate(&session, ips, on_idle).await {
                     Ok(relay) => {
                         let (current, fx) = self.core.relay_ready(stream, generation, relay.ports);
                         if current {
@@ -479,7 +519,7 @@ impl Actor {
                     }
                     Err(e) => self.core.relay_failed(stream, generation, &e),
                 };
-                Box::pin(self.apply(fx)).await;
+                let _ = Box::pin(self.apply(fx)).await;
             }
         }
     }

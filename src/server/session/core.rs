@@ -173,10 +173,14 @@ impl SessionCore {
         self.rec.last_activity_ms = now;
         if let Some((idx, role)) = info.slot {
             self.with_summary_change(&mut fx, |core, fx| {
-                // The path stays: SRT may well go on while its signalling reconnects; a relay
-                // nobody uses frees itself, and a side coming back from elsewhere re-pairs.
+                // The path stays while one side is there: SRT may well go on while its
+                // signalling reconnects, and a side coming back from elsewhere re-pairs. Once
+                // both have left, a relay has nobody to serve.
                 core.holders[idx][slot_index(role)] = None;
                 core.runtime[idx].direct_deadline = None;
+                if core.holders[idx].iter().all(Option::is_none) {
+                    core.reset_path(idx, fx);
+                }
                 fx.store.push(StoreOp::Left {
                     session: core.rec.name.clone(),
                     stream: core.rec.streams[idx].name.clone(),

@@ -2,6 +2,8 @@
 //! the session core works on. Run-time state (who is connected now, the path in use) lives in
 //! the core, not here.
 
+use std::net::IpAddr;
+
 use crate::protocol::{Endpoint, Health, PeerMeta, Role, TallyState};
 
 /// How long a closed session's name answers 410 Gone before it is forgotten.
@@ -72,6 +74,9 @@ pub struct SessionRecord {
     pub pbkeylen: u8,
     /// Last activity; the TTL counts from it once nobody is connected.
     pub last_activity_ms: i64,
+    /// Who created it, as per-client limits count (see `limit::client_key`); `None` for
+    /// sessions stored before this was recorded.
+    pub creator: Option<IpAddr>,
     pub streams: Vec<StreamRecord>,
 }
 

@@ -8,6 +8,7 @@ use super::core::{Holder, SessionCore, slot_index};
 use super::effects::{Effects, RelayOp};
 use super::health::StreamHealth;
 use crate::protocol::{Endpoint, MediaPath, NatMapping, PeerInfo, Role, ServerMessage, SrtStatus};
+use crate::server::relay::Refusal;
 
 /// How a session decides between direct rendezvous and the relay.
 #[derive(Debug, Clone)]
@@ -38,6 +39,9 @@ pub(super) struct StreamRuntime {
     pub(super) path_reason: Option<String>,
     /// Why a relay was asked for, while it is being set up.
     pub(super) relay_pending: Option<String>,
+    /// Why a relay was wanted, while the server has no relay capacity for it: asked for again
+    /// whenever a relay ends.
+    pub(super) relay_waiting: Option<String>,
     /// `[sender's port, receiver's port]` of the relay in use.
     pub(super) relay_ports: Option<[u16; 2]>,
     /// When a direct attempt gives way to the relay.
@@ -119,6 +123,7 @@ impl SessionCore {
         if rt.relay_ports.take().is_some() || rt.relay_pending.take().is_some() {
             fx.relay.push(RelayOp::Stop { stream: idx });
         }
+        rt.relay_waiting = None;
         rt.path = None;
         rt.path_reason = None;
         rt.direct_deadline = None;
@@ -225,14 +230,17 @@ impl SessionCore {
         (true, fx)
     }
 
-    /// The relay could not be started: the stream stays (or goes) direct, and says why.
-    pub fn relay_failed(&mut self, idx: usize, generation: u64, error: &str) -> Effects {
+    /// The relay could not be started: the stream stays (or goes) direct, and says why. When
+    /// the refusal was for capacity, the stream waits for it: the relay is asked for again when
+    /// another ends ([`relay_capacity_freed`](Self::relay_capacity_freed)).
+    pub fn relay_failed(&mut self, idx: usize, generation: u64, refusal: &Refusal) -> Effects {
         let mut fx = Effects::default();
         let rt = &mut self.runtime[idx];
         if rt.generation != generation {
             return fx;
         }
         let why = rt.relay_pending.take().unwrap_or_default();
+        let error = &refusal.message;
         tracing::warn!(
             session = self.rec.name,
             stream = self.rec.streams[idx].name,
@@ -240,11 +248,35 @@ impl SessionCore {
         );
         let already_direct = rt.path == Some(MediaPath::Direct);
         rt.path = Some(MediaPath::Direct);
-        rt.path_reason = Some(format!("{why}, but the relay is unavailable: {error}"));
+        rt.path_reason = Some(if refusal.capacity {
+            rt.relay_waiting = Some(why.clone());
+            format!("{why}; waiting for relay capacity ({error}), trying direct meanwhile")
+        } else {
+            format!("{why}, but the relay is unavailable: {error}")
+        });
         if !already_direct {
             self.send_coordinates(idx, &mut fx);
         }
         fx.view_changed = true;
+        fx
+    }
+
+    /// Whether a stream waits for relay capacity.
+    pub fn waiting_for_relay(&self) -> bool {
+        self.runtime.iter().any(|r| r.relay_waiting.is_some())
+    }
+
+    /// A relay somewhere ended: streams waiting for capacity ask again.
+    pub fn relay_capacity_freed(&mut self) -> Effects {
+        let mut fx = Effects::default();
+        for idx in 0..self.runtime.len() {
+            if self.runtime[idx].relay_pending.is_some() || !self.both_registered(idx) {
+                continue;
+            }
+            if let Some(why) = self.runtime[idx].relay_waiting.take() {
+                self.request_relay(idx, why, &mut fx);
+            }
+        }
         fx
     }
 

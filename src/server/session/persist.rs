@@ -61,7 +61,11 @@ impl StoreOp {
     pub fn acknowledged(&self) -> bool {
         matches!(
             self,
-            StoreOp::Create(_) | StoreOp::Close { .. } | StoreOp::Flush
+            StoreOp::Create(_)
+                | StoreOp::Close { .. }
+                | StoreOp::Tally { .. }
+                | StoreOp::Latency { .. }
+                | StoreOp::Flush
         )
     }
 }

@@ -11,6 +11,7 @@ use crate::protocol::{
     PeerMeta, Port, Register, Registered, Role, ServerMessage, SessionState, SrtStatus,
     StatusReport, TallyState,
 };
+use crate::server::relay::Refusal;
 use crate::server::token::Scope;
 
 fn record(streams: &[&str]) -> SessionRecord {
@@ -22,6 +23,7 @@ fn record(streams: &[&str]) -> SessionRecord {
         latency: 200,
         pbkeylen: 16,
         last_activity_ms: 0,
+        creator: None,
         streams: streams
             .iter()
             .map(|s| StreamRecord {
@@ -376,7 +378,14 @@ fn a_direct_attempt_that_does_not_connect_in_time_is_relayed() {
     let RelayOp::Start { generation, .. } = fx.relay[0].clone() else {
         unreachable!()
     };
-    let fx = core.relay_failed(0, generation, "no free relay port");
+    let fx = core.relay_failed(
+        0,
+        generation,
+        &Refusal {
+            capacity: false,
+            message: "no free relay port".into(),
+        },
+    );
     assert!(
         peers_sent(&fx, 1).is_empty(),
         "the direct coordinates were already sent"
@@ -511,4 +520,82 @@ fn a_mapped_address_must_be_an_address() {
             .iter()
             .any(|m| matches!(m, ServerMessage::Registered(r) if r.you.ip == "203.0.113.2"))
     );
+}
+
+/// A stream of `core` relayed because of a symmetric NAT on the receiver's side; returns the
+/// relay request's generation.
+fn symmetric_pair(core: &mut SessionCore, now: i64) -> u64 {
+    core.attach(1, ip("203.0.113.2"), Scope::Admin, now)
+        .unwrap();
+    core.attach(2, ip("198.51.100.2"), Scope::Admin, now)
+        .unwrap();
+    core.handle(
+        1,
+        register_nat(
+            Role::Sender,
+            9000,
+            ("203.0.113.2", 24419),
+            NatMapping::EndpointIndependent,
+        ),
+        now,
+    );
+    let fx = core.handle(
+        2,
+        register_nat(
+            Role::Receiver,
+            9000,
+            ("198.51.100.2", 61000),
+            NatMapping::EndpointDependent,
+        ),
+        now,
+    );
+    match fx.relay.as_slice() {
+        [RelayOp::Start { generation, .. }] => *generation,
+        other => panic!("expected a relay start, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_stream_refused_for_relay_capacity_waits_and_asks_again_when_capacity_frees() {
+    let mut core = SessionCore::new(record(&["cam"]), 8, PathPolicy::default());
+    let generation = symmetric_pair(&mut core, 0);
+    let fx = core.relay_failed(
+        0,
+        generation,
+        &Refusal {
+            capacity: true,
+            message: "the server already relays 100 streams (--relay-max 100)".into(),
+        },
+    );
+    // Meanwhile it tries direct, and says what it waits for.
+    assert_eq!(peers_sent(&fx, 1).len(), 1);
+    let reason = core.view().streams[0].path_reason.clone().unwrap();
+    assert!(reason.contains("waiting for relay capacity"), "{reason}");
+    assert!(core.waiting_for_relay());
+    let fx = core.relay_capacity_freed();
+    let [RelayOp::Start { generation, .. }] = fx.relay.as_slice() else {
+        panic!("expected a new relay request, got {:?}", fx.relay)
+    };
+    assert!(!core.waiting_for_relay());
+    let (current, fx) = core.relay_ready(0, *generation, [40000, 40001]);
+    assert!(current);
+    assert!(
+        peers_sent(&fx, 1)
+            .iter()
+            .any(|p| p.relay && p.port == 40000)
+    );
+    assert_eq!(core.state(), SessionState::Relaying);
+}
+
+#[test]
+fn a_relay_is_released_as_soon_as_both_sides_have_left() {
+    let mut core = SessionCore::new(record(&["cam"]), 8, PathPolicy::default());
+    let generation = symmetric_pair(&mut core, 0);
+    core.relay_ready(0, generation, [40000, 40001]);
+    // One side leaving keeps it (its signalling may be reconnecting)...
+    assert!(core.detach(1, 1).relay.is_empty());
+    // ...the last one leaving frees it at once.
+    let fx = core.detach(2, 2);
+    assert_eq!(fx.relay, vec![RelayOp::Stop { stream: 0 }]);
+    assert_eq!(core.view().streams[0].path, None);
 }
