@@ -194,7 +194,8 @@ async fn main() {
         "server pid {pid} at {base}; {} sessions x 2 peers",
         args.sessions
     );
-    let rest = Rest::new(&base).expect("a server URL");
+    // Under full load a request may wait long: no client-side timeout worth the name.
+    let rest = Rest::with_timeout(&base, Duration::from_secs(600)).expect("a server URL");
 
     let t = Instant::now();
     let sem = Arc::new(Semaphore::new(64));

@@ -64,11 +64,20 @@ fn every_element_property_is_in_the_reference_with_its_description() {
 fn the_repository_stands_on_its_own() {
     let root = env!("CARGO_MANIFEST_DIR");
     let mut stray = Vec::new();
-    let mut stack: Vec<std::path::PathBuf> =
-        ["src", "gst/src", "docs", "tests", "examples", "scripts"]
-            .iter()
-            .map(|d| std::path::Path::new(root).join(d))
-            .collect();
+    let mut stack: Vec<std::path::PathBuf> = [
+        "src",
+        "gst/src",
+        "gst/tests",
+        "gst/examples",
+        "docs",
+        "tests",
+        "examples",
+        "scripts",
+        ".ci",
+    ]
+    .iter()
+    .map(|d| std::path::Path::new(root).join(d))
+    .collect();
     stack.push(std::path::Path::new(root).join("README.md"));
     while let Some(p) = stack.pop() {
         if p.is_dir() {

@@ -106,6 +106,12 @@ impl Admin {
 fn said(e: ClientError) -> String {
     match e {
         ClientError::Unreachable { .. } => format!("{e} (--server / PUNCH_SERVER)"),
+        ClientError::Refused {
+            status,
+            code: Some(code),
+            message,
+        } => format!("{message} ({status} {code})"),
+        ClientError::Refused { message, .. } => message,
         e => e.to_string(),
     }
 }

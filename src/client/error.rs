@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use crate::protocol::ErrorCode;
+use crate::protocol::{ErrorCode, ErrorResponse};
 
 /// Why a request to the server, or its signalling connection, failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,6 +24,31 @@ pub enum ClientError {
 }
 
 impl ClientError {
+    /// What an HTTP error answer from the server at `url` says: its Punch error body (a code
+    /// this build does not know keeps its text in the message), or that it is not one.
+    pub fn refused(status: u16, body: &[u8], url: &str) -> ClientError {
+        let Ok(e) = serde_json::from_slice::<ErrorResponse>(body) else {
+            return ClientError::Refused {
+                status,
+                code: None,
+                message: format!("HTTP {status} from {url}; is this a Punch server?"),
+            };
+        };
+        let mut message = e.error.message;
+        if e.error.code == ErrorCode::Unknown
+            && let Some(raw) = serde_json::from_slice::<serde_json::Value>(body)
+                .ok()
+                .and_then(|v| v["error"]["code"].as_str().map(String::from))
+        {
+            message.push_str(&format!(" (code {raw})"));
+        }
+        ClientError::Refused {
+            status,
+            code: Some(e.error.code),
+            message,
+        }
+    }
+
     /// True when retrying cannot help (bad URL, bad token, unknown or closed session).
     pub fn is_permanent(&self) -> bool {
         match self {

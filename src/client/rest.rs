@@ -12,8 +12,7 @@ pub use reqwest::Method;
 
 use super::error::ClientError;
 use crate::protocol::{
-    ConnectResponse, CreatedSession, ErrorResponse, LatencyRequest, SessionView, TallyRequest,
-    TallyState,
+    ConnectResponse, CreatedSession, LatencyRequest, SessionView, TallyRequest, TallyState,
 };
 
 /// How long one request may take unless the caller says otherwise.
@@ -115,7 +114,8 @@ impl Rest {
         };
         let resp = self.raw(method, path, token, body).await?;
         if !(200..300).contains(&resp.status) {
-            return Err(refusal(resp));
+            let body = serde_json::to_vec(&resp.body).unwrap_or_default();
+            return Err(ClientError::refused(resp.status, &body, &self.base));
         }
         serde_json::from_value(resp.body).map_err(|e| {
             ClientError::Protocol(format!("unexpected answer from {}: {e}", self.base))
@@ -217,21 +217,5 @@ impl Rest {
     /// `GET /healthz`: the server's counters and the ports of its STUN service.
     pub async fn healthz(&self) -> Result<Value, ClientError> {
         self.call(Method::GET, "/healthz", None, None::<&()>).await
-    }
-}
-
-/// The error an unsuccessful answer stands for.
-fn refusal(resp: RawResponse) -> ClientError {
-    match serde_json::from_value::<ErrorResponse>(resp.body) {
-        Ok(e) => ClientError::Refused {
-            status: resp.status,
-            code: Some(e.error.code),
-            message: e.error.message,
-        },
-        Err(_) => ClientError::Refused {
-            status: resp.status,
-            code: None,
-            message: "the answer is not a Punch error body (is this a Punch server?)".into(),
-        },
     }
 }

@@ -13,7 +13,7 @@ use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use super::error::ClientError;
-use crate::protocol::{ClientMessage, ErrorResponse, ServerMessage};
+use crate::protocol::{ClientMessage, ServerMessage};
 
 /// The WebSocket URL of `session` on `server` (`http(s)://host[:port][/prefix]` or `ws(s)://…`).
 pub fn ws_url(server: &str, session: &str) -> Result<String, ClientError> {
@@ -79,18 +79,7 @@ impl Signalling {
             Ok(Err(tungstenite::Error::Http(resp))) => {
                 let status = resp.status().as_u16();
                 let body = resp.body().as_deref().unwrap_or_default();
-                return Err(match serde_json::from_slice::<ErrorResponse>(body) {
-                    Ok(e) => ClientError::Refused {
-                        status,
-                        code: Some(e.error.code),
-                        message: e.error.message,
-                    },
-                    Err(_) => ClientError::Refused {
-                        status,
-                        code: None,
-                        message: format!("HTTP {status} from {url} (is this a Punch server?)"),
-                    },
-                });
+                return Err(ClientError::refused(status, body, &url));
             }
             Ok(Err(e)) => {
                 return Err(ClientError::Unreachable {

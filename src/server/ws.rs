@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior, timeout};
 use tokio_tungstenite::tungstenite;
@@ -41,13 +41,8 @@ struct Connection {
 }
 
 impl Connection {
-    async fn send_text(&mut self, text: &str) -> Flow {
-        match timeout(
-            self.write_timeout,
-            self.socket.send(Message::Text(text.into())),
-        )
-        .await
-        {
+    async fn send_text(&mut self, text: Utf8Bytes) -> Flow {
+        match timeout(self.write_timeout, self.socket.send(Message::Text(text))).await {
             Ok(Ok(())) => Flow::Continue,
             _ => Flow::Stop,
         }
@@ -55,7 +50,7 @@ impl Connection {
 
     async fn send_message(&mut self, msg: &ServerMessage) -> Flow {
         match serde_json::to_string(msg) {
-            Ok(text) => self.send_text(&text).await,
+            Ok(text) => self.send_text(text.into()).await,
             Err(_) => Flow::Continue,
         }
     }
@@ -164,8 +159,10 @@ pub async fn run(
                 break "server shutdown";
             }
             out = out_rx.recv() => match out {
-                Some(Outbound::Text(text)) => {
-                    if let Flow::Stop = c.send_text(&text).await {
+                Some(Outbound::Text(bytes)) => {
+                    // The session serialised it from a String: valid UTF-8, shared, not copied.
+                    let Ok(text) = Utf8Bytes::try_from(bytes) else { continue };
+                    if let Flow::Stop = c.send_text(text).await {
                         break "write failed";
                     }
                 }

@@ -154,6 +154,10 @@ impl PeerHost for Host {
         self.engine.apply_peer(self.run, peer, uri);
     }
 
+    fn srt_running(&self) -> bool {
+        self.engine.inner_running()
+    }
+
     fn srt_connected(&mut self) -> Option<bool> {
         if !self.engine.inner_running() {
             return None;

@@ -26,6 +26,11 @@ pub trait PeerHost: Send {
         None
     }
 
+    /// Whether SRT holds the local port now (no priming from it then).
+    fn srt_running(&self) -> bool {
+        false
+    }
+
     /// A health report for the server, if there is one (polled every
     /// [`DriverConfig::health_interval`]).
     fn health(&mut self) -> Option<Health> {
@@ -99,11 +104,11 @@ pub async fn run(
         match actions {
             Flow::Continue => {}
             Flow::Reconnect(after) => {
-                driver.close().await;
+                driver.close();
                 sleep(after).await;
             }
             Flow::Stop(failure) => {
-                driver.close().await;
+                driver.close();
                 return failure;
             }
         }
@@ -125,9 +130,11 @@ struct Driver<'a> {
 }
 
 impl Driver<'_> {
-    async fn close(&mut self) {
+    /// Closes the connection in the background: whoever waits for the driver's result (an
+    /// element posting its error) is not held up by the close handshake.
+    fn close(&mut self) {
         if let Some(sig) = self.sig.take() {
-            sig.close().await;
+            tokio::spawn(sig.close());
         }
     }
 
@@ -215,6 +222,7 @@ impl Driver<'_> {
                     };
                     queue.extend(machine.discovered(result));
                 }
+                Action::Prime { .. } if host.srt_running() => {}
                 Action::Prime { to } => {
                     let local =
                         SocketAddr::new(self.config.local_address, machine.config().local_port);
@@ -237,10 +245,13 @@ impl Driver<'_> {
                     };
                     match to {
                         Some(to) => host.apply(&peer, to),
-                        None => host.event(PeerEvent::Warning(format!(
-                            "relayed coordinates, but {} does not resolve to an address SRT can reach",
-                            self.server_host
-                        ))),
+                        None => {
+                            machine.unapplied();
+                            host.event(PeerEvent::Warning(format!(
+                                "relayed coordinates, but {} does not resolve to an address SRT can reach",
+                                self.server_host
+                            )));
+                        }
                     }
                 }
                 Action::Event(e) => host.event(e),

@@ -119,7 +119,8 @@ pub enum Action {
     Discover {
         stun_port: u16,
     },
-    /// Priming datagrams from the SRT port towards `to`.
+    /// Priming datagrams from the SRT port towards `to` (the driver skips them while SRT holds
+    /// the port).
     Prime {
         to: SocketAddr,
     },
@@ -308,12 +309,13 @@ impl PeerMachine {
             ServerMessage::Hello(hello) => {
                 self.stun_ports = hello.stun;
                 self.hello_deadline = None;
-                if self.registration_sent {
-                    return Vec::new();
-                }
+                // Discovery first, registration (again, if the hello came late) after it.
                 if self.nat.is_none() && self.can_discover() {
                     self.register_after_discovery = true;
                     return self.discover().into_iter().collect();
+                }
+                if self.registration_sent {
+                    return Vec::new();
                 }
                 vec![self.register()]
             }
@@ -355,7 +357,7 @@ impl PeerMachine {
             }
             ServerMessage::Error(e) => {
                 let session = &self.config.session;
-                let message = format!("Punch session {session}: {}", e.message);
+                let message = format!("Punch session {session}: {} ({})", e.message, e.code);
                 match e.code {
                     ErrorCode::Forbidden => vec![self.fail(FailureKind::NotAuthorized, message)],
                     ErrorCode::UnknownStream => vec![self.fail(FailureKind::NotFound, message)],
@@ -400,7 +402,7 @@ impl PeerMachine {
                 )))];
             };
             let to = SocketAddr::new(ip, peer.port);
-            if self.config.prime && !self.peered {
+            if self.config.prime {
                 out.push(Action::Prime { to });
             }
             Target::Addr(to)
@@ -408,6 +410,12 @@ impl PeerMachine {
         self.peered = true;
         out.push(Action::Apply { peer, target });
         out
+    }
+
+    /// The driver could not carry out the last [`Action::Apply`] (the relay's address did not
+    /// resolve): SRT does not hold the port, so discovery may go on.
+    pub fn unapplied(&mut self) {
+        self.peered = false;
     }
 
     /// What STUN discovery found (or why it failed).

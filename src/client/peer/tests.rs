@@ -130,9 +130,12 @@ fn hello_discovery_register_peer_prime_apply() {
     let to = addr("198.51.100.2:9000");
     assert_eq!(a[0], Action::Prime { to });
     assert!(matches!(&a[1], Action::Apply { target: Target::Addr(t), .. } if *t == to));
-    // Later coordinates (SRT holds the port now): no more priming.
+    // Later coordinates are primed too (the driver skips it while SRT holds the port).
     let a = m.message(peer("cam1", "198.51.100.9", 9000, false), now);
-    assert!(matches!(&a[..], [Action::Apply { .. }]));
+    assert!(matches!(
+        &a[..],
+        [Action::Prime { .. }, Action::Apply { .. }]
+    ));
 }
 
 #[test]
@@ -145,8 +148,19 @@ fn without_a_hello_it_registers_after_a_second() {
     let a = m.tick(now + HELLO_WAIT);
     let r = register_in(&a).expect("registers without hello");
     assert!(r.nat.is_none());
-    // A late hello does not register twice.
-    assert!(register_in(&m.message(hello(), now + HELLO_WAIT)).is_none());
+    // A late hello still brings discovery, and the registration is sent again with its result.
+    let a = m.message(hello(), now + HELLO_WAIT);
+    assert_eq!(a, vec![Action::Discover { stun_port: 3478 }]);
+    let a = m.discovered(Ok(found("203.0.113.2:24419", "203.0.113.2:24419")));
+    assert!(register_in(&a).unwrap().nat.is_some());
+    // Without STUN a late hello changes nothing.
+    let mut m = PeerMachine::new(PeerConfig {
+        stun: false,
+        ..config()
+    });
+    m.connected(now);
+    m.tick(now + HELLO_WAIT);
+    assert!(m.message(hello(), now + HELLO_WAIT).is_empty());
 }
 
 #[test]
@@ -412,10 +426,16 @@ fn discovery_repeats_until_a_peer_comes_and_a_change_re_registers() {
             .port,
         27000
     );
-    // Once SRT runs it owns the port: no more discovery.
+    // Once SRT runs it owns the port: no more discovery...
     m.message(peer("cam1", "198.51.100.2", 9000, false), now);
     assert_eq!(m.next_deadline(), None);
     assert!(m.tick(now + REPROBE * 3).is_empty());
+    // ...unless the coordinates could not be applied (the relay's address did not resolve).
+    m.unapplied();
+    assert_eq!(
+        m.tick(now + REPROBE * 4),
+        vec![Action::Discover { stun_port: 3478 }]
+    );
 }
 
 #[test]

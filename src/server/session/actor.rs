@@ -28,8 +28,8 @@ use crate::server::token::Scope;
 /// What a connection task receives from its session.
 #[derive(Debug, Clone)]
 pub enum Outbound {
-    /// A serialised server message (serialised once, shared by every recipient).
-    Text(Arc<str>),
+    /// A serialised server message, UTF-8 (serialised once, shared by every recipient).
+    Text(bytes::Bytes),
     /// Close the socket with this code and reason.
     Close(u16, String),
 }
@@ -416,7 +416,7 @@ impl Actor {
             return;
         }
         let msg = ServerMessage::View(Box::new(self.core.view()));
-        let text: Arc<str> = match serde_json::to_string(&msg) {
+        let text: bytes::Bytes = match serde_json::to_string(&msg) {
             Ok(t) => t.into(),
             Err(e) => {
                 tracing::error!("cannot serialise a session view: {e}");
@@ -440,7 +440,7 @@ impl Actor {
         }
         let mut slow = Vec::new();
         for (target, msg) in fx.out {
-            let text: Arc<str> = match serde_json::to_string(&msg) {
+            let text: bytes::Bytes = match serde_json::to_string(&msg) {
                 Ok(t) => t.into(),
                 Err(e) => {
                     tracing::error!("cannot serialise a server message: {e}");
