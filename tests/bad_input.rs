@@ -283,8 +283,10 @@ async fn a_connection_that_never_reads_is_dropped_not_buffered() {
     let srv = start_with_limits(limits).await;
     let created = create(&srv.base, json!({"name": "slow"})).await;
     let token = created["token"].as_str().unwrap();
-    // a monitor that never reads: every session change is queued for it
-    let silent = raw_ws(&srv.base, "slow", token).await;
+    // a monitor (it watches: no idle close) that never reads: every session change is queued
+    // for it
+    let mut silent = raw_ws(&srv.base, "slow", token).await;
+    raw_send(&mut silent, Message::text(r#"{"type":"watch"}"#)).await;
     let mut busy = raw_ws(&srv.base, "slow", token).await;
     raw_send(
         &mut busy,

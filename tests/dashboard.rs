@@ -284,6 +284,7 @@ async fn latency_applies_to_both_peers_and_dashboards_get_live_views() {
     let created = create(&t.base, json!({"name": "lat"})).await;
     let admin = created["token"].as_str().unwrap();
     let mut dash = connect(&t.base, "lat", admin).await;
+    dash.send(&ClientMessage::Watch).await.unwrap();
     let first = expect_msg(&mut dash, "first view", |m| match m {
         ServerMessage::View(v) => Some(v.clone()),
         _ => None,

@@ -19,6 +19,10 @@ pub enum ClientMessage {
     Register(Register),
     Health(Health),
     Status(StatusReport),
+    /// Follow the session without holding a side (the dashboard; admin token only): the
+    /// connection then gets a `view` on every change. A connection that neither registers nor
+    /// watches is closed after a few seconds.
+    Watch,
 }
 
 /// Claim one side of a stream and declare the local UDP port SRT will bind.

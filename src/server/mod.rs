@@ -95,7 +95,12 @@ impl Server {
             on_closed,
             cancel: cancel.clone(),
             tracker: tracker.clone(),
-            max_conns: config.limits.max_connections_per_session,
+            conn_limits: session::ConnLimits {
+                total: config.limits.max_connections_per_session,
+                admin: config.limits.admin_connections_per_session,
+                per_side: config.limits.connections_per_side,
+                identify_ms: config.limits.identify_timeout.as_millis() as i64,
+            },
             policy: PathPolicy {
                 relay: config.path.relay && config.relay.max_relays > 0,
                 ..config.path.clone()

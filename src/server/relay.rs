@@ -190,12 +190,13 @@ impl RelayService {
     }
 
     /// Starts a relay for a stream of `session` between a sender at `peer_ips[0]` and a receiver
-    /// at `peer_ips[1]`. `on_idle` runs if the relay frees itself for lack of traffic.
+    /// at `peer_ips[1]`. `on_idle` runs if the relay frees itself for lack of traffic, told
+    /// whether it had carried anything before.
     pub async fn allocate(
         &self,
         session: &str,
         peer_ips: [IpAddr; 2],
-        on_idle: impl FnOnce() + Send + 'static,
+        on_idle: impl FnOnce(bool) + Send + 'static,
     ) -> Result<Relay, Refusal> {
         let mut keys = vec![client_key(peer_ips[0]), client_key(peer_ips[1])];
         keys.dedup();
@@ -231,6 +232,7 @@ impl RelayService {
             learned: [None, None],
             socket_ids: [None, None],
             last_heard: Instant::now(),
+            carried: false,
             bucket: byte_bucket(self.config.max_bitrate),
             total: self.total.clone(),
             stats: self.stats.clone(),
@@ -306,6 +308,8 @@ struct Forwarder {
     socket_ids: [Option<u32>; 2],
     /// When anything was last forwarded (or the relay started).
     last_heard: Instant,
+    /// Whether anything was ever forwarded.
+    carried: bool,
     bucket: TokenBucket,
     total: Arc<Mutex<TokenBucket>>,
     stats: Arc<RelayStats>,
@@ -313,7 +317,7 @@ struct Forwarder {
 }
 
 impl Forwarder {
-    async fn run(mut self, stop: CancellationToken, on_idle: impl FnOnce(), release: Release) {
+    async fn run(mut self, stop: CancellationToken, on_idle: impl FnOnce(bool), release: Release) {
         let mut buf = [0u8; 2048];
         // Idleness is checked now and then, not with a timer re-armed per datagram.
         let mut idle_check = tokio::time::interval((self.idle / 4).min(Duration::from_secs(1)));
@@ -343,7 +347,7 @@ impl Forwarder {
         drop(self.sockets);
         drop(release);
         if idled {
-            on_idle();
+            on_idle(self.carried);
         }
     }
 
@@ -399,6 +403,7 @@ impl Forwarder {
         // A full send buffer drops the datagram, as a router would; SRT retransmits.
         if within && self.sockets[other].try_send_to(datagram, to).is_ok() {
             self.last_heard = now;
+            self.carried = true;
             self.stats.packets.fetch_add(1, Ordering::Relaxed);
             self.stats
                 .bytes
@@ -454,7 +459,7 @@ mod tests {
     #[tokio::test]
     async fn forwards_between_the_two_peers_only() {
         let service = local_service(RelayConfig::default());
-        let relay = service.allocate("s", [LOCAL, LOCAL], || {}).await.unwrap();
+        let relay = service.allocate("s", [LOCAL, LOCAL], |_| {}).await.unwrap();
         let a = UdpSocket::bind((LOCAL, 0)).await.unwrap();
         let b = UdpSocket::bind((LOCAL, 0)).await.unwrap();
         // Until b has made itself known, a's datagrams have nowhere to go; like SRT's
@@ -492,7 +497,7 @@ mod tests {
     #[tokio::test]
     async fn a_stranger_on_the_same_ip_cannot_take_a_side_over() {
         let service = local_service(RelayConfig::default());
-        let relay = service.allocate("s", [LOCAL, LOCAL], || {}).await.unwrap();
+        let relay = service.allocate("s", [LOCAL, LOCAL], |_| {}).await.unwrap();
         let (a, b) = (
             UdpSocket::bind((LOCAL, 0)).await.unwrap(),
             UdpSocket::bind((LOCAL, 0)).await.unwrap(),
@@ -553,7 +558,7 @@ mod tests {
         });
         let registered: IpAddr = "192.0.2.7".parse().unwrap();
         let relay = service
-            .allocate("s", [registered, registered], || {})
+            .allocate("s", [registered, registered], |_| {})
             .await
             .unwrap();
         let a = UdpSocket::bind((LOCAL, 0)).await.unwrap();
@@ -562,7 +567,7 @@ mod tests {
         a.send_to(b"y", (LOCAL, relay.ports[0])).await.unwrap();
         assert_eq!(recv(&b).await, None, "127.0.0.1 is not the registered peer");
         let err = service
-            .allocate("t", [LOCAL, LOCAL], || {})
+            .allocate("t", [LOCAL, LOCAL], |_| {})
             .await
             .unwrap_err();
         assert!(
@@ -581,15 +586,15 @@ mod tests {
         let mut freed = service.freed();
         let ip = |s: &str| s.parse::<IpAddr>().unwrap();
         let one = service
-            .allocate("a", [ip("192.0.2.1"), ip("198.51.100.1")], || {})
+            .allocate("a", [ip("192.0.2.1"), ip("198.51.100.1")], |_| {})
             .await
             .unwrap();
         let _two = service
-            .allocate("a", [ip("192.0.2.1"), ip("198.51.100.2")], || {})
+            .allocate("a", [ip("192.0.2.1"), ip("198.51.100.2")], |_| {})
             .await
             .unwrap();
         let e = service
-            .allocate("a", [ip("192.0.2.9"), ip("198.51.100.9")], || {})
+            .allocate("a", [ip("192.0.2.9"), ip("198.51.100.9")], |_| {})
             .await
             .unwrap_err();
         assert!(
@@ -597,12 +602,12 @@ mod tests {
             "{e:?}"
         );
         let _three = service
-            .allocate("b", [ip("192.0.2.1"), ip("198.51.100.3")], || {})
+            .allocate("b", [ip("192.0.2.1"), ip("198.51.100.3")], |_| {})
             .await
             .unwrap();
         // 192.0.2.1 has a side in three relays; IPv6 addresses of one /64 count as one client.
         let e = service
-            .allocate("c", [ip("192.0.2.1"), ip("198.51.100.4")], || {})
+            .allocate("c", [ip("192.0.2.1"), ip("198.51.100.4")], |_| {})
             .await
             .unwrap_err();
         assert!(
@@ -614,14 +619,14 @@ mod tests {
                 .allocate(
                     &format!("v6-{n}"),
                     [ip(&format!("2001:db8::{n}")), ip("192.0.2.50")],
-                    || {},
+                    |_| {},
                 )
                 .await
                 .map(std::mem::forget)
                 .unwrap_or_else(|e| panic!("{n}: {e:?}"));
         }
         let e = service
-            .allocate("v6-4", [ip("2001:db8::ffff"), ip("192.0.2.51")], || {})
+            .allocate("v6-4", [ip("2001:db8::ffff"), ip("192.0.2.51")], |_| {})
             .await
             .unwrap_err();
         assert!(e.message.contains("2001:db8::"), "{e:?}");
@@ -632,7 +637,7 @@ mod tests {
             .expect("capacity freed is announced")
             .unwrap();
         service
-            .allocate("a", [ip("192.0.2.9"), ip("198.51.100.9")], || {})
+            .allocate("a", [ip("192.0.2.9"), ip("198.51.100.9")], |_| {})
             .await
             .expect("the session has room again");
     }
@@ -646,8 +651,8 @@ mod tests {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let started = Instant::now();
         let relay = service
-            .allocate("s", [LOCAL, LOCAL], move || {
-                let _ = tx.send(());
+            .allocate("s", [LOCAL, LOCAL], move |carried| {
+                let _ = tx.send(carried);
             })
             .await
             .unwrap();
@@ -659,10 +664,11 @@ mod tests {
                 .unwrap();
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        tokio::time::timeout(Duration::from_secs(3), rx)
+        let carried = tokio::time::timeout(Duration::from_secs(3), rx)
             .await
             .expect("idle callback")
             .unwrap();
+        assert!(!carried, "nothing reached the other side");
         let took = started.elapsed();
         assert!(
             took >= Duration::from_millis(400) && took < Duration::from_millis(1500),

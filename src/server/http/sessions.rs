@@ -25,7 +25,7 @@ use crate::server::token::Scope;
 use crate::server::ws;
 
 pub(super) async fn get_session(session: AuthedSession) -> Result<Response, ApiError> {
-    Ok(Json(session.handle.view().await?).into_response())
+    Ok(Json(session.handle.view(&session.claims.scope).await?).into_response())
 }
 
 pub(super) async fn delete_session(

@@ -16,7 +16,11 @@ use crate::server::ui;
 /// `GET /s/:id?t=ADMIN`: the operator dashboard, or a page saying why not.
 pub(super) async fn dashboard(session: Result<AdminSession, ApiError>) -> Response {
     let view = match session {
-        Ok(AdminSession(session)) => session.handle.view().await.map_err(ApiError::from),
+        Ok(AdminSession(session)) => session
+            .handle
+            .view(&session.claims.scope)
+            .await
+            .map_err(ApiError::from),
         Err(e) => Err(e),
     };
     match view {

@@ -11,7 +11,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::core::SessionCore;
+use super::core::{ConnLimits, SessionCore};
 use super::effects::{ConnId, Effects, RelayOp, Target};
 use super::error::SessionError;
 use super::model::SessionRecord;
@@ -50,6 +50,8 @@ enum Command {
         conn: ConnId,
     },
     View {
+        /// What the asking token may read.
+        scope: Scope,
         reply: oneshot::Sender<SessionView>,
     },
     Tally {
@@ -68,6 +70,8 @@ enum Command {
     RelayIdle {
         stream: usize,
         generation: u64,
+        /// Whether it had carried anything.
+        carried: bool,
     },
     Close {
         reason: String,
@@ -125,8 +129,10 @@ impl SessionHandle {
         let _ = self.tx.send(Command::Detach { conn }).await;
     }
 
-    pub async fn view(&self) -> Result<SessionView, SessionError> {
-        self.request(|reply| Command::View { reply }).await
+    /// The session's view, as a token of `scope` may read it.
+    pub async fn view(&self, scope: &Scope) -> Result<SessionView, SessionError> {
+        let scope = scope.clone();
+        self.request(|reply| Command::View { scope, reply }).await
     }
 
     pub async fn set_tally(&self, stream: String, state: TallyState) -> Result<(), SessionError> {
@@ -180,7 +186,7 @@ pub struct SessionEnv {
     /// Lets the server wait for every session task at shutdown.
     pub tracker: TaskTracker,
     /// Connections one session accepts.
-    pub max_conns: usize,
+    pub conn_limits: ConnLimits,
     /// Direct versus relay.
     pub policy: PathPolicy,
     /// Where relays come from.
@@ -201,7 +207,7 @@ pub fn spawn(rec: SessionRecord, env: SessionEnv) -> SessionHandle {
     };
     let actor = Actor {
         me: handle.tx.downgrade(),
-        core: SessionCore::new(rec, env.max_conns, env.policy.clone()),
+        core: SessionCore::new(rec, env.conn_limits, env.policy.clone()),
         outs: HashMap::new(),
         relays: HashMap::new(),
         view_due: None,
@@ -307,11 +313,11 @@ impl Actor {
                 let fx = self.core.detach(conn, now);
                 let _ = self.apply(fx).await; // a failed store is logged and retried
             }
-            Command::View { reply } => {
+            Command::View { scope, reply } => {
                 if let Some(op) = self.core.touch(now) {
                     self.env.store.send(op).await;
                 }
-                let _ = reply.send(self.core.view());
+                let _ = reply.send(self.core.view_for(&scope));
             }
             Command::Tally {
                 stream,
@@ -332,8 +338,12 @@ impl Actor {
             Command::Coordinates { reply } => {
                 let _ = reply.send(self.core.coordinates());
             }
-            Command::RelayIdle { stream, generation } => {
-                let fx = self.core.relay_idle(stream, generation, now);
+            Command::RelayIdle {
+                stream,
+                generation,
+                carried,
+            } => {
+                let fx = self.core.relay_idle(stream, generation, carried, now);
                 let _ = self.apply(fx).await; // a failed store is logged and retried
             }
             Command::Close { reason, reply } => {
@@ -465,6 +475,11 @@ impl Actor {
                 }
             }
         }
+        for (conn, why) in fx.close {
+            if let Some(out) = self.outs.get(&conn) {
+                let _ = out.try_send(Outbound::Close(close_code::POLICY, why));
+            }
+        }
         // A connection whose queue is full is too slow to follow the session: dropping its sender
         // makes its task close the socket, and the detach frees its slot.
         for conn in slow {
@@ -500,11 +515,17 @@ impl Actor {
             } => {
                 // The relay's task tells this session when it frees itself.
                 let me = self.me.clone();
-                let on_idle = move || {
+                let on_idle = move |carried| {
                     if let Some(tx) = me.upgrade() {
                         // Waits for room: a lost notice would leave the stream on dead ports.
                         tokio::spawn(async move {
-                            let _ = tx.send(Command::RelayIdle { stream, generation }).await;
+                            let _ = tx
+                                .send(Command::RelayIdle {
+                                    stream,
+                                    generation,
+                                    carried,
+                                })
+                                .await;
                         });
                     }
                 };

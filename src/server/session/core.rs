@@ -20,6 +20,21 @@ use crate::server::token::Scope;
 /// How often a session with steady traffic writes its activity time to the database.
 const ACTIVITY_PERSIST_MS: i64 = 5_000;
 
+/// How many connections a session takes, and how soon they must say what they are for.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnLimits {
+    /// All connections together.
+    pub total: usize,
+    /// Connections with the admin token (dashboards, the CLI).
+    pub admin: usize,
+    /// Connections with the token of one side of one stream: a stream token cannot starve the
+    /// admin or the other streams.
+    pub per_side: usize,
+    /// A connection that has neither registered nor asked to watch this long after attaching
+    /// is closed (milliseconds).
+    pub identify_ms: i64,
+}
+
 /// One connection attached to the session.
 #[derive(Debug)]
 pub(super) struct ConnInfo {
@@ -29,6 +44,17 @@ pub(super) struct ConnInfo {
     pub(super) scope: Scope,
     /// The `(stream, role)` it holds once registered.
     pub(super) slot: Option<(usize, Role)>,
+    /// It asked to watch the session (a dashboard).
+    pub(super) watching: bool,
+    /// When it attached: it must register or watch within [`ConnLimits::identify_ms`].
+    attached_ms: i64,
+}
+
+impl ConnInfo {
+    /// It registered or watches: it keeps the session alive and is not closed for idling.
+    fn identified(&self) -> bool {
+        self.slot.is_some() || self.watching
+    }
 }
 
 /// The live holder of one side of a stream.
@@ -61,8 +87,8 @@ pub struct SessionCore {
     pub(super) runtime: Vec<StreamRuntime>,
     /// Every attached connection: peers and dashboards.
     pub(super) conns: HashMap<ConnId, ConnInfo>,
-    /// Connections the session accepts at most.
-    max_conns: usize,
+    /// Connections the session accepts.
+    limits: ConnLimits,
     /// Direct versus relay.
     pub(super) policy: PathPolicy,
     /// When the activity time was last stored (it is stored at most every few seconds).
@@ -80,7 +106,7 @@ pub(super) fn slot_index(role: Role) -> usize {
 }
 
 impl SessionCore {
-    pub fn new(rec: SessionRecord, max_conns: usize, policy: PathPolicy) -> Self {
+    pub fn new(rec: SessionRecord, limits: ConnLimits, policy: PathPolicy) -> Self {
         let holders = vec![[None, None]; rec.streams.len()];
         let runtime = rec
             .streams
@@ -93,7 +119,7 @@ impl SessionCore {
             holders,
             runtime,
             conns: HashMap::new(),
-            max_conns,
+            limits,
             policy,
             activity_persisted_ms,
             closed: false,
@@ -104,16 +130,60 @@ impl SessionCore {
         &self.rec.name
     }
 
+    /// Whether a connection that registered or watches is attached (such a connection keeps
+    /// the session alive; one that did neither does not).
     pub fn has_connections(&self) -> bool {
-        !self.conns.is_empty()
+        self.conns.values().any(ConnInfo::identified)
     }
 
-    /// When the session expires if nothing happens (never while a connection is open).
+    /// When the session expires if nothing happens (never while a peer or dashboard is there).
     pub fn expires_ms(&self) -> Option<i64> {
         if self.has_connections() {
             None
         } else {
             Some(self.rec.last_activity_ms + self.rec.ttl_s as i64 * 1000)
+        }
+    }
+
+    /// When [`tick`](Self::tick) has something to do.
+    pub fn next_deadline(&self) -> Option<i64> {
+        [self.direct_deadline(), self.identify_deadline()]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// Timers: direct attempts that did not connect in time, connections that did not say
+    /// what they are for.
+    pub fn tick(&mut self, now: i64) -> Effects {
+        let mut fx = Effects::default();
+        self.direct_timeouts(now, &mut fx);
+        self.close_unidentified(now, &mut fx);
+        fx
+    }
+
+    /// When the first connection that did not say what it is for is due to be closed.
+    fn identify_deadline(&self) -> Option<i64> {
+        self.conns
+            .values()
+            .filter(|c| !c.identified())
+            .map(|c| c.attached_ms + self.limits.identify_ms)
+            .min()
+    }
+
+    /// Closes the connections that neither registered nor watched in time.
+    fn close_unidentified(&mut self, now: i64, fx: &mut Effects) {
+        let secs = self.limits.identify_ms as f64 / 1000.0;
+        let due: Vec<ConnId> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| !c.identified() && c.attached_ms + self.limits.identify_ms <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for conn in due {
+            let why = format!("no `register` or `watch` within {secs} s of connecting");
+            fx.error(conn, ErrorCode::NotRegistered, why.clone());
+            fx.close.push((conn, why));
         }
     }
 
@@ -138,30 +208,45 @@ impl SessionCore {
         scope: Scope,
         now: i64,
     ) -> Result<Effects, SessionError> {
-        if self.conns.len() >= self.max_conns {
-            return Err(SessionError::new(
+        let full = |what: String| {
+            Err(SessionError::new(
                 ErrorCode::TooManyConnections,
-                format!(
-                    "session {} already has {} connections",
-                    self.rec.name, self.max_conns
-                ),
-            ));
+                format!("session {} already has {what}", self.rec.name),
+            ))
+        };
+        if self.conns.len() >= self.limits.total {
+            return full(format!("{} connections", self.limits.total));
         }
-        let scope_is_admin = scope == Scope::Admin;
+        let same_scope = self.conns.values().filter(|c| c.scope == scope).count();
+        match &scope {
+            Scope::Admin if same_scope >= self.limits.admin => {
+                return full(format!(
+                    "{} connections with its admin token",
+                    self.limits.admin
+                ));
+            }
+            Scope::Stream { stream, role } if same_scope >= self.limits.per_side => {
+                return full(format!(
+                    "{} connections with the token of the {role} of stream {stream:?}",
+                    self.limits.per_side
+                ));
+            }
+            _ => {}
+        }
         self.conns.insert(
             conn,
             ConnInfo {
                 ip,
                 scope,
                 slot: None,
+                watching: false,
+                attached_ms: now,
             },
         );
         let mut fx = Effects::default();
-        fx.store.extend(self.touch(now));
-        // A new connection learns where the session stands right away (a dashboard from the
-        // view that follows).
+        // A new connection learns where the session stands right away. It is not activity
+        // yet: only registering or watching keeps a session alive.
         fx.send(conn, ServerMessage::Session(self.summary()));
-        fx.view_changed = scope_is_admin;
         Ok(fx)
     }
 
@@ -170,6 +255,9 @@ impl SessionCore {
         let Some(info) = self.conns.remove(&conn) else {
             return fx;
         };
+        if !info.identified() {
+            return fx;
+        }
         self.rec.last_activity_ms = now;
         if let Some((idx, role)) = info.slot {
             self.with_summary_change(&mut fx, |core, fx| {
@@ -190,7 +278,7 @@ impl SessionCore {
             });
         }
         // Persist the time the last connection left: the TTL counts from it, also across restarts.
-        if self.conns.is_empty() {
+        if !self.has_connections() {
             self.activity_persisted_ms = now;
             fx.store.push(StoreOp::Activity {
                 session: self.rec.name.clone(),
@@ -205,8 +293,8 @@ impl SessionCore {
         if !self.conns.contains_key(&conn) {
             return fx;
         }
-        fx.store.extend(self.touch(now));
         match msg {
+            ClientMessage::Watch => self.watch(conn, &mut fx),
             ClientMessage::Register(r) => self.register(conn, r, now, &mut fx),
             ClientMessage::Health(h) => self.health(conn, h, now, &mut fx),
             ClientMessage::Status(s) => {
@@ -227,7 +315,29 @@ impl SessionCore {
                 }
             }
         }
+        // Only what a peer or a dashboard does is activity (a connection that never said what
+        // it is for does not keep the session alive).
+        if self.conns.get(&conn).is_some_and(ConnInfo::identified) {
+            fx.store.extend(self.touch(now));
+        }
         fx
+    }
+
+    fn watch(&mut self, conn: ConnId, fx: &mut Effects) {
+        let Some(info) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        if info.scope != Scope::Admin {
+            fx.error(
+                conn,
+                ErrorCode::Forbidden,
+                "only the session's admin token can watch it; a stream token registers its side",
+            );
+            return;
+        }
+        info.watching = true;
+        // The dashboard's first view follows.
+        fx.view_changed = true;
     }
 
     fn registered_slot(&self, conn: ConnId, what: &str, fx: &mut Effects) -> Option<(usize, Role)> {

@@ -39,6 +39,8 @@ pub struct Effects {
     pub relay: Vec<RelayOp>,
     /// The session view changed: dashboards should get a fresh one.
     pub view_changed: bool,
+    /// Connections to close (after their messages above), and why.
+    pub close: Vec<(ConnId, String)>,
 }
 
 impl Effects {

@@ -23,6 +23,7 @@ pub mod persist;
 mod view;
 
 pub use actor::{Outbound, SessionEnv, SessionHandle, spawn};
+pub use core::ConnLimits;
 pub use effects::ConnId;
 pub use error::SessionError;
 pub use path::PathPolicy;

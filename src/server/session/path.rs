@@ -280,15 +280,24 @@ impl SessionCore {
         fx
     }
 
-    /// The relay of stream `idx` freed itself (no traffic): pair the stream again, so that its
-    /// peers, if they are still there, get fresh coordinates.
-    pub fn relay_idle(&mut self, idx: usize, generation: u64, now: i64) -> Effects {
+    /// The relay of stream `idx` freed itself (no traffic for the idle time). If it had carried
+    /// media, the stream pairs again, so that its peers, if they are still there, get fresh
+    /// coordinates. If it never carried anything its sides cannot (or do not mean to) use one:
+    /// no new relay until a side registers again, so that a registration that never sends holds
+    /// no relay for longer than the idle time.
+    pub fn relay_idle(&mut self, idx: usize, generation: u64, carried: bool, now: i64) -> Effects {
         let mut fx = Effects::default();
         if self.runtime[idx].generation != generation {
             return fx;
         }
         self.with_summary_change(&mut fx, |core, fx| {
             core.reset_path(idx, fx);
+            if !carried {
+                core.runtime[idx].path_reason = Some(
+                    "the relay carried nothing for its idle time and was freed; a side registering again asks for a new one".into(),
+                );
+                return;
+            }
             if core.both_registered(idx) && core.pair(idx, now, fx) {
                 core.send_coordinates(idx, fx);
             }
@@ -296,14 +305,13 @@ impl SessionCore {
         fx
     }
 
-    /// When [`tick`](Self::tick) has something to do.
-    pub fn next_deadline(&self) -> Option<i64> {
+    /// When the first direct attempt gives way to the relay.
+    pub(super) fn direct_deadline(&self) -> Option<i64> {
         self.runtime.iter().filter_map(|r| r.direct_deadline).min()
     }
 
     /// Gives up on direct attempts that did not connect in time.
-    pub fn tick(&mut self, now: i64) -> Effects {
-        let mut fx = Effects::default();
+    pub(super) fn direct_timeouts(&mut self, now: i64, fx: &mut Effects) {
         for idx in 0..self.runtime.len() {
             if self.runtime[idx].direct_deadline.is_some_and(|d| d <= now)
                 && self.both_registered(idx)
@@ -312,10 +320,9 @@ impl SessionCore {
                 self.request_relay(
                     idx,
                     format!("no direct SRT connection within {secs} s (a NAT or firewall blocks the rendezvous)"),
-                    &mut fx,
+                    fx,
                 );
             }
         }
-        fx
     }
 }

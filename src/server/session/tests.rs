@@ -2,17 +2,27 @@
 
 use std::net::IpAddr;
 
-use super::core::SessionCore;
+use super::core::{ConnLimits, SessionCore};
 use super::effects::{ConnId, Effects, RelayOp, Target};
 use super::model::{SessionRecord, StreamRecord};
 use super::path::PathPolicy;
 use crate::protocol::{
     ClientMessage, Endpoint, ErrorCode, Health, MediaPath, NatMapping, NatReport, PeerInfo,
-    PeerMeta, Port, Register, Registered, Role, ServerMessage, SessionState, SrtStatus,
+    PeerMeta, PeerStatus, Port, Register, Registered, Role, ServerMessage, SessionState, SrtStatus,
     StatusReport, TallyState,
 };
 use crate::server::relay::Refusal;
 use crate::server::token::Scope;
+
+/// Connection limits of `total`, the other limits out of the way.
+fn limits(total: usize) -> ConnLimits {
+    ConnLimits {
+        total,
+        admin: total,
+        per_side: total,
+        identify_ms: 5_000,
+    }
+}
 
 fn record(streams: &[&str]) -> SessionRecord {
     SessionRecord {
@@ -66,7 +76,7 @@ fn ip(s: &str) -> IpAddr {
 
 #[test]
 fn both_sides_get_each_others_coordinates_and_one_passphrase() {
-    let mut core = SessionCore::new(record(&["cam"]), 8, PathPolicy::default());
+    let mut core = SessionCore::new(record(&["cam"]), limits(8), PathPolicy::default());
     core.attach(1, ip("203.0.113.2"), Scope::Admin, 0).unwrap();
     core.attach(2, ip("198.51.100.2"), Scope::Admin, 0).unwrap();
     let fx = core.handle(1, register(None, Role::Sender, 9000), 1);
@@ -135,7 +145,7 @@ fn both_sides_get_each_others_coordinates_and_one_passphrase() {
 
 #[test]
 fn refusals() {
-    let mut core = SessionCore::new(record(&["a", "b"]), 3, PathPolicy::default());
+    let mut core = SessionCore::new(record(&["a", "b"]), limits(3), PathPolicy::default());
     let stream_b_sender = Scope::Stream {
         stream: "b".into(),
         role: Role::Sender,
@@ -184,7 +194,7 @@ fn refusals() {
 
 #[test]
 fn tally_reaches_both_peers_and_the_state_is_the_least_advanced_stream() {
-    let mut core = SessionCore::new(record(&["a", "b"]), 8, PathPolicy::default());
+    let mut core = SessionCore::new(record(&["a", "b"]), limits(8), PathPolicy::default());
     core.attach(1, ip("127.0.0.1"), Scope::Admin, 0).unwrap();
     core.attach(2, ip("127.0.0.1"), Scope::Admin, 0).unwrap();
     core.handle(1, register(Some("a"), Role::Sender, 1000), 1);
@@ -231,7 +241,7 @@ fn peers_sent(fx: &Effects, conn: ConnId) -> Vec<PeerInfo> {
 
 #[test]
 fn mapped_addresses_are_handed_out_and_symmetric_nats_are_relayed() {
-    let mut core = SessionCore::new(record(&["cam"]), 8, PathPolicy::default());
+    let mut core = SessionCore::new(record(&["cam"]), limits(8), PathPolicy::default());
     core.attach(1, ip("203.0.113.2"), Scope::Admin, 0).unwrap();
     core.attach(2, ip("198.51.100.2"), Scope::Admin, 0).unwrap();
     core.handle(
@@ -335,7 +345,7 @@ fn mapped_addresses_are_handed_out_and_symmetric_nats_are_relayed() {
     };
     let (current, _) = core.relay_ready(0, generation, [40010, 40011]);
     assert!(current);
-    let fx = core.relay_idle(0, generation, 8);
+    let fx = core.relay_idle(0, generation, true, 8);
     assert!(
         matches!(
             fx.relay.as_slice(),
@@ -352,7 +362,7 @@ fn a_direct_attempt_that_does_not_connect_in_time_is_relayed() {
         relay: true,
         direct_timeout_ms: 5_000,
     };
-    let mut core = SessionCore::new(record(&["cam"]), 8, policy);
+    let mut core = SessionCore::new(record(&["cam"]), limits(8), policy);
     core.attach(1, ip("203.0.113.2"), Scope::Admin, 0).unwrap();
     core.attach(2, ip("198.51.100.2"), Scope::Admin, 0).unwrap();
     core.handle(1, register(None, Role::Sender, 9000), 1_000);
@@ -403,7 +413,7 @@ fn a_direct_attempt_that_does_not_connect_in_time_is_relayed() {
 
 #[test]
 fn connecting_in_time_cancels_the_fallback() {
-    let mut core = SessionCore::new(record(&["cam"]), 8, PathPolicy::default());
+    let mut core = SessionCore::new(record(&["cam"]), limits(8), PathPolicy::default());
     core.attach(1, ip("203.0.113.2"), Scope::Admin, 0).unwrap();
     core.attach(2, ip("198.51.100.2"), Scope::Admin, 0).unwrap();
     core.handle(1, register(None, Role::Sender, 9000), 0);
@@ -424,12 +434,16 @@ fn connecting_in_time_cancels_the_fallback() {
 
 #[test]
 fn latency_changes_reach_both_peers_and_watchers_are_dashboards() {
-    let mut core = SessionCore::new(record(&["cam"]), 8, PathPolicy::default());
+    let mut core = SessionCore::new(record(&["cam"]), limits(8), PathPolicy::default());
     core.attach(1, ip("203.0.113.2"), Scope::Admin, 0).unwrap();
     core.attach(2, ip("198.51.100.2"), Scope::Admin, 0).unwrap();
     core.attach(3, ip("192.0.2.9"), Scope::Admin, 0).unwrap();
     core.handle(1, register(None, Role::Sender, 9000), 0);
     core.handle(2, register(None, Role::Receiver, 9000), 0);
+    // Admin connections that registered hold sides; the one that asked to watch is the
+    // dashboard.
+    assert!(core.watchers().next().is_none());
+    core.handle(3, ClientMessage::Watch, 0);
     assert_eq!(core.watchers().collect::<Vec<_>>(), vec![3]);
     let fx = core.set_latency("cam", 480, 1).unwrap();
     assert!(fx.view_changed);
@@ -450,7 +464,7 @@ fn the_direct_timer_restarts_when_a_link_breaks_or_a_side_returns_and_never_runs
         relay: true,
         direct_timeout_ms: 5_000,
     };
-    let mut core = SessionCore::new(record(&["cam"]), 8, policy.clone());
+    let mut core = SessionCore::new(record(&["cam"]), limits(8), policy.clone());
     core.attach(1, ip("203.0.113.2"), Scope::Admin, 0).unwrap();
     core.attach(2, ip("198.51.100.2"), Scope::Admin, 0).unwrap();
     core.handle(1, register(None, Role::Sender, 9000), 0);
@@ -470,7 +484,7 @@ fn the_direct_timer_restarts_when_a_link_breaks_or_a_side_returns_and_never_runs
     assert_eq!(core.next_deadline(), Some(27_000));
 
     // Two third-party tools (punch peer) cannot report: no timer, no relay they did not need.
-    let mut core = SessionCore::new(record(&["cam"]), 8, policy);
+    let mut core = SessionCore::new(record(&["cam"]), limits(8), policy);
     core.attach(1, ip("203.0.113.2"), Scope::Admin, 0).unwrap();
     core.attach(2, ip("198.51.100.2"), Scope::Admin, 0).unwrap();
     for (conn, role) in [(1, Role::Sender), (2, Role::Receiver)] {
@@ -486,7 +500,7 @@ fn the_direct_timer_restarts_when_a_link_breaks_or_a_side_returns_and_never_runs
 
 #[test]
 fn a_mapped_address_must_be_an_address() {
-    let mut core = SessionCore::new(record(&["cam"]), 8, PathPolicy::default());
+    let mut core = SessionCore::new(record(&["cam"]), limits(8), PathPolicy::default());
     core.attach(1, ip("203.0.113.2"), Scope::Admin, 0).unwrap();
     for (ip_text, port) in [("1.2.3.4?mode=caller&x", 9000), ("203.0.113.2", 0)] {
         let fx = core.handle(
@@ -557,7 +571,7 @@ fn symmetric_pair(core: &mut SessionCore, now: i64) -> u64 {
 
 #[test]
 fn a_stream_refused_for_relay_capacity_waits_and_asks_again_when_capacity_frees() {
-    let mut core = SessionCore::new(record(&["cam"]), 8, PathPolicy::default());
+    let mut core = SessionCore::new(record(&["cam"]), limits(8), PathPolicy::default());
     let generation = symmetric_pair(&mut core, 0);
     let fx = core.relay_failed(
         0,
@@ -589,7 +603,7 @@ fn a_stream_refused_for_relay_capacity_waits_and_asks_again_when_capacity_frees(
 
 #[test]
 fn a_relay_is_released_as_soon_as_both_sides_have_left() {
-    let mut core = SessionCore::new(record(&["cam"]), 8, PathPolicy::default());
+    let mut core = SessionCore::new(record(&["cam"]), limits(8), PathPolicy::default());
     let generation = symmetric_pair(&mut core, 0);
     core.relay_ready(0, generation, [40000, 40001]);
     // One side leaving keeps it (its signalling may be reconnecting)...
@@ -598,4 +612,168 @@ fn a_relay_is_released_as_soon_as_both_sides_have_left() {
     let fx = core.detach(2, 2);
     assert_eq!(fx.relay, vec![RelayOp::Stop { stream: 0 }]);
     assert_eq!(core.view().streams[0].path, None);
+}
+
+#[test]
+fn connections_that_neither_register_nor_watch_are_closed_and_keep_nothing_alive() {
+    let mut core = SessionCore::new(record(&["cam"]), limits(8), PathPolicy::default());
+    core.attach(1, ip("192.0.2.1"), Scope::Admin, 1_000)
+        .unwrap();
+    // An idle socket is not activity: the session's TTL runs on.
+    assert_eq!(core.expires_ms(), Some(60_000));
+    assert_eq!(core.next_deadline(), Some(6_000));
+    assert!(core.tick(5_999).close.is_empty());
+    let fx = core.tick(6_000);
+    assert_eq!(fx.close.len(), 1);
+    assert_eq!(fx.close[0].0, 1);
+    assert!(fx.close[0].1.contains("within 5 s"), "{}", fx.close[0].1);
+    assert!(
+        sent_to(&fx, 1)
+            .iter()
+            .any(|m| matches!(m, ServerMessage::Error(e) if e.code == ErrorCode::NotRegistered))
+    );
+
+    // Watching (admin only) or registering is what keeps a session alive.
+    core.attach(2, ip("192.0.2.2"), Scope::Admin, 2_000)
+        .unwrap();
+    core.handle(2, ClientMessage::Watch, 2_000);
+    assert_eq!(core.expires_ms(), None);
+    let cam = Scope::Stream {
+        stream: "cam".into(),
+        role: Role::Sender,
+    };
+    core.attach(3, ip("192.0.2.3"), cam, 2_000).unwrap();
+    let fx = core.handle(3, ClientMessage::Watch, 2_000);
+    assert!(
+        sent_to(&fx, 3)
+            .iter()
+            .any(|m| matches!(m, ServerMessage::Error(e) if e.code == ErrorCode::Forbidden))
+    );
+}
+
+#[test]
+fn connections_are_bounded_per_token_scope() {
+    let mut core = SessionCore::new(
+        record(&["a", "b"]),
+        ConnLimits {
+            total: 10,
+            admin: 2,
+            per_side: 3,
+            identify_ms: 5_000,
+        },
+        PathPolicy::default(),
+    );
+    let a_sender = Scope::Stream {
+        stream: "a".into(),
+        role: Role::Sender,
+    };
+    for conn in 0..3 {
+        core.attach(conn, ip("192.0.2.1"), a_sender.clone(), 0)
+            .unwrap();
+    }
+    // One stream token's fourth socket is refused...
+    let e = core.attach(3, ip("192.0.2.1"), a_sender, 0).unwrap_err();
+    assert_eq!(e.code, ErrorCode::TooManyConnections);
+    assert!(
+        e.message.contains("sender of stream \"a\""),
+        "{}",
+        e.message
+    );
+    // ...and does not starve the admin or the other streams.
+    core.attach(10, ip("192.0.2.9"), Scope::Admin, 0).unwrap();
+    core.attach(11, ip("192.0.2.9"), Scope::Admin, 0).unwrap();
+    assert!(core.attach(12, ip("192.0.2.9"), Scope::Admin, 0).is_err());
+    let b_receiver = Scope::Stream {
+        stream: "b".into(),
+        role: Role::Receiver,
+    };
+    core.attach(20, ip("192.0.2.5"), b_receiver, 0).unwrap();
+}
+
+#[test]
+fn a_stream_token_reads_its_own_stream_and_only_the_others_status() {
+    let mut core = SessionCore::new(record(&["cam1", "cam2"]), limits(8), PathPolicy::default());
+    let side = |stream: &str, role| Scope::Stream {
+        stream: stream.into(),
+        role,
+    };
+    core.attach(1, ip("203.0.113.2"), side("cam1", Role::Sender), 0)
+        .unwrap();
+    core.attach(2, ip("198.51.100.2"), side("cam1", Role::Receiver), 0)
+        .unwrap();
+    core.attach(3, ip("192.0.2.7"), side("cam2", Role::Receiver), 0)
+        .unwrap();
+    core.handle(
+        1,
+        register_nat(
+            Role::Sender,
+            9000,
+            ("203.0.113.2", 24419),
+            NatMapping::EndpointIndependent,
+        ),
+        0,
+    );
+    core.handle(3, register(Some("cam2"), Role::Receiver, 9000), 0);
+    // cam2's receiver sees nothing of cam1.
+    let v = core.view_for(&side("cam2", Role::Receiver));
+    assert_eq!(v.streams.len(), 1);
+    assert_eq!(v.streams[0].name, "cam2");
+    // cam1's receiver, before it is paired, sees the sender's status only.
+    let v = core.view_for(&side("cam1", Role::Receiver));
+    let sender = &v.streams[0].sender;
+    assert_eq!(sender.status, PeerStatus::Registered);
+    assert!(sender.address.is_none() && sender.nat.is_none() && sender.meta.is_none());
+    // Once it is the direct rendezvous peer, its address (it was sent it anyway).
+    core.handle(2, register(Some("cam1"), Role::Receiver, 9001), 1);
+    let v = core.view_for(&side("cam1", Role::Receiver));
+    assert_eq!(
+        v.streams[0].sender.address.as_ref().map(|a| a.port),
+        Some(24419)
+    );
+    assert!(v.streams[0].sender.nat.is_none());
+    assert!(
+        v.streams[0].receiver.nat.is_none(),
+        "no discovery was reported"
+    );
+    // The admin reads everything.
+    let v = core.view_for(&Scope::Admin);
+    assert_eq!(v.streams.len(), 2);
+    assert!(v.streams[0].sender.nat.is_some());
+}
+
+#[test]
+fn a_relay_that_never_carried_anything_is_not_given_again_until_a_side_registers() {
+    let mut core = SessionCore::new(record(&["cam"]), limits(8), PathPolicy::default());
+    let generation = symmetric_pair(&mut core, 0);
+    core.relay_ready(0, generation, [40000, 40001]);
+    let fx = core.relay_idle(0, generation, false, 60_000);
+    assert_eq!(fx.relay, vec![RelayOp::Stop { stream: 0 }]);
+    let v = core.view();
+    assert_eq!(v.streams[0].path, None);
+    assert!(
+        v.streams[0]
+            .path_reason
+            .as_ref()
+            .unwrap()
+            .contains("carried nothing")
+    );
+    // The receiver registers again (its element restarted): a relay is asked for again.
+    core.detach(2, 61_000);
+    core.attach(3, ip("198.51.100.2"), Scope::Admin, 61_000)
+        .unwrap();
+    let fx = core.handle(
+        3,
+        register_nat(
+            Role::Receiver,
+            9000,
+            ("198.51.100.2", 61001),
+            NatMapping::EndpointDependent,
+        ),
+        61_000,
+    );
+    assert!(
+        matches!(fx.relay.as_slice(), [RelayOp::Start { .. }]),
+        "{:?}",
+        fx.relay
+    );
 }

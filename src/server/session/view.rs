@@ -5,8 +5,8 @@ use super::core::{Holder, SessionCore, slot_index};
 use super::effects::ConnId;
 use super::health;
 use crate::protocol::{
-    Endpoint, PeerStatus, PeerView, Role, SessionState, SessionUpdate, SessionView, SrtStatus,
-    StreamSummary, StreamView,
+    Endpoint, MediaPath, PeerStatus, PeerView, Role, SessionState, SessionUpdate, SessionView,
+    SrtStatus, StreamSummary, StreamView,
 };
 use crate::server::time::format_time;
 use crate::server::token::Scope;
@@ -51,11 +51,11 @@ impl SessionCore {
             .collect()
     }
 
-    /// Admin connections that hold no slot: dashboards.
+    /// Connections that asked to watch: dashboards.
     pub fn watchers(&self) -> impl Iterator<Item = ConnId> + '_ {
         self.conns
             .iter()
-            .filter(|(_, c)| c.scope == Scope::Admin && c.slot.is_none())
+            .filter(|(_, c)| c.watching)
             .map(|(id, _)| *id)
     }
 
@@ -179,5 +179,41 @@ impl SessionCore {
             connected,
             streams,
         }
+    }
+
+    /// The view a token of `scope` may read. The admin token reads everything. A stream token
+    /// reads its own stream only, and of the other side only what it needs: its status, and its
+    /// address only while it is this side's direct rendezvous peer (it was sent that address
+    /// anyway), never its meta, NAT report or health.
+    pub fn view_for(&self, scope: &Scope) -> SessionView {
+        let mut view = self.view();
+        let Scope::Stream { stream, role } = scope else {
+            return view;
+        };
+        view.streams.retain(|s| &s.name == stream);
+        for s in &mut view.streams {
+            let direct_peer = s.path == Some(MediaPath::Direct)
+                && s.sender.status != PeerStatus::Waiting
+                && s.receiver.status != PeerStatus::Waiting;
+            let other = match role {
+                Role::Sender => &mut s.receiver,
+                Role::Receiver => &mut s.sender,
+            };
+            *other = PeerView {
+                status: other.status,
+                srt: other.srt,
+                address: if direct_peer {
+                    other.address.take()
+                } else {
+                    None
+                },
+                meta: None,
+                registered_at: None,
+                last_health: None,
+                health_at: None,
+                nat: None,
+            };
+        }
+        view
     }
 }

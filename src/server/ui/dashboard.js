@@ -1087,6 +1087,9 @@
     let gotMessage = false;
     ws.addEventListener('open', () => {
       if (app.ws !== ws) return;
+      // Says this connection is a dashboard: the server then pushes a view on every change
+      // (and closes connections that say nothing).
+      ws.send(JSON.stringify({ type: 'watch' }));
       app.wsLive = true;
       setLive('live');
     });

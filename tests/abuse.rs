@@ -1,0 +1,381 @@
+//! The outside review's attacks against a real server on loopback: each reproduces what the
+//! reviewer did and asserts the server's answer (docs/security.md lists every limit).
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use punch::client::Signalling;
+use punch::protocol::{
+    ClientMessage, NatMapping, NatReport, PeerMeta, Port, Register, Role, ServerMessage,
+};
+use punch::server::relay::RelayConfig;
+use punch::server::{Limits, ServerConfig};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+/// A registration that claims a symmetric NAT: the server relays such a stream at once.
+fn symmetric(stream: &str, role: Role) -> ClientMessage {
+    ClientMessage::Register(Register {
+        stream: Some(stream.into()),
+        port: Port(9000),
+        role,
+        meta: PeerMeta::default(),
+        nat: Some(NatReport {
+            mapped: None,
+            mapping: NatMapping::EndpointDependent,
+        }),
+        reports: true,
+    })
+}
+
+/// A session `name` of `streams` streams whose every side is registered, claiming a symmetric
+/// NAT and never sending a datagram: its admin token and the open connections.
+struct Hog {
+    admin: String,
+    conns: Vec<Signalling>,
+}
+
+async fn relay_hog(base: &str, name: &str, streams: usize) -> Hog {
+    let names: Vec<String> = (0..streams).map(|i| format!("s{i}")).collect();
+    let created = create(base, json!({"name": name, "streams": names})).await;
+    let admin = created["token"].as_str().unwrap().to_string();
+    let mut conns = Vec::new();
+    for stream in &names {
+        for role in [Role::Sender, Role::Receiver] {
+            let mut sig = connect(base, name, &admin).await;
+            sig.send(&symmetric(stream, role)).await.unwrap();
+            expect_msg(&mut sig, "registered", |m| {
+                matches!(m, ServerMessage::Registered(_)).then_some(())
+            })
+            .await;
+            conns.push(sig);
+        }
+    }
+    Hog { admin, conns }
+}
+
+/// `(path, path_reason)` of each stream of a session view.
+fn paths(view: &Value) -> Vec<(String, String)> {
+    view["streams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["path"].as_str().unwrap_or("none").to_string(),
+                s["path_reason"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Polls `check` every 50 ms until it answers, for at most [`WAIT`].
+async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(t) = check().await {
+            return t;
+        }
+        assert!(start.elapsed() < WAIT, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn relay_exhaustion_is_bounded_and_waiting_streams_get_a_relay_when_one_frees() {
+    let srv = start(ServerConfig {
+        relay: RelayConfig {
+            per_session: 3,
+            per_ip: 5,
+            ..RelayConfig::default()
+        },
+        ..ServerConfig::default()
+    })
+    .await;
+    // The review: sessions of many streams, every side claiming a symmetric NAT, no datagram.
+    let one = relay_hog(&srv.base, "hog1", 6).await;
+    let two = relay_hog(&srv.base, "hog2", 6).await;
+    let base = srv.base.clone();
+    let relays = || {
+        let base = base.clone();
+        async move { healthz(&base).await["relays"].as_u64().unwrap() }
+    };
+    // hog1 gets its per-session limit (3), hog2 what is left of the address's (2).
+    eventually("5 relays", || async { (relays().await == 5).then_some(()) }).await;
+    let (_, v) = get_session(&srv.base, "hog1", &one.admin).await;
+    let relayed = paths(&v).iter().filter(|(p, _)| p == "relay").count();
+    assert_eq!(relayed, 3, "{v}");
+    let (_, v) = get_session(&srv.base, "hog2", &two.admin).await;
+    let waiting: Vec<_> = paths(&v)
+        .into_iter()
+        .filter(|(p, _)| p != "relay")
+        .collect();
+    assert_eq!(waiting.len(), 4, "{v}");
+    for (_, why) in &waiting {
+        assert!(
+            why.contains("waiting for relay capacity") && why.contains("--relay-per-ip"),
+            "{why}"
+        );
+    }
+    // hog1 ends: its relays are released at once and hog2's waiting streams take them.
+    let (status, _) = delete_session(&srv.base, "hog1", &one.admin).await;
+    assert_eq!(status, 200);
+    eventually("hog2 relayed up to the address's limit", || async {
+        let (_, v) = get_session(&srv.base, "hog2", &two.admin).await;
+        let relayed = paths(&v).iter().filter(|(p, _)| p == "relay").count();
+        (relayed == 3).then_some(())
+    })
+    .await;
+    assert!(relays().await <= 5);
+    drop(two.conns);
+    // Both sides of every stream left: no relay is kept for them.
+    eventually("no relay left", || async {
+        (relays().await == 0).then_some(())
+    })
+    .await;
+    srv.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_relay_that_carries_nothing_is_freed_after_the_idle_time_and_not_given_again() {
+    let srv = start(ServerConfig {
+        relay: RelayConfig {
+            idle: Duration::from_millis(800),
+            ..RelayConfig::default()
+        },
+        ..ServerConfig::default()
+    })
+    .await;
+    let hog = relay_hog(&srv.base, "idle", 2).await;
+    let relays = || async { healthz(&srv.base).await["relays"].as_u64().unwrap() };
+    eventually("2 relays", || async { (relays().await == 2).then_some(()) }).await;
+    let started = std::time::Instant::now();
+    eventually("relays freed", || async {
+        (relays().await == 0).then_some(())
+    })
+    .await;
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(3), "freed after {took:?}");
+    // The sides are still registered, but hold no relay: they never used one.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(relays().await, 0);
+    let (_, v) = get_session(&srv.base, "idle", &hog.admin).await;
+    for (_, why) in paths(&v) {
+        assert!(why.contains("carried nothing"), "{why}");
+    }
+    srv.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn creating_sessions_needs_the_create_key_when_the_server_has_one() {
+    let srv = start(ServerConfig {
+        create_key: Some("s3cret-create-key".into()),
+        ..ServerConfig::default()
+    })
+    .await;
+    let (status, v) = create_raw(&srv.base, "{}").await;
+    assert_eq!((status, code(&v)), (401, "unauthorized"));
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("create key"),
+        "{v}"
+    );
+    let (status, _) = api_request(
+        &srv.base,
+        Method::POST,
+        "/api/session",
+        "wrong",
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(status, 401);
+    let created = rest(&srv.base)
+        .create(&json!({"name": "keyed"}), Some("s3cret-create-key"))
+        .await
+        .expect("the key creates");
+    assert_eq!(created.session, "keyed");
+    srv.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn one_client_cannot_fill_the_session_table() {
+    let srv = start(ServerConfig {
+        trust_proxy: true,
+        limits: Limits {
+            sessions_per_ip: 3,
+            creates_per_minute: 0,
+            ..Limits::default()
+        },
+        ..ServerConfig::default()
+    })
+    .await;
+    // Three IPv6 addresses of one /64 (through the trusted proxy's header) are one client.
+    let create_from = |ip: &'static str, name: &'static str| {
+        let base = srv.base.clone();
+        async move {
+            let resp = reqwest::Client::new()
+                .post(format!("{base}/api/session"))
+                .header("x-forwarded-for", ip)
+                .json(&json!({ "name": name }))
+                .send()
+                .await
+                .unwrap();
+            let status = resp.status().as_u16();
+            (status, resp.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let mut admins = Vec::new();
+    for (i, ip) in ["2001:db8:7:7::1", "2001:db8:7:7::2", "2001:db8:7:7:ffff::3"]
+        .into_iter()
+        .enumerate()
+    {
+        let name: &'static str = ["a", "b", "c"][i];
+        let (status, v) = create_from(ip, name).await;
+        assert_eq!(status, 201, "{v}");
+        admins.push(v["token"].as_str().unwrap().to_string());
+    }
+    let (status, v) = create_from("2001:db8:7:7::99", "d").await;
+    assert_eq!((status, code(&v)), (429, "too_many_sessions"));
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("--sessions-per-ip"),
+        "{v}"
+    );
+    // Another /64 is another client.
+    assert_eq!(create_from("2001:db8:7:8::1", "e").await.0, 201);
+    // Closing one frees a place.
+    assert_eq!(delete_session(&srv.base, "a", &admins[0]).await.0, 200);
+    assert_eq!(create_from("2001:db8:7:7::99", "d").await.0, 201);
+    // A TTL beyond the server's maximum (24 h by default) is refused.
+    let (status, v) = create_raw(&srv.base, r#"{"ttl": 86401}"#).await;
+    assert_eq!(status, 400);
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("86400"),
+        "{v}"
+    );
+    srv.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn one_stream_token_cannot_lock_the_session_and_idle_sockets_are_closed() {
+    let srv = start(ServerConfig {
+        limits: Limits {
+            identify_timeout: Duration::from_millis(600),
+            ..Limits::default()
+        },
+        ..ServerConfig::default()
+    })
+    .await;
+    let created = create(
+        &srv.base,
+        json!({"name": "lock", "streams": ["cam1", "cam2"], "ttl": 1}),
+    )
+    .await;
+    let admin = created["token"].as_str().unwrap().to_string();
+    let cam1 = stream_token(&created, "cam1", "sender");
+    // The review: 64 idle sockets with one stream token. The fifth is refused...
+    let mut idle = Vec::new();
+    for _ in 0..4 {
+        idle.push(raw_ws(&srv.base, "lock", &cam1).await);
+    }
+    let mut fifth = raw_ws(&srv.base, "lock", &cam1).await;
+    let (code, message) = raw_error(&mut fifth).await;
+    assert_eq!(code, "too_many_connections");
+    assert!(message.contains("sender of stream \"cam1\""), "{message}");
+    // ...while the admin's dashboard and the other stream get in.
+    let mut dash = connect(&srv.base, "lock", &admin).await;
+    dash.send(&ClientMessage::Watch).await.unwrap();
+    expect_msg(&mut dash, "a view", |m| {
+        matches!(m, ServerMessage::View(_)).then_some(())
+    })
+    .await;
+    let mut cam2 = connect(
+        &srv.base,
+        "lock",
+        &stream_token(&created, "cam2", "receiver"),
+    )
+    .await;
+    cam2.send(&register(Some("cam2"), Role::Receiver, 9000))
+        .await
+        .unwrap();
+    expect_msg(&mut cam2, "registered", |m| {
+        matches!(m, ServerMessage::Registered(_)).then_some(())
+    })
+    .await;
+    // The idle sockets, which neither registered nor watched, are closed...
+    for ws in &mut idle {
+        let (code, reason) = raw_close_frame(ws).await.expect("a close frame");
+        assert_eq!(code, 1008);
+        assert!(reason.contains("no `register` or `watch`"), "{reason}");
+    }
+    drop((dash, cam2));
+    // ...and while only such sockets are open, the session expires (ttl 1 s).
+    let mut lurker = raw_ws(&srv.base, "lock", &cam1).await;
+    let _ = raw_next(&mut lurker).await;
+    // (Reading the session would be activity: watch the server's count instead.)
+    eventually("the session to expire", || async {
+        (healthz(&srv.base).await["sessions"] == 0).then_some(())
+    })
+    .await;
+    let (status, _) = get_session(&srv.base, "lock", &admin).await;
+    assert_eq!(status, 410);
+    srv.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_stream_token_reads_only_its_own_stream() {
+    let srv = start_default().await;
+    let created = create(
+        &srv.base,
+        json!({"name": "peek", "streams": {"cam1": {"label": "Wide"}, "cam2": null}}),
+    )
+    .await;
+    let mut cam1 = connect(&srv.base, "peek", &stream_token(&created, "cam1", "sender")).await;
+    let mut reg = register(Some("cam1"), Role::Sender, 9000);
+    if let ClientMessage::Register(r) = &mut reg {
+        r.meta.extra.insert("phone".into(), json!("+1 555 0100"));
+    }
+    cam1.send(&reg).await.unwrap();
+    expect_msg(&mut cam1, "registered", |m| {
+        matches!(m, ServerMessage::Registered(_)).then_some(())
+    })
+    .await;
+    // The review: cam2's receiver token read cam1's public IP, NAT report and meta.
+    let (status, v) = get_session(
+        &srv.base,
+        "peek",
+        &stream_token(&created, "cam2", "receiver"),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(v["streams"].as_array().unwrap().len(), 1, "{v}");
+    assert_eq!(v["streams"][0]["name"], "cam2");
+    assert!(!v.to_string().contains("555 0100"), "{v}");
+    // cam1's receiver sees its sender's status, not its address or meta.
+    let (_, v) = get_session(
+        &srv.base,
+        "peek",
+        &stream_token(&created, "cam1", "receiver"),
+    )
+    .await;
+    let sender = &v["streams"][0]["sender"];
+    assert_eq!(sender["status"], "registered");
+    assert!(
+        sender["address"].is_null() && sender["meta"].is_null(),
+        "{v}"
+    );
+    // The admin sees all.
+    let (_, v) = get_session(&srv.base, "peek", created["token"].as_str().unwrap()).await;
+    assert_eq!(v["streams"][0]["sender"]["meta"]["phone"], "+1 555 0100");
+    srv.server.shutdown().await;
+}
