@@ -379,3 +379,130 @@ async fn a_stream_token_reads_only_its_own_stream() {
     assert_eq!(v["streams"][0]["sender"]["meta"]["phone"], "+1 555 0100");
     srv.server.shutdown().await;
 }
+
+/// Reads from `tcp` until the server closes it; how long that took, or `None` if it stayed
+/// open past `limit`.
+async fn closed_within(tcp: &mut tokio::net::TcpStream, limit: Duration) -> Option<Duration> {
+    use tokio::io::AsyncReadExt;
+    let start = std::time::Instant::now();
+    let mut buf = [0u8; 1024];
+    loop {
+        match tokio::time::timeout(limit.saturating_sub(start.elapsed()), tcp.read(&mut buf)).await
+        {
+            Ok(Ok(0)) | Ok(Err(_)) => return Some(start.elapsed()),
+            Ok(Ok(_)) => continue,
+            Err(_) => return None,
+        }
+    }
+}
+
+async fn tcp(base: &str) -> tokio::net::TcpStream {
+    tokio::net::TcpStream::connect(base.trim_start_matches("http://"))
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn slow_and_idle_connections_are_closed_in_bounded_time_while_requests_go_on() {
+    use tokio::io::AsyncWriteExt;
+    let srv = start(ServerConfig {
+        limits: Limits {
+            header_timeout: Duration::from_secs(1),
+            body_timeout: Duration::from_secs(1),
+            keepalive_timeout: Duration::from_millis(1500),
+            ..Limits::default()
+        },
+        ..ServerConfig::default()
+    })
+    .await;
+    // The review's slowloris: connections that send nothing, and ones that send half a head.
+    let mut slow = Vec::new();
+    for i in 0..20 {
+        let mut c = tcp(&srv.base).await;
+        if i % 2 == 1 {
+            c.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+                .await
+                .unwrap();
+        }
+        slow.push(c);
+    }
+    // Normal requests keep working meanwhile.
+    for _ in 0..5 {
+        assert_eq!(healthz(&srv.base).await["status"], "ok");
+    }
+    for c in &mut slow {
+        let took = closed_within(c, Duration::from_secs(4))
+            .await
+            .expect("a slow connection is closed");
+        assert!(took < Duration::from_millis(1800), "closed after {took:?}");
+    }
+    // A body that never arrives in full: 408 once the body timeout is over.
+    let mut c = tcp(&srv.base).await;
+    c.write_all(b"POST /api/session HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"name\":")
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut answer = String::new();
+    let _ = tokio::time::timeout(Duration::from_secs(4), async {
+        use tokio::io::AsyncReadExt;
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = c.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+            answer.push_str(&String::from_utf8_lossy(&buf[..n]));
+            if answer.contains("\r\n\r\n") && answer.contains('}') {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("\"timeout\""), "{answer}");
+    assert!(started.elapsed() < Duration::from_millis(2500));
+    // A kept-alive connection idle after its answer is closed after the keep-alive timeout.
+    let mut c = tcp(&srv.base).await;
+    c.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let took = closed_within(&mut c, Duration::from_secs(5))
+        .await
+        .expect("an idle keep-alive connection is closed");
+    assert!(
+        took >= Duration::from_millis(1400) && took < Duration::from_millis(2500),
+        "closed after {took:?}"
+    );
+    srv.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn connections_are_capped_per_client_address() {
+    let srv = start(ServerConfig {
+        limits: Limits {
+            connections_per_ip: 5,
+            ..Limits::default()
+        },
+        ..ServerConfig::default()
+    })
+    .await;
+    let mut held = Vec::new();
+    for _ in 0..5 {
+        held.push(tcp(&srv.base).await);
+    }
+    // The sixth is closed at once, without an answer.
+    let mut sixth = tcp(&srv.base).await;
+    let took = closed_within(&mut sixth, Duration::from_secs(2))
+        .await
+        .expect("the sixth connection is refused");
+    assert!(took < Duration::from_millis(500), "{took:?}");
+    // Closing one makes room.
+    held.pop();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let resp = reqwest::Client::new()
+        .get(format!("{}/healthz", srv.base))
+        .send()
+        .await
+        .expect("a request once there is room");
+    assert_eq!(resp.status(), 200);
+    srv.server.shutdown().await;
+}

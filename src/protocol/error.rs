@@ -21,6 +21,8 @@ pub enum ErrorCode {
     BadMessage,
     /// A request body is larger than the server accepts.
     TooLarge,
+    /// A request (its body) did not arrive in time.
+    Timeout,
     /// No such endpoint.
     NotFound,
     /// The endpoint exists but not with this HTTP method.
@@ -72,6 +74,7 @@ impl ErrorCode {
             ErrorCode::InvalidJson => "invalid_json",
             ErrorCode::BadMessage => "bad_message",
             ErrorCode::TooLarge => "too_large",
+            ErrorCode::Timeout => "timeout",
             ErrorCode::NotFound => "not_found",
             ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::Unauthorized => "unauthorized",
@@ -125,6 +128,7 @@ mod tests {
             ErrorCode::InvalidJson,
             ErrorCode::BadMessage,
             ErrorCode::TooLarge,
+            ErrorCode::Timeout,
             ErrorCode::NotFound,
             ErrorCode::MethodNotAllowed,
             ErrorCode::Unauthorized,

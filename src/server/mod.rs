@@ -13,6 +13,7 @@ mod config;
 mod connect;
 mod http;
 mod limit;
+mod listener;
 mod registry;
 pub mod relay;
 mod session;
@@ -48,7 +49,10 @@ pub struct Server {
     stun_ports: Option<[u16; 2]>,
     cancel: CancellationToken,
     tracker: TaskTracker,
+    /// The accept loop.
     serve: tokio::task::JoinHandle<()>,
+    /// One task per HTTP connection (until it is upgraded).
+    connections: TaskTracker,
     store: Store,
     store_thread: store::StoreThread,
 }
@@ -135,20 +139,22 @@ impl Server {
             tracker.spawn(stun::serve(sockets, requests, cancel.clone()));
         }
         let app = http::router(state.clone());
-        let shutdown = cancel.clone();
-        let serve = tokio::spawn(async move {
-            let service = app.into_make_service_with_connect_info::<SocketAddr>();
-            // Signalling messages are tiny and latency-bound: never let Nagle hold them back.
-            let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-                let _ = tcp.set_nodelay(true);
-            });
-            if let Err(e) = axum::serve(listener, service)
-                .with_graceful_shutdown(shutdown.cancelled_owned())
-                .await
-            {
-                tracing::error!("server error: {e}");
-            }
-        });
+        let limits = &state.config.limits;
+        let rules = listener::ConnectionRules {
+            // Behind a trusted proxy every connection comes from the proxy: it limits clients.
+            per_ip: (!state.config.trust_proxy).then_some(limits.connections_per_ip),
+            header_timeout: limits.header_timeout,
+            body_timeout: limits.body_timeout,
+            keepalive_timeout: limits.keepalive_timeout,
+        };
+        let connections = TaskTracker::new();
+        let serve = tokio::spawn(listener::serve(
+            listener,
+            app,
+            rules,
+            cancel.clone(),
+            connections.clone(),
+        ));
         tracing::info!("listening on http://{addr}");
         if let Some([primary, alternate]) = state.stun_ports {
             tracing::info!("STUN on udp/{primary} and udp/{alternate}");
@@ -166,6 +172,7 @@ impl Server {
             cancel,
             tracker,
             serve,
+            connections,
             store,
             store_thread,
         })
@@ -185,6 +192,10 @@ impl Server {
     pub async fn shutdown(self) {
         self.cancel.cancel();
         let _ = self.serve.await;
+        self.connections.close();
+        // Connections finish their request and close; one that does not is not waited for.
+        let _ =
+            tokio::time::timeout(std::time::Duration::from_secs(5), self.connections.wait()).await;
         self.tracker.close();
         self.tracker.wait().await;
         if let Err(e) = self.store.commit(StoreOp::Flush).await {

@@ -34,6 +34,7 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         }
         ErrorCode::Gone => StatusCode::GONE,
         ErrorCode::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        ErrorCode::Timeout => StatusCode::REQUEST_TIMEOUT,
         ErrorCode::TooManySessions | ErrorCode::TooManyConnections | ErrorCode::RateLimited => {
             StatusCode::TOO_MANY_REQUESTS
         }

@@ -26,6 +26,7 @@ use serde_json::{Value, json};
 pub use error::ApiError;
 pub use ui_routes::qr_svg;
 
+use super::listener::BodyTimeout;
 use super::state::AppState;
 use super::ui;
 use crate::protocol::ErrorCode;
@@ -69,10 +70,26 @@ fn body_bytes(body: Result<Bytes, BytesRejection>, limit: usize) -> Result<Bytes
                 ErrorCode::TooLarge,
                 format!("request body is larger than {limit} bytes"),
             )
+        } else if let Some(timeout) = find_source::<BodyTimeout>(&e) {
+            ApiError::new(ErrorCode::Timeout, timeout.to_string())
         } else {
             ApiError::bad_request(format!("cannot read the request body: {e}"))
         }
     })
+}
+
+/// The first error of type `T` in `e`'s chain of sources.
+fn find_source<'a, T: std::error::Error + 'static>(
+    e: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a T> {
+    let mut at = Some(e);
+    while let Some(e) = at {
+        if let Some(t) = e.downcast_ref::<T>() {
+            return Some(t);
+        }
+        at = e.source();
+    }
+    None
 }
 
 async fn healthz(State(state): State<Arc<AppState>>) -> Json<Value> {
