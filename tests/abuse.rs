@@ -506,3 +506,123 @@ async fn connections_are_capped_per_client_address() {
     assert_eq!(resp.status(), 200);
     srv.server.shutdown().await;
 }
+
+async fn hello(sig: &mut Signalling) -> punch::protocol::Hello {
+    expect_msg(sig, "hello", |m| match m {
+        ServerMessage::Hello(h) => Some(h.clone()),
+        _ => None,
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_registered_public_address_must_be_one_the_stun_service_saw() {
+    let srv = start_default().await;
+    let created = create(&srv.base, json!({"name": "forge"})).await;
+    // The review: a sender claims a mapped address of a host it wants SRT pointed at.
+    let mut liar = connect(
+        &srv.base,
+        "forge",
+        &stream_token(&created, "default", "sender"),
+    )
+    .await;
+    let h = hello(&mut liar).await;
+    assert!(h.stun_tag.is_some(), "{h:?}");
+    let mut forged = register(None, Role::Sender, 9000);
+    if let ClientMessage::Register(r) = &mut forged {
+        r.nat = Some(NatReport {
+            mapped: Some(punch::protocol::Endpoint {
+                ip: "198.51.100.7".into(),
+                port: 9000,
+            }),
+            mapping: NatMapping::EndpointIndependent,
+        });
+    }
+    liar.send(&forged).await.unwrap();
+    let why = expect_error(&mut liar, punch::protocol::ErrorCode::AddressNotVerified).await;
+    assert!(
+        why.contains("198.51.100.7:9000") && why.contains("127.0.0.1:9000"),
+        "{why}"
+    );
+    let you = expect_msg(&mut liar, "registered", |m| match m {
+        ServerMessage::Registered(r) => Some(r.you.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!((you.ip.as_str(), you.port), ("127.0.0.1", 9000));
+
+    // A receiver that really asked the STUN service, from its port, with its tag, is believed.
+    let mut honest = connect(
+        &srv.base,
+        "forge",
+        &stream_token(&created, "default", "receiver"),
+    )
+    .await;
+    let h = hello(&mut honest).await;
+    let [stun, _] = h.stun.unwrap();
+    let port = free_udp_port();
+    let found = punch::client::nat::discover(
+        format!("127.0.0.1:{port}").parse().unwrap(),
+        format!("127.0.0.1:{stun}").parse().unwrap(),
+        Duration::from_secs(2),
+        h.stun_tag.as_deref(),
+    )
+    .await
+    .unwrap();
+    let mut honest_reg = register(None, Role::Receiver, port);
+    if let ClientMessage::Register(r) = &mut honest_reg {
+        r.nat = Some(found.report());
+    }
+    honest.send(&honest_reg).await.unwrap();
+    let you = expect_msg(&mut honest, "registered", |m| match m {
+        ServerMessage::Error(e) => panic!("refused: {e:?}"),
+        ServerMessage::Registered(r) => Some(r.you.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(you.port, found.mapped.port());
+    // Another connection's tag does not vouch for it.
+    let mut thief = connect(&srv.base, "forge", created["token"].as_str().unwrap()).await;
+    let _ = hello(&mut thief).await;
+    let mut stolen = register(None, Role::Receiver, port);
+    if let ClientMessage::Register(r) = &mut stolen {
+        r.nat = Some(found.report());
+    }
+    drop(honest);
+    thief.send(&stolen).await.unwrap();
+    expect_error(&mut thief, punch::protocol::ErrorCode::AddressNotVerified).await;
+    srv.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_stun_service_is_no_amplifier() {
+    let srv = start_default().await;
+    let [stun, _]: [u16; 2] =
+        serde_json::from_value(healthz(&srv.base).await["stun"].clone()).unwrap();
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    // The review: a 20-byte request got a 56-byte answer, as often as asked.
+    let mut sent = 0usize;
+    for i in 0..1000u32 {
+        let mut tid = [0u8; 12];
+        tid[..4].copy_from_slice(&i.to_be_bytes());
+        let req = punch::protocol::stun::binding_request(&tid, None);
+        socket.send_to(&req, ("127.0.0.1", stun)).await.unwrap();
+        sent += req.len();
+    }
+    let mut received = 0usize;
+    let mut buf = [0u8; 1500];
+    while let Ok(Ok((n, _))) =
+        tokio::time::timeout(Duration::from_millis(500), socket.recv_from(&mut buf)).await
+    {
+        assert!(n <= 48, "an answer of {n} bytes");
+        received += n;
+    }
+    let ratio = received as f64 / sent as f64;
+    assert!(
+        ratio <= 1.5,
+        "amplification {ratio:.2} ({received} out / {sent} in)"
+    );
+    assert!(received > 0, "the first requests are answered");
+    assert!(healthz(&srv.base).await["stun_limited"].as_u64().unwrap() > 900);
+    srv.server.shutdown().await;
+}

@@ -403,6 +403,7 @@ async fn stun_service_answers_and_classifies() {
             local,
             format!("127.0.0.1:{}", ports[0]).parse().unwrap(),
             Duration::from_secs(2),
+            None,
         ),
     )
     .await
@@ -418,6 +419,7 @@ async fn stun_service_answers_and_classifies() {
         "127.0.0.1:0".parse().unwrap(),
         dead,
         Duration::from_millis(300),
+        None,
     )
     .await
     .unwrap_err();

@@ -82,9 +82,10 @@ async fn binding(
     socket: &UdpSocket,
     server: SocketAddr,
     timeout: Duration,
+    tag: Option<&str>,
 ) -> Option<BindingResponse> {
     let tid = transaction_id();
-    let request = binding_request(&tid);
+    let request = binding_request(&tid, tag);
     let mut buf = [0u8; 576];
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
@@ -109,29 +110,39 @@ async fn binding(
     }
 }
 
-/// Probes the STUN service at `server` (primary port) from `local`, then its alternate port.
-/// Fails when the local port cannot be bound or the primary never answers within `timeout`.
+/// Probes the STUN service at `server` (primary port) from `local`, then its alternate port,
+/// naming the requests `tag` (the server's `hello.stun_tag`, so it can verify the address the
+/// peer registers). Fails when the local port cannot be bound or the primary never answers
+/// within `timeout`.
 pub async fn discover(
     local: SocketAddr,
     server: SocketAddr,
     timeout: Duration,
+    tag: Option<&str>,
 ) -> Result<Discovery, String> {
     let socket = UdpSocket::bind(local)
         .await
         .map_err(|e| format!("cannot bind UDP {local} for STUN discovery: {e}"))?;
-    let first = binding(&socket, server, timeout).await.ok_or_else(|| {
-        format!(
-            "no STUN answer from {server} within {} ms (is UDP to the server blocked?)",
-            timeout.as_millis()
-        )
-    })?;
+    let first = binding(&socket, server, timeout, tag)
+        .await
+        .ok_or_else(|| {
+            format!(
+                "no STUN answer from {server} within {} ms (is UDP to the server blocked?)",
+                timeout.as_millis()
+            )
+        })?;
     let mapped_alt = match first.other {
         Some(other) => {
             // Punch's alternate is the same host on another port; the address in OTHER-ADDRESS
             // is the server's bind address, which may not be reachable (0.0.0.0, a private IP).
-            binding(&socket, SocketAddr::new(server.ip(), other.port()), timeout)
-                .await
-                .map(|r| r.mapped)
+            binding(
+                &socket,
+                SocketAddr::new(server.ip(), other.port()),
+                timeout,
+                tag,
+            )
+            .await
+            .map(|r| r.mapped)
         }
         None => None,
     };
@@ -154,7 +165,7 @@ pub async fn discover_host(
         .map_err(|e| format!("cannot resolve {host}: {e}"))?
         .next()
         .ok_or_else(|| format!("{host} has no address"))?;
-    discover(any_local(server.ip(), local_port), server, timeout).await
+    discover(any_local(server.ip(), local_port), server, timeout, None).await
 }
 
 /// Sends `count` datagrams with IP TTL `ttl` from `local` to `peer`, `gap` apart.

@@ -52,6 +52,9 @@ pub enum ErrorCode {
     AlreadyRegistered,
     /// Another live connection holds the slot.
     SlotTaken,
+    /// A registered public address the server's STUN service did not see for this connection:
+    /// the signalling address is used instead (registration goes on).
+    AddressNotVerified,
     /// Too many requests or messages in too short a time.
     RateLimited,
     // -- the server itself ------------------------------------------------------------------
@@ -88,6 +91,7 @@ impl ErrorCode {
             ErrorCode::NotRegistered => "not_registered",
             ErrorCode::AlreadyRegistered => "already_registered",
             ErrorCode::SlotTaken => "slot_taken",
+            ErrorCode::AddressNotVerified => "address_not_verified",
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::Storage => "storage",
             ErrorCode::Qr => "qr",
@@ -142,6 +146,7 @@ mod tests {
             ErrorCode::NotRegistered,
             ErrorCode::AlreadyRegistered,
             ErrorCode::SlotTaken,
+            ErrorCode::AddressNotVerified,
             ErrorCode::RateLimited,
             ErrorCode::Storage,
             ErrorCode::Qr,

@@ -113,6 +113,11 @@ pub struct Hello {
     /// UDP ports of the STUN service on the server's host (primary, alternate), if it runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stun: Option<[u16; 2]>,
+    /// The name this connection gives its STUN requests (their USERNAME): the server accepts
+    /// a registered `nat.mapped` only if its STUN service saw a request of that name from
+    /// exactly that address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stun_tag: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -3,6 +3,11 @@
 //! second probe for NAT mapping classification. Classic RFC 3489 clients (no magic cookie,
 //! CHANGE-REQUEST) get the RFC 3489 answer: MAPPED-ADDRESS, SOURCE-ADDRESS, CHANGED-ADDRESS.
 //! Byte-level encoding only; the server and the elements do the socket work.
+//!
+//! A Punch peer names its registration in its requests (USERNAME, the tag the server's `hello`
+//! gave it), so the server can check that the public address a peer registers is one its STUN
+//! service saw. Answers carry no SOFTWARE attribute: they stay small (44 bytes for a 20-byte
+//! IPv4 request; the service also limits how often it answers one source).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
@@ -14,9 +19,11 @@ const ATTR_MAPPED_ADDRESS: u16 = 0x0001;
 const ATTR_CHANGE_REQUEST: u16 = 0x0003;
 const ATTR_SOURCE_ADDRESS: u16 = 0x0004;
 const ATTR_CHANGED_ADDRESS: u16 = 0x0005;
+const ATTR_USERNAME: u16 = 0x0006;
+/// Longest USERNAME accepted (RFC 8489: less than 513 bytes).
+const MAX_USERNAME: usize = 512;
 const ATTR_XOR_MAPPED_ADDRESS: u16 = 0x0020;
 const ATTR_OTHER_ADDRESS: u16 = 0x802C;
-const ATTR_SOFTWARE: u16 = 0x8022;
 
 pub type TransactionId = [u8; 12];
 
@@ -25,7 +32,7 @@ pub const CHANGE_IP: u32 = 0x4;
 pub const CHANGE_PORT: u32 = 0x2;
 
 /// A Binding request as the server needs it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BindingRequest {
     /// The bytes after the length: magic cookie and 96-bit id (RFC 8489), or a 128-bit id
     /// (RFC 3489). The answer repeats them.
@@ -34,14 +41,24 @@ pub struct BindingRequest {
     pub modern: bool,
     /// CHANGE-REQUEST flags (0 without the attribute).
     pub change: u32,
+    /// USERNAME, when the request names who sends it (Punch peers: their registration tag).
+    pub username: Option<String>,
 }
 
-/// A Binding request with no attributes.
-pub fn binding_request(tid: &TransactionId) -> [u8; HEADER_LEN] {
-    let mut m = [0u8; HEADER_LEN];
+/// A Binding request, with a USERNAME attribute when `username` is given.
+pub fn binding_request(tid: &TransactionId, username: Option<&str>) -> Vec<u8> {
+    let mut m = vec![0u8; HEADER_LEN];
     m[0..2].copy_from_slice(&BINDING_REQUEST.to_be_bytes());
     m[4..8].copy_from_slice(&MAGIC_COOKIE.to_be_bytes());
     m[8..20].copy_from_slice(tid);
+    if let Some(name) = username.filter(|n| n.len() <= MAX_USERNAME) {
+        m.extend_from_slice(&ATTR_USERNAME.to_be_bytes());
+        m.extend_from_slice(&(name.len() as u16).to_be_bytes());
+        m.extend_from_slice(name.as_bytes());
+        m.resize(m.len().next_multiple_of(4), 0);
+        let body = (m.len() - HEADER_LEN) as u16;
+        m[2..4].copy_from_slice(&body.to_be_bytes());
+    }
     m
 }
 
@@ -57,15 +74,20 @@ pub fn parse_binding_request(msg: &[u8]) -> Option<BindingRequest> {
         return None;
     }
     let mut change = 0;
+    let mut username = None;
     for (attr, value) in attributes(&msg[HEADER_LEN..]) {
         if attr == ATTR_CHANGE_REQUEST && value.len() == 4 {
             change = u32::from_be_bytes([value[0], value[1], value[2], value[3]]);
+        }
+        if attr == ATTR_USERNAME && value.len() <= MAX_USERNAME {
+            username = std::str::from_utf8(value).ok().map(String::from);
         }
     }
     Some(BindingRequest {
         id: msg[4..20].try_into().ok()?,
         modern: msg[4..8] == MAGIC_COOKIE.to_be_bytes(),
         change,
+        username,
     })
 }
 
@@ -119,14 +141,6 @@ pub fn write_binding_success(
         push_address(out, ATTR_MAPPED_ADDRESS, mapped, None);
         push_address(out, ATTR_SOURCE_ADDRESS, source, None);
         push_address(out, ATTR_CHANGED_ADDRESS, other, None);
-    }
-    // (RFC 3489 clients read 0x8022 as SERVER and want its length a multiple of 4.)
-    if req.modern {
-        let software = b"punch";
-        out.extend_from_slice(&ATTR_SOFTWARE.to_be_bytes());
-        out.extend_from_slice(&(software.len() as u16).to_be_bytes());
-        out.extend_from_slice(software);
-        out.resize(out.len().next_multiple_of(4), 0);
     }
     let body = (out.len() - HEADER_LEN) as u16;
     out[2..4].copy_from_slice(&body.to_be_bytes());
@@ -223,9 +237,12 @@ mod tests {
     #[test]
     fn request_response_round_trip_v4_and_v6() {
         let tid = *b"0123456789ab";
-        let req = parse_binding_request(&binding_request(&tid)).unwrap();
+        let req = parse_binding_request(&binding_request(&tid, None)).unwrap();
         assert!(req.modern);
         assert_eq!(req.change, 0);
+        assert_eq!(req.username, None);
+        let tagged = parse_binding_request(&binding_request(&tid, Some("tag-123"))).unwrap();
+        assert_eq!(tagged.username.as_deref(), Some("tag-123"));
         let source: SocketAddr = "192.0.2.1:3478".parse().unwrap();
         let other: SocketAddr = "192.0.2.1:3479".parse().unwrap();
         for mapped in ["203.0.113.2:24419", "[2001:db8::7]:9000"] {
@@ -233,6 +250,10 @@ mod tests {
             let mut out = Vec::new();
             write_binding_success(&mut out, &req, mapped, source, other);
             assert_eq!(out.len() % 4, 0);
+            // No SOFTWARE: 20 + XOR-MAPPED-ADDRESS + OTHER-ADDRESS.
+            if mapped.is_ipv4() {
+                assert_eq!(out.len(), 44);
+            }
             let r = parse_binding_success(&out, &tid).unwrap();
             assert_eq!(r.mapped, mapped);
             assert_eq!(r.other, Some(other));
@@ -295,14 +316,14 @@ mod tests {
             parse_binding_request(&[0u8; 20]).is_none(),
             "type 0 is no Binding request"
         );
-        let mut req = binding_request(b"0123456789ab").to_vec();
+        let mut req = binding_request(b"0123456789ab", None);
         req.push(0);
         assert!(parse_binding_request(&req).is_none(), "length mismatch");
-        let mut srt = binding_request(b"0123456789ab");
+        let mut srt = binding_request(b"0123456789ab", None);
         srt[0] = 0x80; // SRT control packets start with the high bit set
         assert!(parse_binding_request(&srt).is_none());
         let tid = *b"0123456789ab";
-        let req = parse_binding_request(&binding_request(&tid)).unwrap();
+        let req = parse_binding_request(&binding_request(&tid, None)).unwrap();
         let mut out = Vec::new();
         let any: SocketAddr = "1.2.3.4:5".parse().unwrap();
         write_binding_success(&mut out, &req, any, any, any);

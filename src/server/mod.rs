@@ -131,12 +131,20 @@ impl Server {
             stats: Stats::default(),
             create_limiter: limit::KeyedLimiter::per_minute(config.limits.creates_per_minute),
             stun_ports,
+            stun_ledger: Arc::default(),
             relay,
             config,
         });
         if let Some(sockets) = stun_sockets {
-            let requests = state.stats.stun_requests.clone();
-            tracker.spawn(stun::serve(sockets, requests, cancel.clone()));
+            let limits = &state.config.limits;
+            let limiter = limit::KeyedLimiter::new(limits.stun_per_second, limits.stun_burst);
+            tracker.spawn(stun::serve(
+                sockets,
+                state.stats.stun.clone(),
+                state.stun_ledger.clone(),
+                limiter,
+                cancel.clone(),
+            ));
         }
         let app = http::router(state.clone());
         let limits = &state.config.limits;

@@ -10,6 +10,7 @@ use super::limit::KeyedLimiter;
 use super::registry::Registry;
 use super::relay::RelayService;
 use super::session::SessionEnv;
+use super::stun::{Ledger, StunStats};
 use super::token::TokenKey;
 
 /// Counters shown by `/healthz`.
@@ -19,8 +20,8 @@ pub struct Stats {
     pub connections: AtomicUsize,
     /// WebSocket text messages received.
     pub messages: AtomicU64,
-    /// STUN Binding requests answered (shared with the STUN task).
-    pub stun_requests: Arc<AtomicU64>,
+    /// What the STUN service answered and dropped (shared with the STUN task).
+    pub stun: Arc<StunStats>,
 }
 
 /// Shared by every request handler and connection task.
@@ -42,6 +43,8 @@ pub struct AppState {
     pub create_limiter: KeyedLimiter<std::net::IpAddr>,
     /// `[primary, alternate]` STUN ports, when the service runs.
     pub stun_ports: Option<[u16; 2]>,
+    /// Where the STUN service saw each registration's requests come from.
+    pub stun_ledger: Arc<Ledger>,
     /// The relays, for `/healthz`.
     pub relay: Arc<RelayService>,
 }

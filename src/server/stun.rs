@@ -4,15 +4,69 @@
 //! differ tells an endpoint-independent NAT from a symmetric one (OTHER-ADDRESS names the
 //! alternate). A request asking for an answer from the other port gets it from there; one asking
 //! for another IP gets none, since the service has one address (what RFC 5780 prescribes).
+//!
+//! Two protections: a request naming a registration (its USERNAME, the tag the connection's
+//! `hello` gave) is noted in the [`Ledger`], so the address a peer then registers can be checked
+//! against what was really seen; and each source address (IPv6: its /64) is answered at most
+//! `--stun-rate` times a second, so the service cannot be used to reflect floods.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;
 
+use super::limit::KeyedLimiter;
 use crate::protocol::stun::{CHANGE_IP, CHANGE_PORT, parse_binding_request, write_binding_success};
+
+/// How long a noted observation counts for a registration.
+const LEDGER_TTL: Duration = Duration::from_secs(120);
+/// Most tags noted at once (beyond it, tags are forgotten oldest first).
+const LEDGER_MAX: usize = 50_000;
+
+/// Counters shown by `/healthz`.
+#[derive(Debug, Default)]
+pub struct StunStats {
+    /// Binding requests answered.
+    pub answered: AtomicU64,
+    /// Requests dropped because their source asked too often.
+    pub limited: AtomicU64,
+}
+
+/// Which addresses the service saw requests of each tag come from.
+#[derive(Debug, Default)]
+pub struct Ledger {
+    seen: Mutex<HashMap<String, (Instant, Vec<SocketAddr>)>>,
+}
+
+impl Ledger {
+    fn note(&self, tag: &str, from: SocketAddr) {
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        if seen.len() >= LEDGER_MAX && !seen.contains_key(tag) {
+            seen.retain(|_, (at, _)| at.elapsed() < LEDGER_TTL);
+            if seen.len() >= LEDGER_MAX {
+                return;
+            }
+        }
+        let entry = seen
+            .entry(tag.to_string())
+            .or_insert_with(|| (Instant::now(), Vec::new()));
+        entry.0 = Instant::now();
+        if !entry.1.contains(&from) && entry.1.len() < 8 {
+            entry.1.push(from);
+        }
+    }
+
+    /// Whether a request of `tag` came from exactly `addr` lately.
+    pub fn saw(&self, tag: &str, addr: SocketAddr) -> bool {
+        let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        seen.get(tag)
+            .is_some_and(|(at, addrs)| at.elapsed() < LEDGER_TTL && addrs.contains(&addr))
+    }
+}
 
 /// Binds the STUN sockets: `port` and `port + 1` (both any free port when `port` is 0).
 pub async fn bind(addr: SocketAddr) -> std::io::Result<[UdpSocket; 2]> {
@@ -32,7 +86,13 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<[UdpSocket; 2]> {
 }
 
 /// Answers Binding requests on both sockets until `stop`.
-pub async fn serve(sockets: [UdpSocket; 2], requests: Arc<AtomicU64>, stop: CancellationToken) {
+pub async fn serve(
+    sockets: [UdpSocket; 2],
+    stats: std::sync::Arc<StunStats>,
+    ledger: std::sync::Arc<Ledger>,
+    limiter: KeyedLimiter<IpAddr>,
+    stop: CancellationToken,
+) {
     let Ok(local) = sockets[0]
         .local_addr()
         .and_then(|a| Ok([a, sockets[1].local_addr()?]))
@@ -49,10 +109,19 @@ pub async fn serve(sockets: [UdpSocket; 2], requests: Arc<AtomicU64>, stop: Canc
             r = sockets[1].recv_from(buf_b) => (1, r),
         };
         let Ok((len, from)) = got else { continue };
+        // (On a dual-stack socket IPv4 clients arrive as ::ffff:a.b.c.d.)
+        let from = SocketAddr::new(from.ip().to_canonical(), from.port());
         let Some(req) = parse_binding_request(&bufs[at][..len]) else {
             continue;
         };
-        requests.fetch_add(1, Ordering::Relaxed);
+        if !limiter.allow(super::limit::client_key(from.ip())) {
+            stats.limited.fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
+        stats.answered.fetch_add(1, Ordering::Relaxed);
+        if let Some(tag) = &req.username {
+            ledger.note(tag, from);
+        }
         if req.change & CHANGE_IP != 0 {
             continue;
         }
@@ -61,12 +130,10 @@ pub async fn serve(sockets: [UdpSocket; 2], requests: Arc<AtomicU64>, stop: Canc
         } else {
             at
         };
-        // (On a dual-stack socket IPv4 clients arrive as ::ffff:a.b.c.d.)
-        let mapped = SocketAddr::new(from.ip().to_canonical(), from.port());
         write_binding_success(
             &mut out,
             &req,
-            mapped,
+            from,
             local[answer_from],
             local[1 - answer_from],
         );

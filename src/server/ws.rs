@@ -1,7 +1,7 @@
 //! One task per WebSocket connection: reads and parses frames, forwards messages to the
 //! session task, writes what the session queues for it, and keeps the connection alive.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -15,7 +15,9 @@ use super::limit::TokenBucket;
 use super::session::{ConnId, Outbound, SessionError, SessionHandle};
 use super::state::AppState;
 use super::token::Scope;
-use crate::protocol::{ClientMessage, ErrorBody, ErrorCode, Hello, ServerMessage, close_code};
+use crate::protocol::{
+    ClientMessage, ErrorBody, ErrorCode, Hello, Register, ServerMessage, close_code,
+};
 
 /// How a refused attach is told to the peer: the `error` message, and the close code (a full
 /// session may have room later).
@@ -37,6 +39,10 @@ struct Connection {
     state: Arc<AppState>,
     session: SessionHandle,
     conn: ConnId,
+    /// The peer's signalling address.
+    ip: IpAddr,
+    /// The name its STUN requests carry (given in the hello).
+    stun_tag: Option<String>,
     write_timeout: Duration,
 }
 
@@ -77,13 +83,48 @@ impl Connection {
         .await;
     }
 
+    /// A registered `nat.mapped` is taken only if this server's STUN service saw a request of
+    /// this connection's tag from exactly that address: a peer cannot point another peer's SRT
+    /// (or the relay's admission) at a host of its choice. Otherwise the address is dropped
+    /// from the registration (the signalling address and the declared port are used) and the
+    /// reason returned. (An address that is not one at all is left to the session, which
+    /// refuses the registration.)
+    fn unverified_mapping(&self, r: &mut Register) -> Option<String> {
+        let nat = r.nat.as_mut()?;
+        let m = nat.mapped.as_ref()?;
+        let ip: IpAddr = m.ip.parse().ok()?;
+        if m.port == 0 {
+            return None;
+        }
+        let addr = SocketAddr::new(ip.to_canonical(), m.port);
+        let seen = self
+            .stun_tag
+            .as_deref()
+            .is_some_and(|tag| self.state.stun_ledger.saw(tag, addr));
+        if seen {
+            return None;
+        }
+        nat.mapped = None;
+        Some(format!(
+            "nat.mapped {addr} was not seen by this server's STUN service for this connection (its Binding requests must carry the hello's stun_tag as USERNAME); registering the signalling address {}:{} instead",
+            self.ip, r.port.0
+        ))
+    }
+
     /// Handles one frame from the peer.
     async fn incoming(&mut self, frame: Message) -> Flow {
         match frame {
             Message::Text(text) => {
                 self.state.stats.messages.fetch_add(1, Ordering::Relaxed);
                 match serde_json::from_str::<ClientMessage>(text.as_str()) {
-                    Ok(msg) => {
+                    Ok(mut msg) => {
+                        if let ClientMessage::Register(r) = &mut msg
+                            && let Some(why) = self.unverified_mapping(r)
+                            && let Flow::Stop =
+                                self.send_error(ErrorCode::AddressNotVerified, why).await
+                        {
+                            return Flow::Stop;
+                        }
                         if self.session.message(self.conn, msg).await {
                             Flow::Continue
                         } else {
@@ -124,16 +165,27 @@ pub async fn run(
     let limits = state.config.limits.clone();
     let conn = state.next_conn_id.fetch_add(1, Ordering::Relaxed);
     let (out_tx, mut out_rx) = mpsc::channel(limits.send_queue);
+    let stun_tag = state.stun_ports.map(|_| {
+        use rand::Rng;
+        rand::rng()
+            .sample_iter(&rand::distr::Alphanumeric)
+            .take(16)
+            .map(char::from)
+            .collect::<String>()
+    });
     let mut c = Connection {
         socket,
         state: state.clone(),
         session: session.clone(),
         conn,
+        ip,
+        stun_tag: stun_tag.clone(),
         write_timeout: limits.write_timeout,
     };
     // Before anything the session queues: what the server offers besides signalling.
     let hello = ServerMessage::Hello(Hello {
         stun: state.stun_ports,
+        stun_tag,
     });
     if let Flow::Stop = c.send_message(&hello).await {
         return;

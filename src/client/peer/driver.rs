@@ -206,14 +206,15 @@ impl Driver<'_> {
                         queue.extend(machine.disconnected());
                     }
                 }
-                Action::Discover { stun_port } => {
+                Action::Discover { stun_port, tag } => {
                     let result = match self.server_address(stun_port).await {
                         Some(server) => {
                             let local = SocketAddr::new(
                                 self.config.local_address,
                                 machine.config().local_port,
                             );
-                            nat::discover(local, server, self.config.stun_timeout).await
+                            nat::discover(local, server, self.config.stun_timeout, tag.as_deref())
+                                .await
                         }
                         None => Err(format!(
                             "cannot resolve {} to an address of the local address's family",

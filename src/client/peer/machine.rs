@@ -114,10 +114,11 @@ pub enum PeerEvent {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
     Send(ClientMessage),
-    /// STUN discovery from the SRT port against the server's STUN port; answer with
-    /// [`PeerMachine::discovered`].
+    /// STUN discovery from the SRT port against the server's STUN port, its requests named
+    /// `tag`; answer with [`PeerMachine::discovered`].
     Discover {
         stun_port: u16,
+        tag: Option<String>,
     },
     /// Priming datagrams from the SRT port towards `to` (the driver skips them while SRT holds
     /// the port).
@@ -153,6 +154,8 @@ pub struct PeerMachine {
     server_ip: Option<IpAddr>,
     /// STUN ports the server offers (from its `hello`).
     stun_ports: Option<[u16; 2]>,
+    /// The name this connection's STUN requests carry (from its `hello`).
+    stun_tag: Option<String>,
     /// Coordinates were applied: SRT holds the port, discovery and priming stop.
     peered: bool,
     /// The SRT status last reported (resent after every registration).
@@ -187,6 +190,7 @@ impl PeerMachine {
             nat: None,
             server_ip: None,
             stun_ports: None,
+            stun_tag: None,
             peered: false,
             status: None,
             attempts: 0,
@@ -285,7 +289,10 @@ impl PeerMachine {
     fn discover(&mut self) -> Option<Action> {
         let [stun_port, _] = self.stun_ports?;
         self.discovering = true;
-        Some(Action::Discover { stun_port })
+        Some(Action::Discover {
+            stun_port,
+            tag: self.stun_tag.clone(),
+        })
     }
 
     fn register(&mut self) -> Action {
@@ -308,6 +315,7 @@ impl PeerMachine {
         match msg {
             ServerMessage::Hello(hello) => {
                 self.stun_ports = hello.stun;
+                self.stun_tag = hello.stun_tag;
                 self.hello_deadline = None;
                 // Discovery first, registration (again, if the hello came late) after it.
                 if self.nat.is_none() && self.can_discover() {

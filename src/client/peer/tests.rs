@@ -33,7 +33,16 @@ fn addr(s: &str) -> SocketAddr {
 fn hello() -> ServerMessage {
     ServerMessage::Hello(Hello {
         stun: Some([3478, 3479]),
+        stun_tag: Some("tag-1".into()),
     })
+}
+
+/// The discovery the hello above asks for.
+fn discover() -> Action {
+    Action::Discover {
+        stun_port: 3478,
+        tag: Some("tag-1".into()),
+    }
 }
 
 fn registered(stream: &str) -> ServerMessage {
@@ -107,7 +116,7 @@ fn hello_discovery_register_peer_prime_apply() {
     assert!(m.connected(now).is_empty());
     // The hello says where STUN is: discovery first, registration after it.
     let a = m.message(hello(), now);
-    assert_eq!(a, vec![Action::Discover { stun_port: 3478 }]);
+    assert_eq!(a, vec![discover()]);
     let a = m.discovered(Ok(found("203.0.113.2:24419", "203.0.113.2:24419")));
     assert!(matches!(&a[0], Action::Event(PeerEvent::Discovered(_))));
     let r = register_in(&a).expect("registers after discovery");
@@ -150,7 +159,7 @@ fn without_a_hello_it_registers_after_a_second() {
     assert!(r.nat.is_none());
     // A late hello still brings discovery, and the registration is sent again with its result.
     let a = m.message(hello(), now + HELLO_WAIT);
-    assert_eq!(a, vec![Action::Discover { stun_port: 3478 }]);
+    assert_eq!(a, vec![discover()]);
     let a = m.discovered(Ok(found("203.0.113.2:24419", "203.0.113.2:24419")));
     assert!(register_in(&a).unwrap().nat.is_some());
     // Without STUN a late hello changes nothing.
@@ -407,7 +416,7 @@ fn discovery_repeats_until_a_peer_comes_and_a_change_re_registers() {
     let mut m = registered_machine(now);
     assert_eq!(m.next_deadline(), Some(now + REPROBE));
     let a = m.tick(now + REPROBE);
-    assert_eq!(a, vec![Action::Discover { stun_port: 3478 }]);
+    assert_eq!(a, vec![discover()]);
     // The same answer: nothing to tell.
     let a = m.discovered(Ok(found("203.0.113.2:24419", "203.0.113.2:24419")));
     assert!(register_in(&a).is_none());
@@ -432,10 +441,7 @@ fn discovery_repeats_until_a_peer_comes_and_a_change_re_registers() {
     assert!(m.tick(now + REPROBE * 3).is_empty());
     // ...unless the coordinates could not be applied (the relay's address did not resolve).
     m.unapplied();
-    assert_eq!(
-        m.tick(now + REPROBE * 4),
-        vec![Action::Discover { stun_port: 3478 }]
-    );
+    assert_eq!(m.tick(now + REPROBE * 4), vec![discover()]);
 }
 
 #[test]

@@ -24,7 +24,8 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         | ErrorCode::BadMessage
         | ErrorCode::UnknownStream
         | ErrorCode::NotRegistered
-        | ErrorCode::AlreadyRegistered => StatusCode::BAD_REQUEST,
+        | ErrorCode::AlreadyRegistered
+        | ErrorCode::AddressNotVerified => StatusCode::BAD_REQUEST,
         ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
         ErrorCode::Forbidden => StatusCode::FORBIDDEN,
         ErrorCode::NotFound => StatusCode::NOT_FOUND,
