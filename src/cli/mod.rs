@@ -3,6 +3,7 @@
 //! created sessions with.
 
 mod doctor;
+mod logging;
 mod peer;
 mod serve;
 mod session;
@@ -124,15 +125,6 @@ pub fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-pub(crate) fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false)
-        .try_init();
 }
 
 /// Registers SIGINT/SIGTERM handlers now; the returned future resolves on either.

@@ -9,7 +9,7 @@ use serde_json::json;
 
 use super::session::print_created;
 use super::tokens::save_token;
-use super::{init_logging, say, shutdown_signal};
+use super::{logging, say, shutdown_signal};
 use crate::client::rest::Rest;
 use crate::server::{DEFAULT_TTL_S, Server, ServerConfig};
 
@@ -73,31 +73,31 @@ pub struct ServeArgs {
     #[arg(long, env = "PUNCH_CREATE_KEY", hide_env_values = true)]
     create_key: Option<String>,
     /// Default inactivity TTL of new sessions, in seconds (1 to --max-ttl).
-    #[arg(long, default_value_t = DEFAULT_TTL_S, value_parser = within(1u64..=31_536_000))]
+    #[arg(long, default_value_t = DEFAULT_TTL_S, value_parser = within(1u64..=31_536_000), allow_negative_numbers = true)]
     ttl: u64,
     /// Longest inactivity TTL a session may ask for, in seconds (60-31536000).
-    #[arg(long, default_value_t = 86_400, value_parser = within(60u64..=31_536_000))]
+    #[arg(long, default_value_t = 86_400, value_parser = within(60u64..=31_536_000), allow_negative_numbers = true)]
     max_ttl: u64,
     /// Most sessions held at once (1-1000000).
-    #[arg(long, default_value_t = 20_000, value_parser = within(1usize..=1_000_000))]
+    #[arg(long, default_value_t = 20_000, value_parser = within(1usize..=1_000_000), allow_negative_numbers = true)]
     max_sessions: usize,
     /// Live sessions one client address may have created (IPv6: per /64) (1-1000000).
-    #[arg(long, default_value_t = 100, value_parser = within(1usize..=1_000_000))]
+    #[arg(long, default_value_t = 100, value_parser = within(1usize..=1_000_000), allow_negative_numbers = true)]
     sessions_per_ip: usize,
     /// Sessions one client address may create per minute (0 = unlimited, up to 100000).
-    #[arg(long, default_value_t = 60, value_parser = within(0u32..=100_000))]
+    #[arg(long, default_value_t = 60, value_parser = within(0u32..=100_000), allow_negative_numbers = true)]
     creates_per_minute: u32,
     /// TCP connections open at once from one client address (IPv6: per /64) (1-100000).
-    #[arg(long, default_value_t = 256, value_parser = within(1usize..=100_000))]
+    #[arg(long, default_value_t = 256, value_parser = within(1usize..=100_000), allow_negative_numbers = true)]
     connections_per_ip: usize,
     /// Seconds a client may take to send a request's head (1-300).
-    #[arg(long, default_value_t = 10.0, value_parser = seconds(1.0, 300.0))]
+    #[arg(long, default_value_t = 10.0, value_parser = seconds(1.0, 300.0), allow_negative_numbers = true)]
     header_timeout: f64,
     /// Seconds a client may take to send a request's body (1-300).
-    #[arg(long, default_value_t = 10.0, value_parser = seconds(1.0, 300.0))]
+    #[arg(long, default_value_t = 10.0, value_parser = seconds(1.0, 300.0), allow_negative_numbers = true)]
     body_timeout: f64,
     /// Seconds an idle kept-alive HTTP connection stays open (1-3600).
-    #[arg(long, default_value_t = 60.0, value_parser = seconds(1.0, 3600.0))]
+    #[arg(long, default_value_t = 60.0, value_parser = seconds(1.0, 3600.0), allow_negative_numbers = true)]
     keepalive_timeout: f64,
     /// File holding the token secret (any bytes, at least 16). Default: generated and kept in the database.
     /// PUNCH_SECRET may hold it instead.
@@ -108,38 +108,38 @@ pub struct ServeArgs {
     demo: bool,
     /// UDP port of the STUN service peers discover their public address with (the alternate
     /// port for NAT classification is the next one; 0 = any free ports). Open both in firewalls.
-    #[arg(long, default_value_t = 3478, env = "PUNCH_STUN_PORT", value_parser = within(0u16..=65534))]
+    #[arg(long, default_value_t = 3478, env = "PUNCH_STUN_PORT", value_parser = within(0u16..=65534), allow_negative_numbers = true)]
     stun_port: u16,
     /// Run no STUN service (peers then only work behind port-preserving NATs).
     #[arg(long)]
     no_stun: bool,
     /// STUN requests answered per second from one source address (1-10000); more are dropped.
-    #[arg(long, default_value_t = 10, value_parser = within(1u32..=10_000))]
+    #[arg(long, default_value_t = 10, value_parser = within(1u32..=10_000), allow_negative_numbers = true)]
     stun_rate: u32,
     /// Seconds a stream may try direct rendezvous before it is relayed through this server
     /// (0.5-600).
-    #[arg(long, default_value_t = 8.0, value_parser = seconds(0.5, 600.0))]
+    #[arg(long, default_value_t = 8.0, value_parser = seconds(0.5, 600.0), allow_negative_numbers = true)]
     direct_timeout: f64,
     /// Never relay media (streams that cannot be punched then do not connect).
     #[arg(long)]
     no_relay: bool,
     /// Most streams relayed at once (0-10000; 0 = no relay).
-    #[arg(long, default_value_t = 100, value_parser = within(0usize..=10_000))]
+    #[arg(long, default_value_t = 100, value_parser = within(0usize..=10_000), allow_negative_numbers = true)]
     relay_max: usize,
     /// Most streams of one session relayed at once (1-10000).
-    #[arg(long, default_value_t = 16, value_parser = within(1usize..=10_000))]
+    #[arg(long, default_value_t = 16, value_parser = within(1usize..=10_000), allow_negative_numbers = true)]
     relay_per_session: usize,
     /// Most relayed streams with a side at one client address (IPv6: per /64) (1-10000).
-    #[arg(long, default_value_t = 16, value_parser = within(1usize..=10_000))]
+    #[arg(long, default_value_t = 16, value_parser = within(1usize..=10_000), allow_negative_numbers = true)]
     relay_per_ip: usize,
     /// Seconds a relay may forward nothing before it is freed (5-3600).
-    #[arg(long, default_value_t = 60.0, value_parser = seconds(5.0, 3600.0))]
+    #[arg(long, default_value_t = 60.0, value_parser = seconds(5.0, 3600.0), allow_negative_numbers = true)]
     relay_idle: f64,
     /// Bandwidth cap per relayed stream, Mbit/s (1-100000).
-    #[arg(long, default_value_t = 50, value_parser = within(1u64..=100_000))]
+    #[arg(long, default_value_t = 50, value_parser = within(1u64..=100_000), allow_negative_numbers = true)]
     relay_max_mbps: u64,
     /// Bandwidth cap of all relayed streams together, Mbit/s (1-1000000).
-    #[arg(long, default_value_t = 1000, value_parser = within(1u64..=1_000_000))]
+    #[arg(long, default_value_t = 1000, value_parser = within(1u64..=1_000_000), allow_negative_numbers = true)]
     relay_total_mbps: u64,
     /// UDP port range relays take their ports from, e.g. 40000-40999 (default: any free port).
     #[arg(long, value_parser = parse_port_range)]
@@ -165,7 +165,7 @@ fn parse_port_range(s: &str) -> Result<(u16, u16), String> {
 }
 
 pub async fn serve(args: ServeArgs) -> Result<(), String> {
-    init_logging();
+    logging::init();
     crate::client::net::raise_fd_limit();
     let secret = match (&args.secret_file, std::env::var("PUNCH_SECRET").ok()) {
         (Some(path), _) => {
