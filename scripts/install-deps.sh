@@ -16,6 +16,8 @@ PACKAGES=(
   chromium
   # the NAT lab: network namespaces, NAT and firewall rules, conntrack evidence
   iproute2 nftables conntrack
+  # a real TLS reverse proxy in front of the server (the --trust-proxy test)
+  nginx
 )
 
 SUDO=""
@@ -30,8 +32,17 @@ for p in "${PACKAGES[@]}"; do
 done
 if [ ${#missing[@]} -gt 0 ]; then
   echo "install-deps: installing ${missing[*]}"
+  # Servers among them (nginx, ...) are for tests, which start their own throwaway instances:
+  # their packages must not start a system-wide one. policy-rc.d says "no starts" while
+  # installing (and is put back as it was).
+  policy=/usr/sbin/policy-rc.d
+  saved=""
+  if [ -e "$policy" ]; then saved=$(mktemp); $SUDO cp -p "$policy" "$saved"; fi
+  printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null
+  $SUDO chmod 755 "$policy"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  if [ -n "$saved" ]; then $SUDO mv "$saved" "$policy"; else $SUDO rm -f "$policy"; fi
 fi
 
 # Node.js + npm run the dashboard's browser test (playwright-core drives Debian's chromium).

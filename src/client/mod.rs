@@ -13,6 +13,7 @@ pub mod peer;
 #[cfg(feature = "rest")]
 pub mod rest;
 pub mod signalling;
+pub mod tls;
 
 pub use error::ClientError;
 pub use signalling::{Signalling, ws_url};

@@ -11,6 +11,7 @@ use serde_json::Value;
 pub use reqwest::Method;
 
 use super::error::ClientError;
+use super::tls::Trust;
 use crate::protocol::{
     ConnectResponse, CreatedSession, LatencyRequest, SessionView, TallyRequest, TallyState,
 };
@@ -39,16 +40,26 @@ impl Rest {
     }
 
     pub fn with_timeout(base: &str, timeout: Duration) -> Result<Rest, ClientError> {
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .build()
-            .map_err(|e| ClientError::BadUrl(format!("cannot set up an HTTP client: {e}")))?;
+        Self::with(base, timeout, &Trust::default())
+    }
+
+    /// A client of `base` whose requests may take `timeout`, trusting `trust`'s roots for
+    /// `https://`.
+    pub fn with(base: &str, timeout: Duration, trust: &Trust) -> Result<Rest, ClientError> {
         let base = base.trim_end_matches('/').to_string();
         if !(base.starts_with("http://") || base.starts_with("https://")) {
             return Err(ClientError::BadUrl(format!(
                 "{base:?} is not a server URL (expected http://HOST[:PORT] or https://…)"
             )));
         }
+        let mut builder = reqwest::Client::builder().timeout(timeout);
+        if base.starts_with("https://") {
+            let tls = trust.client_config().map_err(ClientError::BadUrl)?;
+            builder = builder.use_preconfigured_tls((*tls).clone());
+        }
+        let http = builder
+            .build()
+            .map_err(|e| ClientError::BadUrl(format!("cannot set up an HTTP client: {e}")))?;
         Ok(Rest { http, base })
     }
 

@@ -13,6 +13,7 @@ use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use super::error::ClientError;
+use super::tls::Trust;
 use crate::protocol::{ClientMessage, ServerMessage};
 
 /// The WebSocket URL of `session` on `server` (`http(s)://host[:port][/prefix]` or `ws(s)://…`).
@@ -47,14 +48,33 @@ pub struct Signalling {
 }
 
 impl Signalling {
-    /// Opens the session's WebSocket, authenticating with `token` in the `Authorization` header.
+    /// Opens the session's WebSocket, authenticating with `token` in the `Authorization` header
+    /// (over TLS, trusting the system's roots).
     pub async fn connect(
         server: &str,
         session: &str,
         token: &str,
         timeout: Duration,
     ) -> Result<Signalling, ClientError> {
+        Self::connect_with(server, session, token, timeout, &Trust::default()).await
+    }
+
+    /// [`connect`](Self::connect), trusting `trust`'s roots for `wss://`.
+    pub async fn connect_with(
+        server: &str,
+        session: &str,
+        token: &str,
+        timeout: Duration,
+        trust: &Trust,
+    ) -> Result<Signalling, ClientError> {
         let url = ws_url(server, session)?;
+        let connector = if url.starts_with("wss://") {
+            Some(tokio_tungstenite::Connector::Rustls(
+                trust.client_config().map_err(ClientError::BadUrl)?,
+            ))
+        } else {
+            None
+        };
         let mut request = url
             .as_str()
             .into_client_request()
@@ -68,7 +88,12 @@ impl Signalling {
         let config = WebSocketConfig::default()
             .max_message_size(Some(1024 * 1024))
             .read_buffer_size(4096);
-        let connect = tokio_tungstenite::connect_async_with_config(request, Some(config), true);
+        let connect = tokio_tungstenite::connect_async_tls_with_config(
+            request,
+            Some(config),
+            true,
+            connector,
+        );
         let (socket, _) = match tokio::time::timeout(timeout, connect).await {
             Err(_) => {
                 return Err(ClientError::Unreachable {

@@ -1,6 +1,8 @@
 //! Test helpers: a real server on 127.0.0.1:0, real HTTP and WebSocket clients, bounded waits.
 #![allow(dead_code)]
 
+pub mod certs;
+
 use std::future::Future;
 use std::time::Duration;
 

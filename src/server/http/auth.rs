@@ -15,6 +15,25 @@ use crate::server::session::SessionHandle;
 use crate::server::state::AppState;
 use crate::server::token::{Claims, Scope};
 
+/// The value of `key` in the last element of the `Forwarded` header (RFC 7239): the one our
+/// trusted proxy added.
+fn forwarded(headers: &HeaderMap, key: &str) -> Option<String> {
+    headers
+        .get_all(header::FORWARDED)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|elem| {
+            elem.split(';').find_map(|pair| {
+                let (k, v) = pair.trim().split_once('=')?;
+                k.trim()
+                    .eq_ignore_ascii_case(key)
+                    .then(|| v.trim().trim_matches('"').to_string())
+            })
+        })
+        .next_back()
+}
+
 /// The client's address: the TCP peer, or the proxy's record of it with `--trust-proxy`.
 pub(super) fn client_ip(state: &AppState, peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
     if state.config.trust_proxy {
@@ -26,29 +45,16 @@ pub(super) fn client_ip(state: &AppState, peer: SocketAddr, headers: &HeaderMap)
             .flat_map(|v| v.split(','))
             .last()
             .and_then(|v| v.trim().parse::<IpAddr>().ok());
-        let forwarded = headers
-            .get_all(header::FORWARDED)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|elem| {
-                elem.split(';').find_map(|pair| {
-                    let (k, v) = pair.trim().split_once('=')?;
-                    if !k.eq_ignore_ascii_case("for") {
-                        return None;
-                    }
-                    let v = v.trim_matches('"');
-                    let v = v
-                        .strip_prefix('[')
-                        .and_then(|v| v.split_once(']'))
-                        .map(|(ip, _)| ip)
-                        .unwrap_or(v);
-                    v.parse::<IpAddr>()
-                        .ok()
-                        .or_else(|| v.parse::<SocketAddr>().ok().map(|s| s.ip()))
-                })
-            })
-            .next_back();
+        let forwarded = forwarded(headers, "for").and_then(|v| {
+            let v = v
+                .strip_prefix('[')
+                .and_then(|v| v.split_once(']'))
+                .map(|(ip, _)| ip)
+                .unwrap_or(&v);
+            v.parse::<IpAddr>()
+                .ok()
+                .or_else(|| v.parse::<SocketAddr>().ok().map(|s| s.ip()))
+        });
         if let Some(ip) = forwarded_for.or(forwarded) {
             return ip.to_canonical();
         }
@@ -71,11 +77,15 @@ pub(super) fn base_url(state: &AppState, headers: &HeaderMap) -> String {
         })
         .map(String::from)
         .unwrap_or_else(|| state.config.listen.to_string());
+    // Behind a TLS proxy the links must say https:// (and punch URIs punchs://), or tokens go
+    // in clear: the proxy says so in X-Forwarded-Proto or Forwarded's proto.
     let https = state.config.trust_proxy
         && headers
             .get("x-forwarded-proto")
             .and_then(|v| v.to_str().ok())
-            == Some("https");
+            .map(|v| v.split(',').next_back().unwrap_or("").trim().to_string())
+            .or_else(|| forwarded(headers, "proto"))
+            .is_some_and(|p| p.eq_ignore_ascii_case("https"));
     format!("{}://{host}", if https { "https" } else { "http" })
 }
 

@@ -1,0 +1,203 @@
+//! The server behind a real TLS reverse proxy (Debian's nginx, a throwaway instance on loopback):
+//! with `--trust-proxy` the links it hands out are `https://` and `punchs://`, the dashboard
+//! loads, and a peer registers over the proxied `wss://`.
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::certs::TestCa;
+use common::*;
+use punch::client::Signalling;
+use punch::client::rest::Rest;
+use punch::client::tls::Trust;
+use punch::protocol::{Role, ServerMessage};
+use punch::server::ServerConfig;
+use serde_json::json;
+
+/// nginx terminating TLS on a loopback port and passing everything (WebSockets too) to
+/// `upstream`; stopped when dropped.
+struct Nginx {
+    child: Child,
+    port: u16,
+    log: std::path::PathBuf,
+}
+
+impl Nginx {
+    fn start(ca: &TestCa, upstream: u16) -> Nginx {
+        require("nginx", "nginx");
+        let dir = ca.dir();
+        for attempt in 0.. {
+            // nginx cannot be given port 0: take a free one and retry if it was taken meanwhile.
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let conf = dir.join("nginx.conf");
+            let d = dir.display();
+            std::fs::write(
+                &conf,
+                format!(
+                    r#"
+daemon off;
+master_process off;
+pid {d}/nginx.pid;
+error_log {d}/error.log info;
+events {{ worker_connections 64; }}
+http {{
+    access_log off;
+    client_body_temp_path {d}/body;
+    proxy_temp_path {d}/proxy;
+    fastcgi_temp_path {d}/fastcgi;
+    uwsgi_temp_path {d}/uwsgi;
+    scgi_temp_path {d}/scgi;
+    map $http_upgrade $connection_upgrade {{ default upgrade; '' close; }}
+    server {{
+        listen 127.0.0.1:{port} ssl;
+        ssl_certificate {cert};
+        ssl_certificate_key {key};
+        location / {{
+            proxy_pass http://127.0.0.1:{upstream};
+            proxy_http_version 1.1;
+            proxy_set_header Upgrade $http_upgrade;
+            proxy_set_header Connection $connection_upgrade;
+            proxy_set_header Host $host:$server_port;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto $scheme;
+            proxy_read_timeout 120s;
+        }}
+    }}
+}}
+"#,
+                    cert = ca.cert.display(),
+                    key = ca.key.display(),
+                ),
+            )
+            .unwrap();
+            let log = dir.join("error.log");
+            let mut child = Command::new("nginx")
+                .arg("-p")
+                .arg(dir)
+                .arg("-c")
+                .arg(&conf)
+                .arg("-e")
+                .arg(&log)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("nginx runs");
+            let start = Instant::now();
+            while start.elapsed() < WAIT {
+                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    return Nginx { child, port, log };
+                }
+                if let Ok(Some(_)) = child.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+            assert!(
+                attempt < 3,
+                "nginx did not start: {}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        }
+        unreachable!()
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_a_tls_proxy_links_are_https_and_peers_register_over_wss() {
+    let ca = TestCa::new("Punch test CA", &["localhost", "127.0.0.1"]);
+    let srv = start(ServerConfig {
+        trust_proxy: true,
+        ..ServerConfig::default()
+    })
+    .await;
+    let upstream = srv.server.local_addr().port();
+    let nginx = tokio::task::block_in_place(|| Nginx::start(&ca, upstream));
+    let public = format!("https://localhost:{}", nginx.port);
+    let trust = Trust::with_ca_file(&ca.ca);
+    let rest = Rest::with(&public, WAIT, &trust).unwrap();
+
+    // The review: behind a TLS proxy the server handed out http:// and punch:// links.
+    let created = rest
+        .create(&json!({"name": "proxied"}), None)
+        .await
+        .expect("create through the proxy");
+    assert!(
+        created.url.starts_with(&format!("{public}/s/proxied?t=")),
+        "{}",
+        created.url
+    );
+    assert!(created.qr.starts_with("https://"), "{}", created.qr);
+    let answer = rest
+        .raw(
+            reqwest::Method::GET,
+            &format!("/s/proxied?t={}", created.token),
+            None,
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(answer.status, 200, "the dashboard loads through the proxy");
+    // The stream QR codes carry punchs:// URIs.
+    let sender_token = created.stream_tokens["default"]
+        .get(Role::Sender)
+        .to_string();
+    let expected = format!(
+        "punchs://localhost:{}/proxied/default?token={sender_token}",
+        nginx.port
+    );
+    let qr = reqwest::Client::builder()
+        .use_preconfigured_tls((*trust.client_config().unwrap()).clone())
+        .build()
+        .unwrap()
+        .get(format!(
+            "{public}/s/proxied/qr/default/sender?t={}",
+            created.token
+        ))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(qr, punch::server::qr_svg(&expected).unwrap());
+
+    // A peer registers over wss:// through the proxy; its address is the proxy's record of it.
+    let mut sig = Signalling::connect_with(&public, "proxied", &sender_token, WAIT, &trust)
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "wss through nginx: {e}\n{}",
+                std::fs::read_to_string(&nginx.log).unwrap_or_default()
+            )
+        });
+    sig.send(&register(None, Role::Sender, 9000)).await.unwrap();
+    let you = expect_msg(&mut sig, "registered", |m| match m {
+        ServerMessage::Registered(r) => Some(r.you.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(you.ip, "127.0.0.1");
+    let view = rest.session("proxied", &created.token).await.unwrap();
+    assert_eq!(
+        view.streams[0].sender.status,
+        punch::protocol::PeerStatus::Registered
+    );
+    sig.close().await;
+    drop(nginx);
+    srv.server.shutdown().await;
+}
