@@ -20,6 +20,7 @@ use punch::protocol::{PeerInfo, SessionState, TallyState};
 use tokio_util::sync::CancellationToken;
 
 use super::Media;
+use super::health;
 use super::signalling;
 
 /// Inner failures tolerated within [`FAILURE_WINDOW`] before the element gives up.
@@ -46,6 +47,10 @@ struct State {
     peer_address: Option<String>,
     /// The `tally` property.
     tally: TallyState,
+    /// The stream the server registered this element on (for bus messages).
+    stream: Option<String>,
+    /// The SRT link was connected at the last look at the inner element's statistics.
+    link_up: bool,
     /// When the inner element failed lately (the restart policy's window).
     failures: VecDeque<Instant>,
     /// The inner element reported an error and is being restarted (its EOS is not ours).
@@ -173,6 +178,7 @@ impl Engine {
                 bin.notify(name);
             }
         }
+        self.media.starting();
         crate::RUNTIME.spawn(signalling::run(self, config, cancel, run));
     }
 
@@ -182,7 +188,12 @@ impl Engine {
         if let Some(cancel) = cancel {
             cancel.cancel();
         }
+        if let Some(ghost) = self.ghost.get() {
+            // first: upstream may be waiting for the link inside the streaming thread
+            self.media.inner_stopped(ghost);
+        }
         let _guard = self.lifecycle.lock().unwrap();
+        self.set_link(false);
         if let Some(inner) = self.inner() {
             let _ = inner.set_state(gst::State::Null);
         }
@@ -190,10 +201,6 @@ impl Engine {
         state.inner_running = false;
         state.inner_uri = None;
         state.peer = None;
-        drop(state);
-        if let Some(ghost) = self.ghost.get() {
-            self.media.inner_stopped(ghost);
-        }
     }
 
     /// A running inner element goes to `state` with its bin.
@@ -224,8 +231,9 @@ impl Engine {
     }
 
     /// The SRT URI for a peer: rendezvous, the local address always given (see
-    /// `docs/srt-notes.md`).
+    /// `docs/srt-notes.md`), and what this side adds.
     pub fn srt_uri(
+        &self,
         peer: &PeerInfo,
         local_address: IpAddr,
         local_port: u16,
@@ -244,8 +252,9 @@ impl Engine {
         // timeout, and stopping the element waited as long (seen in the tests). Bounded, the
         // wait returns and notices the stop. (In the URI: setting `uri` resets the property.)
         format!(
-            "{}&poll-timeout={POLL_TIMEOUT_MS}",
-            link.gstreamer(&local_address.to_string())
+            "{}&poll-timeout={POLL_TIMEOUT_MS}{}",
+            link.gstreamer(&local_address.to_string()),
+            self.media.srt_options(latency)
         )
     }
 
@@ -291,6 +300,8 @@ impl Engine {
             state.inner_running = false;
             state.failure_counted = false;
         }
+        // the link first: nothing must be let through towards an unlinked pad
+        self.set_link(false);
         self.media.inner_restarting(ghost);
         let _ = inner.set_state(gst::State::Null);
         // The URI first, with every option in it: setting it resets the others
@@ -352,13 +363,14 @@ impl Engine {
         }
     }
 
-    /// The inner element failed: restart it, unless it keeps failing.
-    fn inner_failed(self: &Arc<Self>, error: &str, debug: &str) {
-        let Some(bin) = self.bin() else { return };
+    /// The inner element failed: restart it, unless it keeps failing. Returns whether this
+    /// was a new failure (not one already being handled).
+    fn inner_failed(self: &Arc<Self>, error: &str, debug: &str) -> bool {
+        let Some(bin) = self.bin() else { return false };
         let (give_up, attempt) = {
             let mut state = self.state.lock().unwrap();
             if state.gave_up || !state.active() || state.failure_counted {
-                return;
+                return false;
             }
             state.inner_failed = true;
             state.failure_counted = true;
@@ -385,7 +397,7 @@ impl Engine {
                     ["{debug}"]
                 );
             });
-            return;
+            return true;
         }
         let delay = RESTART_BACKOFF * 2u32.pow(attempt.saturating_sub(1)).min(16);
         gst::warning!(
@@ -400,6 +412,63 @@ impl Engine {
                 engine.schedule_restart(&bin);
             }
         });
+        true
+    }
+
+    /// A look at the inner element's statistics (from the signalling task's status poll):
+    /// follows the link's state and restarts a link that stopped carrying data. Returns
+    /// whether the link is connected.
+    pub fn observe(self: &Arc<Self>, stats: &gst::StructureRef) -> bool {
+        let connected = health::is_connected(stats);
+        if !self.active() {
+            return connected;
+        }
+        self.set_link(connected);
+        if connected && let Some(why) = self.media.stalled(stats) {
+            self.link_stalled(&why);
+        }
+        connected
+    }
+
+    /// Follows the link's state: tells the media and posts `punch-link` on a change.
+    fn set_link(&self, up: bool) {
+        let (stream, peer) = {
+            let mut state = self.state.lock().unwrap();
+            if std::mem::replace(&mut state.link_up, up) == up {
+                return;
+            }
+            (
+                state.stream.clone().unwrap_or_default(),
+                state.peer_address.clone().unwrap_or_default(),
+            )
+        };
+        if let Some(ghost) = self.ghost.get() {
+            self.media.link_changed(up, ghost);
+        }
+        gst::info!(
+            self.cat(),
+            "SRT link {} {peer}",
+            if up { "connected to" } else { "lost with" }
+        );
+        self.post(
+            gst::Structure::builder("punch-link")
+                .field("stream", stream)
+                .field("connected", up)
+                .field("peer-address", peer)
+                .build(),
+        );
+    }
+
+    /// The link is up but carries nothing: say so and restart it (a restart counts as a
+    /// failure, so a link that keeps stalling ends in an error).
+    fn link_stalled(self: &Arc<Self>, why: &str) {
+        let peer = self.peer_address().unwrap_or_default();
+        let text = format!("The SRT link to {peer} stalled: {why}. Restarting it.");
+        if self.inner_failed(&text, "")
+            && let Some(bin) = self.bin()
+        {
+            gst::element_warning!(bin, gst::ResourceError::Write, ("{text}"));
+        }
     }
 
     /// libsrt reports a passphrase mismatch only as a stream of warnings on one side.
@@ -429,6 +498,10 @@ impl Engine {
         if changed && let Some(bin) = self.bin() {
             bin.notify("session-state");
         }
+    }
+
+    pub fn set_stream(&self, stream: &str) {
+        self.state.lock().unwrap().stream = Some(stream.to_string());
     }
 
     pub fn set_tally(&self, stream: &str, tally: TallyState) {

@@ -5,7 +5,7 @@ use std::time::Instant;
 use punch::protocol::{Health, Role};
 
 /// A number field of an `application/x-srt-statistics` structure, whatever its integer width.
-fn number(stats: &gst::StructureRef, field: &str) -> Option<f64> {
+pub fn number(stats: &gst::StructureRef, field: &str) -> Option<f64> {
     if let Ok(v) = stats.get::<f64>(field) {
         return Some(v);
     }

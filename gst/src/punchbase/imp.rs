@@ -17,7 +17,7 @@ pub struct PunchBase {
     engine: OnceLock<Arc<Engine>>,
 }
 
-fn abstract_media() -> Box<dyn Media> {
+fn abstract_media(_: &super::PunchBase) -> Box<dyn Media> {
     unreachable!("GstPunchBase is abstract: only punchsink and punchsrc are instantiated")
 }
 
@@ -106,7 +106,7 @@ impl ObjectImpl for PunchBase {
     fn constructed(&self) {
         self.parent_constructed();
         let obj = self.obj();
-        let media = (obj.class().as_ref().media)();
+        let media = (obj.class().as_ref().media)(&obj);
         let templ = obj
             .pad_template(media.pad_name())
             .expect("the element's pad template");

@@ -9,7 +9,7 @@
 
 mod engine;
 mod enums;
-mod health;
+pub mod health;
 mod imp;
 pub mod settings;
 mod signalling;
@@ -57,18 +57,39 @@ pub trait Media: Send + Sync + 'static {
     fn inner_started(&self, _bin: &gst::Bin, _ghost: &gst::GhostPad) {}
     /// The element stopped its inner element.
     fn inner_stopped(&self, _ghost: &gst::GhostPad) {}
+    /// The element starts (READY→PAUSED), before signalling.
+    fn starting(&self) {}
+    /// The SRT link connected (`up`) or was lost: first connect, reconnect, new peer, new path.
+    fn link_changed(&self, _up: bool, _ghost: &gst::GhostPad) {}
+    /// While connected, at every statistics poll: why the link stopped carrying data, if it did.
+    fn stalled(&self, _stats: &gst::StructureRef) -> Option<String> {
+        None
+    }
+    /// Options this side adds to the inner element's SRT URI (`&key=value…`).
+    fn srt_options(&self, _latency_ms: u32) -> String {
+        String::new()
+    }
 }
 
 /// Implemented by `punchsink` and `punchsrc`: they provide their [`Media`].
 pub trait PunchBaseImpl: BinImpl + ObjectSubclass<Type: IsA<PunchBase>> {
-    fn media() -> Box<dyn Media>;
+    /// This element's media; called once, when the element is constructed.
+    fn media(&self) -> Box<dyn Media>;
 }
 
-/// The base's class: the subclass's media constructor.
+/// The base's class: how to get an instance's media from the subclass.
 #[repr(C)]
 pub struct Class {
     parent: gst::ffi::GstBinClass,
-    media: fn() -> Box<dyn Media>,
+    media: fn(&PunchBase) -> Box<dyn Media>,
+}
+
+/// The class's `media` for subclass `T`.
+fn media_of<T: PunchBaseImpl>(obj: &PunchBase) -> Box<dyn Media> {
+    obj.downcast_ref::<T::Type>()
+        .expect("an instance of the class it was created from")
+        .imp()
+        .media()
 }
 
 unsafe impl ClassStruct for Class {
@@ -87,7 +108,7 @@ impl std::ops::Deref for Class {
 unsafe impl<T: PunchBaseImpl> IsSubclassable<T> for PunchBase {
     fn class_init(class: &mut glib::Class<Self>) {
         Self::parent_class_init::<T>(class);
-        class.as_mut().media = T::media;
+        class.as_mut().media = media_of::<T>;
     }
 }
 

@@ -150,7 +150,9 @@ impl PeerHost for Host {
             ..peer.clone()
         };
         let latency = self.latency.unwrap_or(peer.latency);
-        let uri = Engine::srt_uri(&peer, self.local_address, self.local_port, latency);
+        let uri = self
+            .engine
+            .srt_uri(&peer, self.local_address, self.local_port, latency);
         self.engine.apply_peer(self.run, peer, uri);
     }
 
@@ -162,7 +164,7 @@ impl PeerHost for Host {
         if !self.engine.inner_running() {
             return None;
         }
-        self.engine.stats().map(|s| health::is_connected(&s))
+        self.engine.stats().map(|s| self.engine.observe(&s))
     }
 
     /// Samples the stats, posts `punch-health`, returns the report for the server.
@@ -201,6 +203,7 @@ impl PeerHost for Host {
                     r.you.ip,
                     r.you.port
                 );
+                self.engine.set_stream(&r.stream);
                 self.stream = Some(r.stream);
             }
             PeerEvent::Tally(t) => self.engine.set_tally(&t.stream, t.state),

@@ -1,13 +1,13 @@
-use std::sync::{LazyLock, Mutex, Weak};
+use std::sync::{Arc, LazyLock, Mutex};
 
 use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
-use punch::protocol::Role;
 
-use crate::punchbase::{self, Engine, Media, PunchBase, PunchBaseExt, PunchBaseImpl};
+use super::media::{SinkMedia, SinkSettings};
+use crate::punchbase::{self, Media, PunchBase, PunchBaseExt, PunchBaseImpl};
 
-static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
+pub static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
         "punchsink",
         gst::DebugColorFlags::empty(),
@@ -15,8 +15,11 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     )
 });
 
+/// The sink's own properties (the shared ones are the base's); its media reads them too.
 #[derive(Default)]
-pub struct PunchSink {}
+pub struct PunchSink {
+    settings: Arc<Mutex<SinkSettings>>,
+}
 
 #[glib::object_subclass]
 impl ObjectSubclass for PunchSink {
@@ -26,7 +29,48 @@ impl ObjectSubclass for PunchSink {
     type Interfaces = (gst::URIHandler,);
 }
 
-impl ObjectImpl for PunchSink {}
+impl ObjectImpl for PunchSink {
+    fn properties() -> &'static [glib::ParamSpec] {
+        static PROPERTIES: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
+            vec![
+                glib::ParamSpecUInt::builder("hold-timeout")
+                    .nick("Hold timeout")
+                    .blurb("Seconds a non-live upstream (a file) waits for the SRT link before the element fails; a live upstream never waits")
+                    .minimum(1)
+                    .maximum(super::media::MAX_HOLD_TIMEOUT_S)
+                    .default_value(super::media::DEFAULT_HOLD_TIMEOUT_S)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecUInt64::builder("max-bitrate")
+                    .nick("Maximum bitrate")
+                    .blurb("Cap of the SRT sending rate in bit/s, retransmissions included; 0 = what a receiver's default buffer holds at the link's latency")
+                    .maximum(super::media::MAX_BITRATE)
+                    .default_value(0)
+                    .mutable_playing()
+                    .build(),
+            ]
+        });
+        PROPERTIES.as_ref()
+    }
+
+    fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
+        let mut settings = self.settings.lock().unwrap();
+        match pspec.name() {
+            "hold-timeout" => settings.hold_timeout_s = value.get().expect("type checked"),
+            "max-bitrate" => settings.max_bitrate = value.get().expect("type checked"),
+            other => unreachable!("unknown property {other}"),
+        }
+    }
+
+    fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
+        let settings = self.settings.lock().unwrap();
+        match pspec.name() {
+            "hold-timeout" => settings.hold_timeout_s.to_value(),
+            "max-bitrate" => settings.max_bitrate.to_value(),
+            other => unreachable!("unknown property {other}"),
+        }
+    }
+}
 
 impl GstObjectImpl for PunchSink {}
 
@@ -52,8 +96,8 @@ impl ElementImpl for PunchSink {
 impl BinImpl for PunchSink {}
 
 impl PunchBaseImpl for PunchSink {
-    fn media() -> Box<dyn Media> {
-        Box::new(SinkMedia::default())
+    fn media(&self) -> Box<dyn Media> {
+        Box::new(SinkMedia::new(self.settings.clone()))
     }
 }
 
@@ -70,153 +114,5 @@ impl URIHandlerImpl for PunchSink {
 
     fn set_uri(&self, uri: &str) -> Result<(), glib::Error> {
         self.obj().set_punch_uri(uri)
-    }
-}
-
-/// The sending side: `srtsink` behind the ghost sink pad. Upstream must never notice the inner
-/// sink restarting: its buffers are dropped while it is down (a live source would stop on the
-/// FLUSHING of an inactive pad), and its errors are absorbed.
-#[derive(Default)]
-struct SinkMedia {
-    /// Drops buffers while the inner sink is down.
-    drop_probe: Mutex<Option<gst::PadProbeId>>,
-}
-
-impl SinkMedia {
-    /// Drop buffers until the inner sink runs.
-    fn block_input(&self, ghost: &gst::GhostPad) {
-        let mut probe = self.drop_probe.lock().unwrap();
-        if probe.is_none() {
-            // `Handled` consumes the buffer; `Drop` makes gstreamer-rs 0.25 unref a NULL pointer
-            // (a GStreamer-CRITICAL per buffer).
-            // While blocked an EOS cannot reach srtsink either: the bin posts it itself, so
-            // `gst-launch-1.0 -e` and applications waiting for EOS still finish.
-            *probe = ghost.add_probe(
-                gst::PadProbeType::BUFFER
-                    | gst::PadProbeType::BUFFER_LIST
-                    | gst::PadProbeType::EVENT_DOWNSTREAM,
-                |pad, info| match &info.data {
-                    Some(gst::PadProbeData::Event(e)) if e.type_() == gst::EventType::Eos => {
-                        if let Some(bin) = pad.parent_element() {
-                            let _ =
-                                bin.post_message(gst::message::Eos::builder().src(&bin).build());
-                        }
-                        gst::PadProbeReturn::Handled
-                    }
-                    Some(gst::PadProbeData::Event(_)) => gst::PadProbeReturn::Ok,
-                    _ => gst::PadProbeReturn::Handled,
-                },
-            );
-        }
-    }
-
-    fn unblock_input(&self, ghost: &gst::GhostPad) {
-        if let Some(id) = self.drop_probe.lock().unwrap().take() {
-            ghost.remove_probe(id);
-        }
-    }
-}
-
-/// Chain result: failures of a restarting inner sink are not upstream's problem.
-fn absorb_failure(
-    engine: &Weak<Engine>,
-    res: Result<gst::FlowSuccess, gst::FlowError>,
-) -> Result<gst::FlowSuccess, gst::FlowError> {
-    match res {
-        Err(gst::FlowError::Error | gst::FlowError::NotLinked | gst::FlowError::Flushing)
-            if engine.upgrade().is_some_and(|e| e.active()) =>
-        {
-            Ok(gst::FlowSuccess::Ok)
-        }
-        other => other,
-    }
-}
-
-impl Media for SinkMedia {
-    fn role(&self) -> Role {
-        Role::Sender
-    }
-
-    fn cat(&self) -> gst::DebugCategory {
-        *CAT
-    }
-
-    fn inner_factory(&self) -> &'static str {
-        "srtsink"
-    }
-
-    fn pad_name(&self) -> &'static str {
-        "sink"
-    }
-
-    fn element_flags(&self) -> gst::ElementFlags {
-        gst::ElementFlags::SINK
-    }
-
-    fn live_source(&self) -> bool {
-        false
-    }
-
-    fn ghost_pad(&self, templ: &gst::PadTemplate, engine: Weak<Engine>) -> gst::GhostPad {
-        let engine_list = engine.clone();
-        gst::GhostPad::builder_from_template(templ)
-            .name("sink")
-            .chain_function(move |pad, parent, buffer| {
-                absorb_failure(&engine, gst::ProxyPad::chain_default(pad, parent, buffer))
-            })
-            .chain_list_function(move |pad, parent, list| {
-                absorb_failure(
-                    &engine_list,
-                    gst::ProxyPad::chain_list_default(pad, parent, list),
-                )
-            })
-            .build()
-    }
-
-    fn configure_inner(&self, inner: &gst::Element) {
-        // Never block a live source while connecting, never preroll: the bin is driven by
-        // hand and must not go async inside a playing pipeline (`docs/srt-notes.md`).
-        inner.set_property("wait-for-connection", false);
-        inner.set_property("async", false);
-        inner.set_property("sync", false);
-    }
-
-    fn constructed(&self, _engine: &std::sync::Arc<Engine>, ghost: &gst::GhostPad) {
-        self.block_input(ghost);
-        // srtsink waits for the connection before sending caps stream headers, whatever
-        // wait-for-connection says, and fails for good if it times out (`docs/srt-notes.md`);
-        // mpegtsmux repeats PAT/PMT in the stream anyway.
-        ghost.add_probe(gst::PadProbeType::EVENT_DOWNSTREAM, |_, info| {
-            if let Some(gst::PadProbeData::Event(ev)) = &mut info.data
-                && let gst::EventView::Caps(c) = ev.view()
-                && c.caps().iter().any(|s| s.has_field("streamheader"))
-            {
-                let mut caps = c.caps_owned();
-                for s in caps.make_mut().iter_mut() {
-                    s.remove_field("streamheader");
-                }
-                *ev = gst::event::Caps::new(&caps);
-            }
-            gst::PadProbeReturn::Ok
-        });
-    }
-
-    fn inner_restarting(&self, ghost: &gst::GhostPad) {
-        self.block_input(ghost);
-        // Unlinking and relinking makes the sticky events (caps, segment) go to the restarted
-        // sink again.
-        let _ = ghost.set_target(None::<&gst::Pad>);
-    }
-
-    fn inner_configured(&self, ghost: &gst::GhostPad, inner: &gst::Element) {
-        let _ = ghost.set_target(inner.static_pad("sink").as_ref());
-    }
-
-    fn inner_started(&self, _bin: &gst::Bin, ghost: &gst::GhostPad) {
-        self.unblock_input(ghost);
-    }
-
-    fn inner_stopped(&self, ghost: &gst::GhostPad) {
-        self.block_input(ghost);
     }
 }

@@ -3,8 +3,13 @@
 //! A subclass of `GstPunchBase` around `srtsink`. It joins the session named by its URI as the
 //! stream's **sender**, waits for the receiver's public address and the stream's passphrase from
 //! the Punch server, then runs `srtsink` in rendezvous mode towards it: no IP, port or
-//! passphrase to type. While `srtsink` is down (not connected yet, restarting) upstream never
-//! stalls: buffers are dropped and the inner element's errors absorbed.
+//! passphrase to type. While the SRT link is down (not connected yet, restarting) a live
+//! upstream never stalls (its buffers are dropped) and a non-live one waits (nothing is lost);
+//! each time the link comes up the encoder upstream is asked for a key frame.
+//!
+//! * `imp.rs`: the GObject (the sink's own properties, the URI handler);
+//! * `media.rs`: what the sink does with GStreamer (pads, events, the inner `srtsink`);
+//! * `flow.rs`: the decisions: hold or drop, stalled or not, the rate cap.
 //!
 //! ```sh
 //! gst-launch-1.0 videotestsrc is-live=true ! video/x-raw,width=1280,height=720,framerate=25/1 \
@@ -12,13 +17,16 @@
 //!     ! punchsink uri='punch://punch.example.org:8787/show/cam1?token=TOKEN'
 //! ```
 //!
-//! Properties, bus messages (`punch-health`, `punch-tally`, `punch-session`) and errors:
+//! Properties, bus messages (`punch-health`, `punch-tally`, `punch-session`, `punch-link`) and
+//! errors:
 //! `docs/elements.md`.
 
 use gst::glib;
 use gst::prelude::*;
 
+mod flow;
 mod imp;
+mod media;
 
 glib::wrapper! {
     pub struct PunchSink(ObjectSubclass<imp::PunchSink>) @extends crate::punchbase::PunchBase, gst::Bin, gst::Element, gst::Object,

@@ -52,7 +52,7 @@ impl ElementImpl for PunchSrc {
 impl BinImpl for PunchSrc {}
 
 impl PunchBaseImpl for PunchSrc {
-    fn media() -> Box<dyn Media> {
+    fn media(&self) -> Box<dyn Media> {
         Box::new(SrcMedia)
     }
 }
