@@ -206,6 +206,41 @@ async fn creating_sessions_needs_the_create_key_when_the_server_has_one() {
 }
 
 #[tokio::test]
+async fn create_keys_cannot_be_guessed_faster_than_the_creation_rate() {
+    let srv = start(ServerConfig {
+        create_key: Some("s3cret-create-key".into()),
+        limits: Limits {
+            creates_per_minute: 3,
+            ..Limits::default()
+        },
+        ..ServerConfig::default()
+    })
+    .await;
+    for guess in ["a", "b", "c"] {
+        let (status, _) = api_request(
+            &srv.base,
+            Method::POST,
+            "/api/session",
+            guess,
+            Some(json!({})),
+        )
+        .await;
+        assert_eq!(status, 401, "guess {guess}");
+    }
+    // the bucket is empty: even the right key waits now
+    let (status, v) = api_request(
+        &srv.base,
+        Method::POST,
+        "/api/session",
+        "s3cret-create-key",
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!((status, code(&v)), (429, "rate_limited"), "{v}");
+    srv.server.shutdown().await;
+}
+
+#[tokio::test]
 async fn one_client_cannot_fill_the_session_table() {
     let srv = start(ServerConfig {
         trust_proxy: true,

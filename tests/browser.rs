@@ -1,6 +1,7 @@
 //! The dashboard in a real headless Chromium (Debian's, driven by playwright-core): a session
 //! whose punchsink and punchsrc are streaming turns green, its QR images load, the on-air button
-//! makes `punch-tally` appear on the sender's bus, and a wrong token shows the error page.
+//! makes `punch-tally` appear on the sender's bus, and a wrong token shows the error page; the
+//! start page creates a session with the server's create key and opens its dashboard.
 //! Screenshots are kept in the test's output directory (printed on success and failure).
 
 mod common;
@@ -10,16 +11,38 @@ use std::time::Duration;
 use common::*;
 use serde_json::json;
 
-#[test]
-fn dashboard_goes_green_shows_qr_codes_and_its_tally_reaches_the_sender() {
+/// The browser scripts' folder, with playwright-core installed.
+fn browser_dir() -> std::path::PathBuf {
     require("chromium", "chromium");
     require("node", "nodejs");
-    require("gst-launch-1.0", "gstreamer1.0-tools");
-    let browser_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
     assert!(
-        browser_dir.join("node_modules/playwright-core").exists(),
+        dir.join("node_modules/playwright-core").exists(),
         "playwright-core is not installed: run `npm ci --prefix tests/browser` (scripts/test.sh does)"
     );
+    dir
+}
+
+/// Waits (at most 120 s) for the browser script to end.
+fn finish(browser: &mut Proc) -> std::process::ExitStatus {
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(status) = browser.child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "the browser test did not finish:\n{}",
+            browser.output()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn dashboard_goes_green_shows_qr_codes_and_its_tally_reaches_the_sender() {
+    let browser_dir = browser_dir();
+    require("gst-launch-1.0", "gstreamer1.0-tools");
     let rt = runtime();
     let server = rt.block_on(start_default());
     let created = rt.block_on(create(
@@ -71,20 +94,7 @@ fn dashboard_goes_green_shows_qr_codes_and_its_tally_reaches_the_sender() {
             sh_quote(&out.display().to_string()),
         ),
     );
-    let status = {
-        let start = std::time::Instant::now();
-        loop {
-            if let Some(status) = browser.child.try_wait().unwrap() {
-                break status;
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(120),
-                "the browser test did not finish:\n{}",
-                browser.output()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    };
+    let status = finish(&mut browser);
     let view = rt.block_on(get_session(&server.base, "browser", &admin)).1;
     assert!(
         status.success() && browser.output().contains("OK"),
@@ -109,5 +119,55 @@ fn dashboard_goes_green_shows_qr_codes_and_its_tally_reaches_the_sender() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert_eq!(view["streams"][0]["tally"], "on-air");
+    println!("screenshots in {}", out.display());
+}
+
+#[test]
+fn the_start_page_passes_the_create_key_and_opens_the_new_dashboard() {
+    let browser_dir = browser_dir();
+    let rt = runtime();
+    let key = "browser-create-key-0123";
+    let server = rt.block_on(start(punch::server::ServerConfig {
+        create_key: Some(key.into()),
+        ..punch::server::ServerConfig::default()
+    }));
+    let out = tempfile::Builder::new()
+        .prefix("punch-browser-create-")
+        .tempdir()
+        .unwrap()
+        .keep();
+    let mut browser = Proc::shell(
+        &out,
+        "browser",
+        &format!(
+            "cd {} && START_URL={} KEY={} NAME=made-in-browser OUT_DIR={} exec node create.mjs",
+            sh_quote(&browser_dir.display().to_string()),
+            sh_quote(&format!("{}/", server.base)),
+            sh_quote(key),
+            sh_quote(&out.display().to_string()),
+        ),
+    );
+    let status = finish(&mut browser);
+    assert!(
+        status.success() && browser.output().contains("OK"),
+        "browser test failed ({status}); screenshots in {}\n{}",
+        out.display(),
+        browser.output()
+    );
+    // the session exists on the server: its name is taken
+    let (status, body) = rt.block_on(async {
+        let resp = http()
+            .post(format!("{}/api/session", server.base))
+            .bearer_auth(key)
+            .json(&json!({ "name": "made-in-browser" }))
+            .send()
+            .await
+            .unwrap();
+        (
+            resp.status().as_u16(),
+            resp.json::<serde_json::Value>().await.unwrap(),
+        )
+    });
+    assert_eq!(status, 409, "{body}");
     println!("screenshots in {}", out.display());
 }

@@ -140,6 +140,37 @@ async fn dashboard_page_error_pages_and_assets() {
 }
 
 #[tokio::test]
+async fn the_start_page_creates_sessions_and_asks_for_the_create_key_when_needed() {
+    for (key, field_shown) in [(None, false), (Some("k3y-for-tests".to_string()), true)] {
+        let t = start(punch::server::ServerConfig {
+            create_key: key.clone(),
+            ..punch::server::ServerConfig::default()
+        })
+        .await;
+        let resp = get(&format!("{}/", t.base)).await;
+        assert_eq!(resp.status(), 200);
+        assert_ui_headers(&resp, "start page");
+        let page = resp.text().await.unwrap();
+        assert!(
+            page.contains("id=\"create-form\"") && page.contains("/ui/create.js?v="),
+            "{page}"
+        );
+        assert_eq!(
+            page.contains("<div id=\"create-key-field\" >"),
+            field_shown,
+            "create-key field shown with key {key:?}: {page}"
+        );
+        assert!(!page.contains("{{"), "template not filled: {page}");
+        let resp = get(&format!("{}/ui/create.js", t.base)).await;
+        assert_eq!(resp.status(), 200);
+        assert_ui_headers(&resp, "create.js");
+        let script = resp.text().await.unwrap();
+        assert!(script.contains("Authorization") && script.contains("/api/session"));
+        t.server.shutdown().await;
+    }
+}
+
+#[tokio::test]
 async fn qr_codes_carry_stream_tokens_never_the_admin_token() {
     let t = start_default().await;
     let created = create(&t.base, json!({"name": "qr", "streams": ["cam1"]})).await;

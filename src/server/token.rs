@@ -67,6 +67,13 @@ impl TokenKey {
         format!("{body}.{tag}")
     }
 
+    /// Whether `given` is `expected` (the create key), in a time that does not tell where they
+    /// differ: both are MACed and the MACs compared in constant time.
+    pub fn same_secret(&self, given: &str, expected: &str) -> bool {
+        let tag = self.mac(expected).finalize().into_bytes();
+        self.mac(given).verify_slice(&tag).is_ok()
+    }
+
     /// Checks the MAC (in constant time) and parses the claims. `None` for anything forged,
     /// truncated or malformed.
     pub fn verify(&self, token: &str) -> Option<Claims> {
@@ -99,6 +106,15 @@ impl TokenKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secrets_compare_whole() {
+        let key = TokenKey::new(vec![7; 32]);
+        assert!(key.same_secret("create-key", "create-key"));
+        assert!(!key.same_secret("create-kez", "create-key"));
+        assert!(!key.same_secret("create-key-", "create-key"));
+        assert!(!key.same_secret("", "create-key"));
+    }
 
     #[test]
     fn round_trip_and_forgery() {

@@ -1,6 +1,7 @@
 //! The operator dashboard: a server-rendered page whose assets are compiled into the binary (no
-//! build step, no CDN: it works on an offline production network), and the error page. Every UI
-//! response carries the security headers of [`security_headers`].
+//! build step, no CDN: it works on an offline production network), the page that creates a
+//! session, and the error page. Every UI response carries the security headers of
+//! [`security_headers`].
 
 use axum::extract::Path;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -12,13 +13,15 @@ const DASHBOARD_HTML: &str = include_str!("ui/dashboard.html");
 const ERROR_HTML: &str = include_str!("ui/error.html");
 const DASHBOARD_JS: &str = include_str!("ui/dashboard.js");
 const DASHBOARD_CSS: &str = include_str!("ui/dashboard.css");
+const CREATE_HTML: &str = include_str!("ui/create.html");
+const CREATE_JS: &str = include_str!("ui/create.js");
 
 /// Changes whenever an asset does, so a browser never runs a cached script of another build.
 fn asset_version() -> &'static str {
     static VERSION: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
         use std::hash::{Hash, Hasher};
         let mut h = std::collections::hash_map::DefaultHasher::new();
-        (DASHBOARD_JS, DASHBOARD_CSS).hash(&mut h);
+        (DASHBOARD_JS, DASHBOARD_CSS, CREATE_JS).hash(&mut h);
         format!("{:016x}", h.finish())
     });
     &VERSION
@@ -103,6 +106,13 @@ pub fn dashboard(view: &SessionView) -> Response {
     html(StatusCode::OK, body)
 }
 
+/// `GET /`: the form that creates a session; its create-key field shows when the server needs
+/// one.
+pub fn create_page(key_required: bool) -> Response {
+    let hidden = if key_required { "" } else { "hidden" };
+    html(StatusCode::OK, fill(CREATE_HTML, &[("key_hidden", hidden)]))
+}
+
 /// A page a person can act on, for a refused or failed dashboard request.
 pub fn error_page(status: StatusCode, message: &str) -> Response {
     let title = match status.as_u16() {
@@ -135,6 +145,7 @@ pub async fn asset(Path(file): Path<String>) -> Response {
     let (body, kind) = match file.as_str() {
         "dashboard.js" => (DASHBOARD_JS, "text/javascript; charset=utf-8"),
         "dashboard.css" => (DASHBOARD_CSS, "text/css; charset=utf-8"),
+        "create.js" => (CREATE_JS, "text/javascript; charset=utf-8"),
         _ => {
             let mut resp = (StatusCode::NOT_FOUND, "no such asset").into_response();
             security_headers(&mut resp);

@@ -9,83 +9,7 @@
 
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
-import { chromium } from 'playwright-core';
-
-// Below the 120 s the Rust test waits, so a hang ends with this process's own message.
-const WATCHDOG_MS = 100_000;
-
-class StepError extends Error {}
-
-function redact(text) {
-  return String(text).replace(/([?&](?:t|token)=)[^&#\s"']+/g, '$1<redacted>').replace(/\bp[as]\.[A-Za-z0-9._-]{20,}/g, '<token>');
-}
-
-function log(line) {
-  process.stdout.write(redact(line) + '\n');
-}
-
-function requireEnv(name) {
-  const value = process.env[name];
-  if (!value) throw new StepError(`environment variable ${name} is not set`);
-  return value;
-}
-
-async function step(name, fn) {
-  log(`- ${name}`);
-  try {
-    return await fn();
-  } catch (e) {
-    if (e instanceof StepError) throw new StepError(`${name}: ${e.message}`);
-    throw new StepError(`${name}: ${e && e.message ? e.message.split('\n')[0] : e}`);
-  }
-}
-
-// Console errors, uncaught exceptions, CSP violations and failed /ui/ assets of one page.
-function watch(page, label, problems, { documentUrl } = {}) {
-  page.on('console', (msg) => {
-    if (msg.type() !== 'error') return;
-    const text = msg.text();
-    const where = msg.location() && msg.location().url ? msg.location().url : '';
-    // Expected HTTP answers that Chromium reports as "Failed to load resource": the error page
-    // itself (4xx by design), connection strings before both sides registered (409), and the
-    // favicon Chromium asks for on its own (the pages declare none).
-    if (/^Failed to load resource: the server responded with a status of/.test(text)) {
-      if (documentUrl && where === documentUrl) return;
-      if (/^https?:\/\/[^/]+\/favicon\.ico$/.test(where)) return;
-      if (/status of 409/.test(text) && /\/api\/session\/[^/]+\/connect(\?|$)/.test(where)) return;
-    }
-    problems.push(`${label}: console error: ${text}${where ? ` (${where})` : ''}`);
-  });
-  page.on('pageerror', (err) => problems.push(`${label}: uncaught exception: ${err.message}`));
-  page.on('response', (res) => {
-    let u;
-    try {
-      u = new URL(res.url());
-    } catch (_) {
-      return;
-    }
-    if (u.pathname.startsWith('/ui/') && res.status() >= 400) {
-      problems.push(`${label}: asset ${u.pathname} answered ${res.status()}`);
-    }
-  });
-}
-
-// Records securitypolicyviolation events in the page (init scripts are not subject to CSP).
-const CSP_PROBE = () => {
-  window.__punchCspViolations = [];
-  document.addEventListener('securitypolicyviolation', (e) => {
-    window.__punchCspViolations.push(`${e.violatedDirective} blocked ${e.blockedURI || 'inline'} (${e.sourceFile || ''}:${e.lineNumber || 0})`);
-  });
-};
-
-async function cspViolations(page, label) {
-  try {
-    const list = await page.evaluate(() => window.__punchCspViolations || []);
-    return list.map((v) => `${label}: CSP violation: ${v}`);
-  } catch (e) {
-    return [`${label}: could not read CSP violations: ${e.message}`];
-  }
-}
+import { CSP_PROBE, StepError, close, cspViolations, launch, log, requireEnv, run, step, watch } from './lib.mjs';
 
 async function describeStream(page, selector) {
   return page
@@ -121,28 +45,14 @@ async function main() {
   const sectionSel = `section.stream[data-stream="${stream.replace(/["\\]/g, '\\$&')}"]`;
   let browser;
   try {
-    browser = await step('launch chromium', () =>
-      chromium.launch({
-        executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-        timeout: 30_000,
-        args: [
-          '--headless',
-          '--no-sandbox',
-          '--disable-gpu',
-          '--no-first-run',
-          '--disable-background-networking',
-          '--disable-component-update',
-          '--disable-sync',
-          '--disable-quic',
-        ],
-      }),
-    );
+    browser = await step('launch chromium', launch);
     const context = await browser.newContext({ viewport: { width: 1440, height: 900 } });
     await context.addInitScript(CSP_PROBE);
 
     // 1 + 2: open the dashboard and wait for a healthy link.
     const page = await context.newPage();
-    watch(page, 'dashboard', problems);
+    // connection strings before both sides registered answer 409
+    watch(page, 'dashboard', problems, { expected: [{ status: 409, url: /\/api\/session\/[^/]+\/connect(\?|$)/ }] });
     page.on('dialog', (d) => d.dismiss().catch(() => {}));
 
     await step('open the dashboard', async () => {
@@ -256,29 +166,8 @@ async function main() {
     log('OK');
     return 0;
   } finally {
-    if (browser) {
-      let timer;
-      const limit = new Promise((resolve) => {
-        timer = setTimeout(resolve, 10_000);
-      });
-      await Promise.race([browser.close().catch(() => {}), limit]);
-      clearTimeout(timer);
-    }
+    await close(browser);
   }
 }
 
-const watchdog = setTimeout(() => {
-  process.stderr.write(`dashboard test: gave up after ${WATCHDOG_MS / 1000} s\n`);
-  process.exit(1);
-}, WATCHDOG_MS);
-watchdog.unref();
-
-main().then(
-  (code) => {
-    process.exitCode = code;
-  },
-  (e) => {
-    process.stderr.write(redact(`dashboard test failed: ${e instanceof StepError ? e.message : e && e.stack ? e.stack : e}`) + '\n');
-    process.exitCode = 1;
-  },
-);
+run('dashboard', main);

@@ -205,15 +205,9 @@ pub(super) async fn create_session(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<CreatedSession>), ApiError> {
     let ip = client_ip(&state, peer, &headers);
-    if let Some(key) = &state.config.create_key
-        && token_from(&headers, None).as_deref() != Some(key.as_str())
-    {
-        tracing::info!(%ip, "session creation refused: no or wrong create key");
-        return Err(ApiError::unauthorized(
-            "this server needs its create key to create sessions: send `Authorization: Bearer <create key>` (punch session create --create-key, or PUNCH_CREATE_KEY)",
-        ));
-    }
     let creator = client_key(ip);
+    // Counted first: every attempt, a wrong create key included, so keys cannot be guessed
+    // faster than sessions can be created.
     if !state.create_limiter.allow(creator) {
         tracing::info!(%ip, "session creation refused: rate limit");
         return Err(ApiError::new(
@@ -223,6 +217,15 @@ pub(super) async fn create_session(
                 state.config.limits.creates_per_minute
             ),
         ));
+    }
+    if let Some(key) = &state.config.create_key {
+        let given = token_from(&headers, None).unwrap_or_default();
+        if !state.key.same_secret(&given, key) {
+            tracing::info!(%ip, "session creation refused: no or wrong create key");
+            return Err(ApiError::unauthorized(
+                "this server needs its create key to create sessions: send `Authorization: Bearer <create key>` (punch session create --create-key, or PUNCH_CREATE_KEY)",
+            ));
+        }
     }
     let body = body_bytes(body, state.config.limits.http_max_body)?;
     let req = parse_create(&body, &state)?;

@@ -3,7 +3,7 @@
 //! * `auth.rs`: client address, base URL, the authenticated-session extractors.
 //! * `create.rs`: `POST /api/session`.
 //! * `sessions.rs`: the routes on one session and the WebSocket upgrade.
-//! * `ui_routes.rs`: the dashboard and QR codes.
+//! * `ui_routes.rs`: the create page, the dashboard and QR codes.
 //! * `error.rs`: [`ApiError`] and the one mapping from error codes to HTTP statuses.
 
 mod auth;
@@ -34,11 +34,12 @@ use create::create_session;
 use sessions::{
     connection_strings, delete_session, get_session, set_latency, set_tally, ws_upgrade,
 };
-use ui_routes::{dashboard, session_qr, stream_qr};
+use ui_routes::{create_page, dashboard, session_qr, stream_qr};
 
 pub fn router(state: Arc<AppState>) -> Router {
     let body_limit = state.config.limits.http_max_body;
     Router::new()
+        .route("/", get(create_page))
         .route("/api/session", post(create_session))
         .route("/api/session/{id}", get(get_session).delete(delete_session))
         .route("/api/session/{id}/tally", post(set_tally))

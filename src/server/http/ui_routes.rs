@@ -1,4 +1,4 @@
-//! The routes people open in a browser: the dashboard and the QR codes.
+//! The routes people open in a browser: the create page, the dashboard and the QR codes.
 
 use std::sync::Arc;
 
@@ -12,6 +12,11 @@ use super::sessions::stream_uri;
 use crate::protocol::{ErrorCode, Role};
 use crate::server::state::AppState;
 use crate::server::ui;
+
+/// `GET /`: the page that creates a session.
+pub(super) async fn create_page(State(state): State<Arc<AppState>>) -> Response {
+    ui::create_page(state.config.create_key.is_some())
+}
 
 /// `GET /s/:id?t=ADMIN`: the operator dashboard, or a page saying why not.
 pub(super) async fn dashboard(session: Result<AdminSession, ApiError>) -> Response {
