@@ -1,6 +1,7 @@
 //! The server behind a real TLS reverse proxy (Debian's nginx, a throwaway instance on loopback):
 //! with `--trust-proxy` the links it hands out are `https://` and `punchs://`, the dashboard
-//! loads, and a peer registers over the proxied `wss://`.
+//! loads, and a peer registers over the proxied `wss://`; the CLI and the elements trust a
+//! private CA given with `--ca-file` / `ca-file`, and nothing else.
 
 mod common;
 
@@ -198,6 +199,151 @@ async fn behind_a_tls_proxy_links_are_https_and_peers_register_over_wss() {
         punch::protocol::PeerStatus::Registered
     );
     sig.close().await;
+    drop(nginx);
+    srv.server.shutdown().await;
+}
+
+/// `punch ARGS` with a clean environment; (success, stdout, stderr).
+fn punch(home: &std::path::Path, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_punch"))
+        .args(args)
+        .env("XDG_CONFIG_HOME", home)
+        .env_remove("PUNCH_SERVER")
+        .env_remove("PUNCH_CA_FILE")
+        .output()
+        .expect("punch runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_and_the_elements_trust_a_private_ca_only_when_told() {
+    require("gst-launch-1.0", "gstreamer1.0-tools");
+    let ca = TestCa::new("Punch private CA", &["localhost", "127.0.0.1"]);
+    let srv = start(ServerConfig {
+        trust_proxy: true,
+        ..ServerConfig::default()
+    })
+    .await;
+    let nginx = tokio::task::block_in_place(|| Nginx::start(&ca, srv.server.local_addr().port()));
+    let public = format!("https://localhost:{}", nginx.port);
+    let home = tempfile::tempdir().unwrap();
+    let ca_file = ca.ca.display().to_string();
+
+    // Without the CA the certificate is refused: verification cannot be skipped.
+    let (ok, _, err) = tokio::task::block_in_place(|| {
+        punch(
+            home.path(),
+            &["session", "create", "--server", &public, "tls"],
+        )
+    });
+    assert!(!ok, "created without trusting the CA");
+    assert!(err.to_lowercase().contains("certificate"), "{err}");
+    let (ok, out, err) = tokio::task::block_in_place(|| {
+        punch(
+            home.path(),
+            &[
+                "session",
+                "create",
+                "--server",
+                &public,
+                "--ca-file",
+                &ca_file,
+                "tls",
+            ],
+        )
+    });
+    assert!(ok, "{out}\n{err}");
+    let uris: Vec<&str> = out
+        .lines()
+        .filter_map(|l| l.split_once("uri   ").map(|(_, u)| u.trim()))
+        .collect();
+    assert!(
+        uris.len() == 2 && uris.iter().all(|u| u.starts_with("punchs://localhost:")),
+        "{out}"
+    );
+    let admin = out
+        .lines()
+        .find_map(|l| l.strip_prefix("Admin token (keep private): "))
+        .unwrap()
+        .to_string();
+    let receiver_uri = uris[1].to_string();
+    let (ok, out, err) = tokio::task::block_in_place(|| {
+        punch(
+            home.path(),
+            &[
+                "session",
+                "show",
+                "tls",
+                "--server",
+                &public,
+                "--ca-file",
+                &ca_file,
+            ],
+        )
+    });
+    assert!(ok && out.contains("WAITING"), "{out}\n{err}");
+
+    // The element: refused without ca-file, registers with it.
+    let out_dir = tempfile::tempdir().unwrap();
+    let pipeline = |extra: &str| {
+        format!(
+            "gst-launch-1.0 punchsrc uri={} {extra} ! fakesink",
+            sh_quote(&receiver_uri)
+        )
+    };
+    // (a failing pipeline exits on its own: wait for it)
+    let fails = |name: &str, extra: &str| {
+        let mut p = Proc::shell(out_dir.path(), name, &pipeline(extra));
+        let status = tokio::task::block_in_place(|| {
+            let start = Instant::now();
+            loop {
+                if let Some(status) = p.child.try_wait().unwrap() {
+                    break status;
+                }
+                assert!(
+                    start.elapsed() < Duration::from_secs(60),
+                    "{name}: no failure:\n{}",
+                    p.output()
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        });
+        assert!(!status.success(), "{}", p.output());
+        p.output()
+    };
+    let out = fails("without", "");
+    assert!(
+        out.to_lowercase().contains("certificate") && out.contains("ca-file"),
+        "{out}"
+    );
+    let out = fails("unreadable", "ca-file=/nonexistent/ca.pem");
+    assert!(
+        out.contains("cannot set up TLS") && out.contains("/nonexistent/ca.pem"),
+        "{out}"
+    );
+    let _with = Proc::shell(
+        out_dir.path(),
+        "with",
+        &pipeline(&format!("ca-file={}", sh_quote(&ca_file))),
+    );
+    let rest = Rest::with(&public, WAIT, &Trust::with_ca_file(&ca.ca)).unwrap();
+    let start = Instant::now();
+    loop {
+        let view = rest.session("tls", &admin).await.unwrap();
+        if view.streams[0].receiver.status == punch::protocol::PeerStatus::Registered {
+            break;
+        }
+        assert!(
+            start.elapsed() < WAIT,
+            "punchsrc with ca-file did not register:\n{}",
+            _with.output()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     drop(nginx);
     srv.server.shutdown().await;
 }

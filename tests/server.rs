@@ -601,9 +601,20 @@ async fn multi_stream_sessions_and_the_session_summary() {
         _ => None,
     })
     .await;
+    // A stream token reads its own stream: the session is, for it, that stream.
+    assert_eq!((summary.total, summary.state.as_str()), (1, "CONNECTED"));
+    assert_eq!(summary.streams.len(), 1);
+    assert_eq!(summary.streams[0].name, "cam-close");
+    // The admin token reads the whole session.
+    let mut admin = connect(&srv.base, "multi", created["token"].as_str().unwrap()).await;
+    let summary = expect_msg(&mut admin, "the session", |m| match m {
+        ServerMessage::Session(u) => Some(u.clone()),
+        _ => None,
+    })
+    .await;
     assert_eq!(
-        (summary.total, summary.state.as_str()),
-        (2, "WAITING"),
+        (summary.total, summary.connected, summary.state.as_str()),
+        (2, 1, "WAITING"),
         "the wide camera has nobody yet"
     );
     assert_eq!(summary.streams[0].label.as_deref(), Some("Wide"));

@@ -65,6 +65,13 @@ async fn a_close_the_database_did_not_take_is_503_stays_closed_and_is_stored_lat
     // A creation that cannot be stored is refused, and its name stays free.
     let (status, v) = create_raw(&srv.base, r#"{"name": "never"}"#).await;
     assert_eq!((status, code(&v)), (503, "storage"), "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("database is locked"),
+        "the cause: {v}"
+    );
     lock.release();
 
     // The store retries on its own (shutdown waits for it); a restart finds the closure and the

@@ -6,15 +6,16 @@ use std::time::Duration;
 
 use super::say;
 use crate::client::nat::discover_host;
-use crate::client::rest::Rest;
+use crate::client::rest::{DEFAULT_TIMEOUT, Rest};
+use crate::client::tls::Trust;
 use crate::protocol::NatMapping;
 
 /// How long each STUN probe waits for an answer.
 const STUN_TIMEOUT: Duration = Duration::from_millis(1500);
 
 /// The server's host name and STUN ports, from its `/healthz`.
-async fn stun_service(server: &str) -> Result<(String, [u16; 2]), String> {
-    let rest = Rest::new(server).map_err(|e| e.to_string())?;
+async fn stun_service(server: &str, trust: &Trust) -> Result<(String, [u16; 2]), String> {
+    let rest = Rest::with(server, DEFAULT_TIMEOUT, trust).map_err(|e| e.to_string())?;
     let base = rest.base();
     let health = rest
         .healthz()
@@ -35,8 +36,8 @@ fn local_ip_towards(server: SocketAddr) -> Option<std::net::IpAddr> {
     s.local_addr().ok().map(|a| a.ip())
 }
 
-pub async fn doctor(server: &str, port: u16) -> Result<(), String> {
-    let (host, [primary, alternate]) = stun_service(server).await?;
+pub async fn doctor(server: &str, port: u16, trust: &Trust) -> Result<(), String> {
+    let (host, [primary, alternate]) = stun_service(server, trust).await?;
     let found = discover_host(&host, primary, port, STUN_TIMEOUT).await?;
     say!(
         "STUN service   {} (alternate port {alternate})",

@@ -13,6 +13,10 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::client::ClientError;
+use crate::client::rest::{DEFAULT_TIMEOUT, Rest};
+use crate::client::tls::Trust;
+
 /// `println!` that ignores a closed stdout (a server must not die because its log reader went away).
 macro_rules! say_impl {
     ($($arg:tt)*) => {{
@@ -56,6 +60,8 @@ enum Command {
         /// Local UDP port to probe from (default: any free port).
         #[arg(long, default_value_t = 0)]
         port: u16,
+        #[command(flatten)]
+        trust: TrustArg,
     },
     /// Hold one side of a stream for another SRT tool (srt-live-transmit, OBS, vMix, ...).
     ///
@@ -74,6 +80,8 @@ enum Command {
         /// Label shown on the dashboard.
         #[arg(long)]
         label: Option<String>,
+        #[command(flatten)]
+        trust: TrustArg,
     },
 }
 
@@ -84,6 +92,30 @@ pub struct ServerArg {
     /// Punch server base URL.
     #[arg(long, env = "PUNCH_SERVER", default_value = DEFAULT_SERVER)]
     pub server: String,
+    #[command(flatten)]
+    pub trust: TrustArg,
+}
+
+impl ServerArg {
+    /// The REST client of `--server`.
+    pub fn rest(&self) -> Result<Rest, ClientError> {
+        Rest::with(&self.server, DEFAULT_TIMEOUT, &self.trust.trust())
+    }
+}
+
+#[derive(Args)]
+pub struct TrustArg {
+    /// PEM file of CA certificates trusted for https:// and punchs:// besides the system's (a server with a private CA).
+    #[arg(long, env = "PUNCH_CA_FILE")]
+    pub ca_file: Option<std::path::PathBuf>,
+}
+
+impl TrustArg {
+    pub fn trust(&self) -> Trust {
+        Trust {
+            ca_file: self.ca_file.clone(),
+        }
+    }
 }
 
 #[derive(Args)]
@@ -109,13 +141,18 @@ pub fn main() -> ExitCode {
         match cli.command {
             Command::Serve(args) => serve::serve(args).await,
             Command::Session(cmd) => session::session(cmd).await,
-            Command::Doctor { server, port } => doctor::doctor(&server, port).await,
+            Command::Doctor {
+                server,
+                port,
+                trust,
+            } => doctor::doctor(&server, port, &trust.trust()).await,
             Command::Peer {
                 uri,
                 port,
                 role,
                 label,
-            } => peer::peer(&uri, port, role, label).await,
+                trust,
+            } => peer::peer(&uri, port, role, label, trust.trust()).await,
         }
     });
     match result {

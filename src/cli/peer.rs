@@ -80,6 +80,7 @@ pub async fn peer(
     port: u16,
     role: Option<String>,
     label: Option<String>,
+    trust: crate::client::tls::Trust,
 ) -> Result<(), String> {
     let uri = PunchUri::parse(uri)?;
     let role = match role {
@@ -119,6 +120,7 @@ pub async fn peer(
         prime_ttl: crate::client::nat::PRIME_TTL,
         status_poll: None,
         health_interval: None,
+        trust,
     };
     let mut printer = Printer { port };
     tokio::select! {

@@ -92,7 +92,7 @@ struct Admin {
 
 impl Admin {
     fn new(server: &ServerArg, session: &str, token: TokenArg) -> Result<Admin, String> {
-        let rest = Rest::new(&server.server).map_err(|e| e.to_string())?;
+        let rest = server.rest().map_err(|e| e.to_string())?;
         let token = admin_token(rest.base(), session, token.token)?;
         Ok(Admin {
             rest,
@@ -130,7 +130,7 @@ pub async fn session(cmd: SessionCommand) -> Result<(), String> {
             if !streams.is_empty() {
                 body["streams"] = json!(streams);
             }
-            let rest = Rest::new(&server.server).map_err(said)?;
+            let rest = server.rest().map_err(said)?;
             let created = rest
                 .create(&body, create_key.as_deref())
                 .await

@@ -10,6 +10,8 @@ use crate::protocol::{ErrorCode, ErrorResponse};
 pub enum ClientError {
     /// The server URL is not usable.
     BadUrl(String),
+    /// The client's TLS trust cannot be set up (an unreadable or invalid CA file).
+    Trust(String),
     /// The server could not be reached (DNS, TCP, TLS or timeout).
     Unreachable { url: String, reason: String },
     /// The server answered the handshake with an HTTP error.
@@ -21,6 +23,24 @@ pub enum ClientError {
     },
     /// The connection broke or the server sent something that is not Punch protocol.
     Protocol(String),
+}
+
+/// An error with its causes (`outer: inner: innermost`), the way a person can act on: a TLS
+/// refusal hides under "error sending request" otherwise.
+pub fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let more = cause.to_string();
+        if !text.contains(&more) {
+            text = format!("{text}: {more}");
+        }
+        source = cause.source();
+    }
+    if text.contains("certificate") {
+        text.push_str(" (a server whose certificate a private CA signed: --ca-file / ca-file)");
+    }
+    text
 }
 
 impl ClientError {
@@ -52,7 +72,7 @@ impl ClientError {
     /// True when retrying cannot help (bad URL, bad token, unknown or closed session).
     pub fn is_permanent(&self) -> bool {
         match self {
-            ClientError::BadUrl(_) => true,
+            ClientError::BadUrl(_) | ClientError::Trust(_) => true,
             ClientError::Refused { status, .. } => matches!(status, 400 | 401 | 403 | 404 | 410),
             _ => false,
         }
@@ -63,6 +83,7 @@ impl fmt::Display for ClientError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ClientError::BadUrl(m) => write!(f, "bad server URL: {m}"),
+            ClientError::Trust(m) => write!(f, "cannot set up TLS: {m}"),
             ClientError::Unreachable { url, reason } => {
                 write!(f, "cannot reach the Punch server at {url}: {reason}")
             }

@@ -54,7 +54,7 @@ impl Rest {
         }
         let mut builder = reqwest::Client::builder().timeout(timeout);
         if base.starts_with("https://") {
-            let tls = trust.client_config().map_err(ClientError::BadUrl)?;
+            let tls = trust.client_config().map_err(ClientError::Trust)?;
             builder = builder.use_preconfigured_tls((*tls).clone());
         }
         let http = builder
@@ -96,10 +96,11 @@ impl Rest {
     }
 
     fn unreachable(&self, e: &reqwest::Error) -> ClientError {
-        let reason = if e.is_connect() || e.is_timeout() {
-            format!("{e}; is `punch serve` running there?")
+        let text = super::error::with_causes(e);
+        let reason = if (e.is_connect() || e.is_timeout()) && !text.contains("certificate") {
+            format!("{text}; is `punch serve` running there?")
         } else {
-            e.to_string()
+            text
         };
         ClientError::Unreachable {
             url: self.base.clone(),

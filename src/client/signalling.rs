@@ -70,7 +70,7 @@ impl Signalling {
         let url = ws_url(server, session)?;
         let connector = if url.starts_with("wss://") {
             Some(tokio_tungstenite::Connector::Rustls(
-                trust.client_config().map_err(ClientError::BadUrl)?,
+                trust.client_config().map_err(ClientError::Trust)?,
             ))
         } else {
             None
@@ -109,7 +109,7 @@ impl Signalling {
             Ok(Err(e)) => {
                 return Err(ClientError::Unreachable {
                     url,
-                    reason: e.to_string(),
+                    reason: super::error::with_causes(&e),
                 });
             }
             Ok(Ok(ok)) => ok,

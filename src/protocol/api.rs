@@ -207,7 +207,7 @@ pub struct SessionView {
     pub latency: u32,
     pub ttl: u64,
     pub created: String,
-    /// When the session expires if nothing happens until then (null while any WebSocket is open).
+    /// When the session expires if nothing happens until then (null while a peer that registered or a dashboard that watches is connected).
     pub expires: Option<String>,
     pub streams: Vec<StreamView>,
     pub connected: usize,

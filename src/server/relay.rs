@@ -36,7 +36,7 @@ pub struct RelayConfig {
     pub per_session: usize,
     /// Most relayed streams with a side at one client address (IPv6: one /64).
     pub per_ip: usize,
-    /// Bandwidth cap per relayed stream, bit/s (each direction counted).
+    /// Bandwidth cap per relayed stream, bit/s (both directions together).
     pub max_bitrate: u64,
     /// Bandwidth cap for all relays together, bit/s.
     pub max_total_bitrate: u64,

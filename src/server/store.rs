@@ -390,7 +390,7 @@ impl Writer {
                             pending.len()
                         );
                         for job in &pending {
-                            tracing::error!("lost: {:?}", job.op);
+                            tracing::error!("lost: {}", job.op);
                         }
                         return;
                     }
@@ -407,7 +407,7 @@ impl Writer {
                         let result = self.commit(&[&job.op]);
                         if let Err(e) = &result {
                             tracing::error!(
-                                "a change cannot be stored and is dropped ({e}): {:?}",
+                                "a change cannot be stored and is dropped ({e}): {}",
                                 job.op
                             );
                         }

@@ -5,9 +5,10 @@
 //! alternate). A request asking for an answer from the other port gets it from there; one asking
 //! for another IP gets none, since the service has one address (what RFC 5780 prescribes).
 //!
-//! Two protections: a request naming a registration (its USERNAME, the tag the connection's
-//! `hello` gave) is noted in the [`Ledger`], so the address a peer then registers can be checked
-//! against what was really seen; and each source address (IPv6: its /64) is answered at most
+//! Two protections: a request naming a live signalling connection (its USERNAME, the tag the
+//! connection's `hello` gave) is noted in the [`Ledger`], so the address a peer then registers
+//! can be checked against what was really seen (tags the server did not issue are not noted:
+//! nobody can fill the ledger); and each source address (IPv6: its /64) is answered at most
 //! `--stun-rate` times a second, so the service cannot be used to reflect floods.
 
 use std::collections::HashMap;
@@ -24,8 +25,8 @@ use crate::protocol::stun::{CHANGE_IP, CHANGE_PORT, parse_binding_request, write
 
 /// How long a noted observation counts for a registration.
 const LEDGER_TTL: Duration = Duration::from_secs(120);
-/// Most tags noted at once (beyond it, tags are forgotten oldest first).
-const LEDGER_MAX: usize = 50_000;
+/// Addresses noted per tag (a peer probes from one port, through at most a few paths).
+const ADDRESSES_PER_TAG: usize = 8;
 
 /// Counters shown by `/healthz`.
 #[derive(Debug, Default)]
@@ -36,35 +37,65 @@ pub struct StunStats {
     pub limited: AtomicU64,
 }
 
-/// Which addresses the service saw requests of each tag come from.
+/// Which addresses the service saw requests of each issued tag come from. A tag lives as long
+/// as its signalling connection ([`Issued`]), so the ledger holds at most one entry per live
+/// connection.
 #[derive(Debug, Default)]
 pub struct Ledger {
-    seen: Mutex<HashMap<String, (Instant, Vec<SocketAddr>)>>,
+    seen: Mutex<HashMap<String, Sightings>>,
+}
+
+/// An issued tag's requests: when the latest came (none yet: `None`), and from where.
+type Sightings = (Option<Instant>, Vec<SocketAddr>);
+
+/// A tag given to one signalling connection; retired when dropped.
+#[derive(Debug)]
+pub struct Issued {
+    ledger: std::sync::Arc<Ledger>,
+    pub tag: String,
+}
+
+impl Drop for Issued {
+    fn drop(&mut self) {
+        self.ledger.entries().remove(&self.tag);
+    }
 }
 
 impl Ledger {
-    fn note(&self, tag: &str, from: SocketAddr) {
-        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-        if seen.len() >= LEDGER_MAX && !seen.contains_key(tag) {
-            seen.retain(|_, (at, _)| at.elapsed() < LEDGER_TTL);
-            if seen.len() >= LEDGER_MAX {
-                return;
-            }
+    fn entries(&self) -> std::sync::MutexGuard<'_, HashMap<String, Sightings>> {
+        self.seen.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A new random tag for a connection's `hello`.
+    pub fn issue(self: &std::sync::Arc<Self>) -> Issued {
+        use rand::Rng;
+        let tag: String = rand::rng()
+            .sample_iter(&rand::distr::Alphanumeric)
+            .take(16)
+            .map(char::from)
+            .collect();
+        self.entries().insert(tag.clone(), (None, Vec::new()));
+        Issued {
+            ledger: self.clone(),
+            tag,
         }
-        let entry = seen
-            .entry(tag.to_string())
-            .or_insert_with(|| (Instant::now(), Vec::new()));
-        entry.0 = Instant::now();
-        if !entry.1.contains(&from) && entry.1.len() < 8 {
-            entry.1.push(from);
+    }
+
+    /// A request carried `tag` and came from `from`; anything but an issued tag is ignored.
+    fn note(&self, tag: &str, from: SocketAddr) {
+        if let Some((at, addrs)) = self.entries().get_mut(tag) {
+            *at = Some(Instant::now());
+            if !addrs.contains(&from) && addrs.len() < ADDRESSES_PER_TAG {
+                addrs.push(from);
+            }
         }
     }
 
     /// Whether a request of `tag` came from exactly `addr` lately.
     pub fn saw(&self, tag: &str, addr: SocketAddr) -> bool {
-        let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-        seen.get(tag)
-            .is_some_and(|(at, addrs)| at.elapsed() < LEDGER_TTL && addrs.contains(&addr))
+        self.entries().get(tag).is_some_and(|(at, addrs)| {
+            at.is_some_and(|t| t.elapsed() < LEDGER_TTL) && addrs.contains(&addr)
+        })
     }
 }
 
@@ -130,13 +161,39 @@ pub async fn serve(
         } else {
             at
         };
-        write_binding_success(
-            &mut out,
-            &req,
-            from,
-            local[answer_from],
-            local[1 - answer_from],
-        );
+        write_binding_success(&mut out, &req, from, local[1 - answer_from]);
         let _ = sockets[answer_from].send_to(&out, from).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    #[test]
+    fn only_issued_tags_are_noted_and_they_go_with_their_connection() {
+        let ledger = Arc::new(Ledger::default());
+        let from: SocketAddr = "203.0.113.2:24419".parse().unwrap();
+        // a flood of made-up tags leaves nothing behind
+        for n in 0..10_000 {
+            ledger.note(&format!("made-up-{n}"), from);
+        }
+        assert_eq!(ledger.entries().len(), 0);
+        let issued = ledger.issue();
+        assert!(!ledger.saw(&issued.tag, from), "not seen before a request");
+        ledger.note(&issued.tag, from);
+        assert!(ledger.saw(&issued.tag, from));
+        assert!(!ledger.saw(&issued.tag, "203.0.113.2:24420".parse().unwrap()));
+        // a bounded list of addresses per tag
+        for port in 1..100 {
+            ledger.note(&issued.tag, SocketAddr::new(from.ip(), port));
+        }
+        assert_eq!(ledger.entries()[&issued.tag].1.len(), ADDRESSES_PER_TAG);
+        let tag = issued.tag.clone();
+        drop(issued);
+        assert!(!ledger.saw(&tag, from), "retired with its connection");
+        assert_eq!(ledger.entries().len(), 0);
     }
 }

@@ -39,8 +39,6 @@ struct Connection {
     state: Arc<AppState>,
     session: SessionHandle,
     conn: ConnId,
-    /// The peer's signalling address.
-    ip: IpAddr,
     /// The name its STUN requests carry (given in the hello).
     stun_tag: Option<String>,
     write_timeout: Duration,
@@ -83,32 +81,25 @@ impl Connection {
         .await;
     }
 
-    /// A registered `nat.mapped` is taken only if this server's STUN service saw a request of
-    /// this connection's tag from exactly that address: a peer cannot point another peer's SRT
-    /// (or the relay's admission) at a host of its choice. Otherwise the address is dropped
-    /// from the registration (the signalling address and the declared port are used) and the
-    /// reason returned. (An address that is not one at all is left to the session, which
-    /// refuses the registration.)
-    fn unverified_mapping(&self, r: &mut Register) -> Option<String> {
-        let nat = r.nat.as_mut()?;
-        let m = nat.mapped.as_ref()?;
-        let ip: IpAddr = m.ip.parse().ok()?;
+    /// Whether this server's STUN service saw a request of this connection's tag from exactly
+    /// the registered `nat.mapped` (true when there is none, or it is not an address at all:
+    /// the session refuses that). The session takes an unseen address only from a side
+    /// returning to the address it had (`SessionCore::register`): a peer cannot point another
+    /// peer's SRT, or the relay's admission, at a host of its choice.
+    fn mapping_seen(&self, r: &Register) -> bool {
+        let Some(m) = r.nat.as_ref().and_then(|n| n.mapped.as_ref()) else {
+            return true;
+        };
+        let Ok(ip) = m.ip.parse::<IpAddr>() else {
+            return true;
+        };
         if m.port == 0 {
-            return None;
+            return true;
         }
         let addr = SocketAddr::new(ip.to_canonical(), m.port);
-        let seen = self
-            .stun_tag
+        self.stun_tag
             .as_deref()
-            .is_some_and(|tag| self.state.stun_ledger.saw(tag, addr));
-        if seen {
-            return None;
-        }
-        nat.mapped = None;
-        Some(format!(
-            "nat.mapped {addr} was not seen by this server's STUN service for this connection (its Binding requests must carry the hello's stun_tag as USERNAME); registering the signalling address {}:{} instead",
-            self.ip, r.port.0
-        ))
+            .is_some_and(|tag| self.state.stun_ledger.saw(tag, addr))
     }
 
     /// Handles one frame from the peer.
@@ -117,15 +108,12 @@ impl Connection {
             Message::Text(text) => {
                 self.state.stats.messages.fetch_add(1, Ordering::Relaxed);
                 match serde_json::from_str::<ClientMessage>(text.as_str()) {
-                    Ok(mut msg) => {
-                        if let ClientMessage::Register(r) = &mut msg
-                            && let Some(why) = self.unverified_mapping(r)
-                            && let Flow::Stop =
-                                self.send_error(ErrorCode::AddressNotVerified, why).await
-                        {
-                            return Flow::Stop;
-                        }
-                        if self.session.message(self.conn, msg).await {
+                    Ok(msg) => {
+                        let seen = match &msg {
+                            ClientMessage::Register(r) => self.mapping_seen(r),
+                            _ => true,
+                        };
+                        if self.session.message(self.conn, msg, seen).await {
                             Flow::Continue
                         } else {
                             Flow::Stop
@@ -165,20 +153,14 @@ pub async fn run(
     let limits = state.config.limits.clone();
     let conn = state.next_conn_id.fetch_add(1, Ordering::Relaxed);
     let (out_tx, mut out_rx) = mpsc::channel(limits.send_queue);
-    let stun_tag = state.stun_ports.map(|_| {
-        use rand::Rng;
-        rand::rng()
-            .sample_iter(&rand::distr::Alphanumeric)
-            .take(16)
-            .map(char::from)
-            .collect::<String>()
-    });
+    // Retired when this function returns, however the connection ends.
+    let issued = state.stun_ports.map(|_| state.stun_ledger.issue());
+    let stun_tag = issued.as_ref().map(|i| i.tag.clone());
     let mut c = Connection {
         socket,
         state: state.clone(),
         session: session.clone(),
         conn,
-        ip,
         stun_tag: stun_tag.clone(),
         write_timeout: limits.write_timeout,
     };

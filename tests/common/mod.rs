@@ -338,6 +338,9 @@ impl Proc {
 
 impl Drop for Proc {
     fn drop(&mut self) {
+        if let Ok(Some(_)) = self.child.try_wait() {
+            return;
+        }
         // SIGINT first (gst-launch -e finishes its file), then SIGKILL.
         let pgid = self.child.id() as i32;
         unsafe_kill(-pgid, 2);
@@ -357,6 +360,7 @@ fn unsafe_kill(pid: i32, sig: i32) {
         .arg(format!("-{sig}"))
         .arg("--")
         .arg(pid.to_string())
+        .stderr(std::process::Stdio::null())
         .status();
 }
 

@@ -31,6 +31,8 @@ pub struct Settings {
     pub stun: bool,
     /// IP TTL of the priming datagrams sent before SRT starts; 0 = no priming.
     pub prime_ttl: u32,
+    /// A PEM file of CA certificates trusted for `punchs://` besides the system's.
+    pub ca_file: Option<String>,
     /// Why the last `uri` set was refused: reported at NULL→READY, since a property set before
     /// the element has a bus (gst-launch) cannot post an error.
     pub uri_error: Option<String>,
@@ -51,6 +53,7 @@ impl Default for Settings {
             peer_timeout_s: DEFAULT_PEER_TIMEOUT_S,
             stun: DEFAULT_STUN,
             prime_ttl: DEFAULT_PRIME_TTL,
+            ca_file: None,
             uri_error: None,
         }
     }
@@ -261,6 +264,11 @@ pub fn properties() -> Vec<glib::ParamSpec> {
             .default_value(DEFAULT_PRIME_TTL)
             .mutable_ready()
             .build(),
+        glib::ParamSpecString::builder("ca-file")
+            .nick("CA file")
+            .blurb("PEM file of CA certificates trusted for punchs:// besides the system's (a server with a private CA)")
+            .mutable_ready()
+            .build(),
         glib::ParamSpecEnum::builder_with_default("session-state", PunchSessionState::None)
             .nick("Session state")
             .blurb("State of this element's stream on the server (notifies)")
@@ -327,6 +335,7 @@ pub fn set_property(
         "peer-timeout" => settings.peer_timeout_s = value.get().expect("type checked upstream"),
         "stun" => settings.stun = value.get().expect("type checked upstream"),
         "prime-ttl" => settings.prime_ttl = value.get().expect("type checked upstream"),
+        "ca-file" => settings.ca_file = string(),
         other => unreachable!("not a writable property: {other}"),
     }
     Ok(())
@@ -348,6 +357,7 @@ pub fn property(settings: &Settings, name: &str) -> Option<glib::Value> {
         "peer-timeout" => settings.peer_timeout_s.to_value(),
         "stun" => settings.stun.to_value(),
         "prime-ttl" => settings.prime_ttl.to_value(),
+        "ca-file" => settings.ca_file.to_value(),
         _ => return None,
     })
 }

@@ -69,6 +69,9 @@ impl Config {
                 prime_ttl: settings.prime_ttl,
                 status_poll: Some(STATUS_POLL),
                 health_interval: Some(Duration::from_millis(settings.health_interval_ms.into())),
+                trust: punch::client::tls::Trust {
+                    ca_file: settings.ca_file.as_ref().map(Into::into),
+                },
             },
             latency: u32::try_from(settings.latency).ok(),
         })

@@ -12,6 +12,7 @@ use tokio::time::{Instant, MissedTickBehavior, interval, sleep, sleep_until};
 use super::machine::{Action, Failure, PeerEvent, PeerMachine, Target};
 use crate::client::nat;
 use crate::client::signalling::Signalling;
+use crate::client::tls::Trust;
 use crate::protocol::{Health, PeerInfo};
 
 /// What runs SRT for a peer.
@@ -59,6 +60,8 @@ pub struct DriverConfig {
     pub status_poll: Option<Duration>,
     /// How often [`PeerHost::health`] is asked; `None`: never.
     pub health_interval: Option<Duration>,
+    /// Whom `wss://` trusts.
+    pub trust: Trust,
 }
 
 /// Runs `machine` until it stops; returns why, `None` when it ended without a failure.
@@ -80,11 +83,12 @@ pub async fn run(
         sig: None,
     };
     loop {
-        let actions = match Signalling::connect(
+        let actions = match Signalling::connect_with(
             &config.server,
             &session,
             &config.token,
             config.connect_timeout,
+            &config.trust,
         )
         .await
         {

@@ -284,7 +284,7 @@ pub(super) async fn create_session(
         tracing::error!(session = rec.name, "cannot store a new session: {e}");
         return Err(ApiError::new(
             ErrorCode::Storage,
-            "the session could not be saved",
+            format!("the session could not be saved ({e}); it was not created, try again"),
         ));
     }
     drop(handle);

@@ -45,6 +45,8 @@ enum Command {
     Message {
         conn: ConnId,
         msg: ClientMessage,
+        /// Whether the STUN service saw a registered `nat.mapped` (see `SessionCore::handle`).
+        mapping_seen: bool,
     },
     Detach {
         conn: ConnId,
@@ -120,9 +122,17 @@ impl SessionHandle {
         .await?
     }
 
-    /// Forwards a peer's message; waits for room in the session's queue (back-pressure on that peer).
-    pub async fn message(&self, conn: ConnId, msg: ClientMessage) -> bool {
-        self.tx.send(Command::Message { conn, msg }).await.is_ok()
+    /// Forwards a peer's message; waits for room in the session's queue (back-pressure on that
+    /// peer). `mapping_seen`: the STUN service saw a `register`'s `nat.mapped`.
+    pub async fn message(&self, conn: ConnId, msg: ClientMessage, mapping_seen: bool) -> bool {
+        self.tx
+            .send(Command::Message {
+                conn,
+                msg,
+                mapping_seen,
+            })
+            .await
+            .is_ok()
     }
 
     pub async fn detach(&self, conn: ConnId) {
@@ -304,8 +314,12 @@ impl Actor {
                     let _ = reply.send(Err(e));
                 }
             },
-            Command::Message { conn, msg } => {
-                let fx = self.core.handle(conn, msg, now);
+            Command::Message {
+                conn,
+                msg,
+                mapping_seen,
+            } => {
+                let fx = self.core.handle_checked(conn, msg, mapping_seen, now);
                 let _ = self.apply(fx).await; // a failed store is logged and retried
             }
             Command::Detach { conn } => {
@@ -466,6 +480,13 @@ impl Actor {
                 Target::Conn(conn) => {
                     if let Some(out) = self.outs.get(&conn) {
                         deliver(conn, out);
+                    }
+                }
+                Target::Conns(conns) => {
+                    for conn in conns {
+                        if let Some(out) = self.outs.get(&conn) {
+                            deliver(conn, out);
+                        }
                     }
                 }
                 Target::All => {

@@ -3,7 +3,7 @@
 //! owner to carry out. Pairing and the path policy are in `path.rs`, what it shows in `view.rs`.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use super::effects::{ConnId, Effects, Target};
 use super::error::SessionError;
@@ -246,7 +246,8 @@ impl SessionCore {
         let mut fx = Effects::default();
         // A new connection learns where the session stands right away. It is not activity
         // yet: only registering or watching keeps a session alive.
-        fx.send(conn, ServerMessage::Session(self.summary()));
+        let summary = self.summary_for(&self.conns[&conn].scope);
+        fx.send(conn, ServerMessage::Session(summary));
         Ok(fx)
     }
 
@@ -288,14 +289,28 @@ impl SessionCore {
         fx
     }
 
+    /// A peer's message, a `register`'s `nat.mapped` taken as verified (the tests' way in).
+    #[cfg(test)]
     pub fn handle(&mut self, conn: ConnId, msg: ClientMessage, now: i64) -> Effects {
+        self.handle_checked(conn, msg, true, now)
+    }
+
+    /// A peer's message; `mapping_seen`: the server's STUN service saw the `nat.mapped` of a
+    /// `register` from this connection (see [`Self::register`] for an unseen one).
+    pub fn handle_checked(
+        &mut self,
+        conn: ConnId,
+        msg: ClientMessage,
+        mapping_seen: bool,
+        now: i64,
+    ) -> Effects {
         let mut fx = Effects::default();
         if !self.conns.contains_key(&conn) {
             return fx;
         }
         match msg {
             ClientMessage::Watch => self.watch(conn, &mut fx),
-            ClientMessage::Register(r) => self.register(conn, r, now, &mut fx),
+            ClientMessage::Register(r) => self.register(conn, r, mapping_seen, now, &mut fx),
             ClientMessage::Health(h) => self.health(conn, h, now, &mut fx),
             ClientMessage::Status(s) => {
                 if let Some((idx, role)) = self.registered_slot(conn, "status", &mut fx) {
@@ -305,7 +320,13 @@ impl SessionCore {
                             h.srt = Some(s.srt);
                         }
                         if core.link_up(idx) {
-                            core.runtime[idx].direct_deadline = None;
+                            let rt = &mut core.runtime[idx];
+                            rt.direct_deadline = None;
+                            // the direct attempt made while waiting for relay capacity works
+                            if rt.relay_waiting.take().is_some() {
+                                rt.path_reason = None;
+                                fx.view_changed = true;
+                            }
                         } else if was_up {
                             // A direct link that broke gets the same chance as a new one.
                             core.arm_direct_timer(idx, now);
@@ -352,7 +373,20 @@ impl SessionCore {
         slot
     }
 
-    fn register(&mut self, conn: ConnId, r: Register, now: i64, fx: &mut Effects) {
+    /// A `nat.mapped` the STUN service did not see for this connection (`mapping_seen` false)
+    /// is taken only when it is this side's last registered address and comes from that IP: a
+    /// side whose signalling reconnected while its SRT socket holds the port cannot run STUN
+    /// again, and returns with the mapping it had (verified when it was first registered, or it
+    /// would not be the address). Any other is dropped with `address_not_verified`, and the
+    /// signalling address is used.
+    fn register(
+        &mut self,
+        conn: ConnId,
+        mut r: Register,
+        mapping_seen: bool,
+        now: i64,
+        fx: &mut Effects,
+    ) {
         let info = &self.conns[&conn];
         let (token_stream, token_role) = match &info.scope {
             Scope::Admin => (None, None),
@@ -454,6 +488,34 @@ impl SessionCore {
                     return;
                 }
             },
+        };
+        let mapped = match mapped {
+            Some((mip, port)) if !mapping_seen => {
+                // and from where it was: the NAT's public IP is its signalling IP too
+                let known = mip == ip
+                    && self.rec.streams[idx]
+                        .peer(r.role)
+                        .as_ref()
+                        .is_some_and(|p| p.address.ip == mip.to_string() && p.address.port == port);
+                if known {
+                    Some((mip, port))
+                } else {
+                    fx.error(
+                        conn,
+                        ErrorCode::AddressNotVerified,
+                        format!(
+                            "nat.mapped {} was not seen by this server's STUN service for this connection (its Binding requests must carry the hello's stun_tag as USERNAME); registering the signalling address {ip}:{} instead",
+                            SocketAddr::new(mip, port),
+                            r.port.0
+                        ),
+                    );
+                    if let Some(nat) = r.nat.as_mut() {
+                        nat.mapped = None;
+                    }
+                    None
+                }
+            }
+            other => other,
         };
         let udp_ip = mapped.map(|(mip, _)| mip).unwrap_or(ip);
         let mapped = mapped.map(|(mip, port)| Endpoint {
@@ -620,10 +682,33 @@ impl SessionCore {
     ) {
         let before = self.summary();
         change(self, fx);
-        let after = self.summary();
-        if after != before {
-            fx.out.push((Target::All, ServerMessage::Session(after)));
+        if self.summary() != before {
+            self.broadcast_summary(fx);
             fx.view_changed = true;
+        }
+    }
+
+    /// The `session` message to every connection, as its token may read it: admin tokens the
+    /// whole session, stream tokens their stream (one message per stream, shared by its
+    /// connections).
+    fn broadcast_summary(&self, fx: &mut Effects) {
+        let mut groups: Vec<(&Scope, Vec<ConnId>)> = Vec::new();
+        for (id, c) in &self.conns {
+            let same = |s: &Scope| match (s, &c.scope) {
+                (Scope::Admin, Scope::Admin) => true,
+                (Scope::Stream { stream: a, .. }, Scope::Stream { stream: b, .. }) => a == b,
+                _ => false,
+            };
+            match groups.iter_mut().find(|(s, _)| same(s)) {
+                Some((_, conns)) => conns.push(*id),
+                None => groups.push((&c.scope, vec![*id])),
+            }
+        }
+        for (scope, conns) in groups {
+            fx.out.push((
+                Target::Conns(conns),
+                ServerMessage::Session(self.summary_for(scope)),
+            ));
         }
     }
 

@@ -13,6 +13,8 @@ pub type ConnId = u64;
 #[derive(Debug, Clone, PartialEq)]
 pub enum Target {
     Conn(ConnId),
+    /// Several connections, one message (serialised once).
+    Conns(Vec<ConnId>),
     All,
 }
 

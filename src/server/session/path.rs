@@ -273,6 +273,11 @@ impl SessionCore {
             if self.runtime[idx].relay_pending.is_some() || !self.both_registered(idx) {
                 continue;
             }
+            if self.link_up(idx) {
+                // the direct attempt made meanwhile works: keep it
+                self.runtime[idx].relay_waiting = None;
+                continue;
+            }
             if let Some(why) = self.runtime[idx].relay_waiting.take() {
                 self.request_relay(idx, why, &mut fx);
             }

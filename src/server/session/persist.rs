@@ -56,6 +56,49 @@ pub enum StoreOp {
     Flush,
 }
 
+/// What a log line may say about a change: what and where, never a passphrase, nonce or
+/// peer data (the derived `Debug` shows them all).
+impl std::fmt::Display for StoreOp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreOp::Create(rec) => write!(f, "creation of session {}", rec.name),
+            StoreOp::Activity { session, .. } => write!(f, "activity of session {session}"),
+            StoreOp::Registered {
+                session,
+                stream,
+                role,
+                ..
+            } => write!(f, "registration of the {role} of {session}/{stream}"),
+            StoreOp::Left {
+                session,
+                stream,
+                role,
+                ..
+            } => write!(f, "departure of the {role} of {session}/{stream}"),
+            StoreOp::Health {
+                session,
+                stream,
+                role,
+                ..
+            } => write!(f, "health of the {role} of {session}/{stream}"),
+            StoreOp::Tally {
+                session,
+                stream,
+                state,
+            } => write!(f, "tally {} of {session}/{stream}", state.as_str()),
+            StoreOp::Latency {
+                session,
+                stream,
+                latency,
+            } => write!(f, "latency {latency} ms of {session}/{stream}"),
+            StoreOp::Close {
+                session, reason, ..
+            } => write!(f, "closure of session {session} ({reason})"),
+            StoreOp::Flush => write!(f, "flush"),
+        }
+    }
+}
+
 impl StoreOp {
     /// Whether a client is told the outcome, so it must be [`Store::commit`]ted and waited for.
     pub fn acknowledged(&self) -> bool {

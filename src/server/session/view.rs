@@ -117,6 +117,26 @@ impl SessionCore {
         }
     }
 
+    /// The summary a token of `scope` may read: a stream token's own stream only, and the
+    /// session's `state`, `connected` and `total` are then that stream's.
+    pub fn summary_for(&self, scope: &Scope) -> SessionUpdate {
+        let mut update = self.summary();
+        if let Scope::Stream { stream, .. } = scope {
+            update.streams.retain(|s| &s.name == stream);
+            let idx = self.rec.streams.iter().position(|s| &s.name == stream);
+            (update.state, update.connected, update.total) = self.one_stream(idx);
+        }
+        update
+    }
+
+    /// `(state, connected, total)` of a session seen as its one stream `idx`.
+    fn one_stream(&self, idx: Option<usize>) -> (SessionState, usize, usize) {
+        match idx {
+            Some(i) => (self.stream_state(i), usize::from(self.link_up(i)), 1),
+            None => (self.state(), 0, 0),
+        }
+    }
+
     pub fn view(&self) -> SessionView {
         let peer_view = |idx: usize, role: Role| {
             let last = self.rec.streams[idx].peer(role).as_ref();
@@ -182,7 +202,8 @@ impl SessionCore {
     }
 
     /// The view a token of `scope` may read. The admin token reads everything. A stream token
-    /// reads its own stream only, and of the other side only what it needs: its status, and its
+    /// reads its own stream only (the session's `state`, `connected` and `total` are that
+    /// stream's), and of the other side only what it needs: its status, and its
     /// address only while it is this side's direct rendezvous peer (it was sent that address
     /// anyway), never its meta, NAT report or health.
     pub fn view_for(&self, scope: &Scope) -> SessionView {
@@ -191,6 +212,8 @@ impl SessionCore {
             return view;
         };
         view.streams.retain(|s| &s.name == stream);
+        let idx = self.rec.streams.iter().position(|s| &s.name == stream);
+        (view.state, view.connected, view.total) = self.one_stream(idx);
         for s in &mut view.streams {
             let direct_peer = s.path == Some(MediaPath::Direct)
                 && s.sender.status != PeerStatus::Waiting
