@@ -68,6 +68,7 @@ impl PeerHost for Printer {
                 r.you.port
             ),
             PeerEvent::Tally(t) => say!("Tally {}: {}", t.stream, t.state.as_str()),
+            PeerEvent::Cue(c) => say!("Cue for {}: {}", c.stream, c.text),
             PeerEvent::Warning(w) => eprintln!("warning: {w}"),
             PeerEvent::Note(n) => eprintln!("{n}"),
             PeerEvent::Session { .. } | PeerEvent::Srt(_) => {}

@@ -4,7 +4,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::messages::ErrorBody;
+use super::device::{DeviceView, SideSpec};
+use super::messages::{Cue, ErrorBody};
 use super::values::{
     Endpoint, Health, HealthLevel, MediaPath, NatReport, PeerMeta, PeerStatus, Role, SessionState,
     SrtStatus, TallyState,
@@ -25,6 +26,23 @@ pub struct StreamSpec {
     pub role: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub audio: Option<String>,
+    /// Who holds the sender side (absent: a Punch peer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sender: Option<SideSpec>,
+    /// Who holds the receiver side (absent: a Punch peer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receiver: Option<SideSpec>,
+}
+
+/// `POST /api/session/:id/cue`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CueRequest {
+    pub stream: String,
+    /// Only this side's people; absent: both sides.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<Role>,
+    pub text: String,
 }
 
 /// Tokens for the two sides of one stream.
@@ -81,6 +99,9 @@ pub struct VmixFields {
     pub latency_ms: u32,
     pub passphrase: String,
     pub key_length: u8,
+    /// The stream ID a caller must send (vMix's "Stream ID" field).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream_id: Option<String>,
 }
 
 /// Ready-to-paste settings for one side of a stream, one per client.
@@ -143,6 +164,9 @@ pub struct PeerView {
     pub health_at: Option<String>,
     /// The NAT discovery the peer reported at registration.
     pub nat: Option<NatReport>,
+    /// A device holds this side: what to type into it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<DeviceView>,
 }
 
 /// The SRT latency the server recommends for a stream from its recent health.
@@ -189,6 +213,13 @@ pub struct StreamView {
     pub path: Option<MediaPath>,
     /// Why the stream is relayed.
     pub path_reason: Option<String>,
+    /// What the path goes through besides Punch peers: `caller device` (relayed) or
+    /// `listener device` (direct); the dashboard shows `relay (caller device)`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub via: Option<String>,
+    /// The last cue sent to this stream.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cue: Option<Cue>,
     pub level: Option<HealthLevel>,
     /// What decided `level`, for people.
     pub level_reason: Option<String>,

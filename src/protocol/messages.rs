@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::api::SessionView;
+use super::device::LinkMode;
 use super::error::ErrorCode;
 use super::values::{
     Endpoint, Health, NatReport, PeerMeta, PeerStatus, Port, Role, SessionState, SrtStatus,
@@ -70,6 +71,7 @@ pub enum ServerMessage {
     Registered(Registered),
     Peer(PeerInfo),
     Tally(Tally),
+    Cue(Cue),
     Session(SessionUpdate),
     Error(ErrorBody),
     Closed(Closed),
@@ -105,6 +107,11 @@ pub struct PeerInfo {
     /// address it reached the server's STUN service at.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub relay: bool,
+    /// How this side runs SRT: rendezvous (absent), `listener` (for a caller device, behind the
+    /// relay: prime towards the coordinates, then listen on the local port) or `caller` (call
+    /// a listener device at the coordinates).
+    #[serde(default, skip_serializing_if = "LinkMode::is_rendezvous")]
+    pub mode: LinkMode,
 }
 
 /// Sent first on every connection: what the server offers besides signalling.
@@ -124,6 +131,19 @@ pub struct Hello {
 pub struct Tally {
     pub stream: String,
     pub state: TallyState,
+}
+
+/// A cue from the producer to the people at one stream (or one side of it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cue {
+    pub stream: String,
+    /// The side it is for; absent: both.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<Role>,
+    /// At most `MAX_CUE_LEN` characters, no control characters; shown as text, never markup.
+    pub text: String,
+    /// RFC 3339 UTC time the server took it.
+    pub at: String,
 }
 
 /// One stream as announced to every connection of its session.

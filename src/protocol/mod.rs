@@ -4,6 +4,7 @@
 //! This module is serde only (no tokio, no GStreamer) so that every side uses the same types.
 //! WebSocket messages are JSON objects tagged by `type`; `docs/protocol.md` shows each one.
 //!
+//! * [`device`]: SRT devices holding a side (caller, listener) and what is typed into them.
 //! * [`values`]: roles, states, addresses, NAT and health reports.
 //! * [`messages`]: WebSocket messages, peer → server and server → peer.
 //! * [`api`]: HTTP request and response bodies.
@@ -12,6 +13,7 @@
 //!   SRT header fields the relay reads; [`stun`]: the STUN messages Punch speaks.
 
 pub mod api;
+pub mod device;
 pub mod error;
 pub mod messages;
 pub mod srt_packet;
@@ -21,6 +23,7 @@ pub mod uri;
 pub mod values;
 
 pub use api::*;
+pub use device::*;
 pub use error::{ErrorCode, close_code};
 pub use messages::*;
 pub use values::*;
@@ -38,6 +41,8 @@ pub const DEFAULT_STREAM: &str = "default";
 pub const MAX_NAME_LEN: usize = 64;
 /// Longest free-text label (camera label, audio description, role text).
 pub const MAX_LABEL_LEN: usize = 128;
+/// Longest cue text, in characters.
+pub const MAX_CUE_LEN: usize = 280;
 
 /// Whether `name` is a valid session or stream name: 1–64 of `A-Z a-z 0-9 - _`.
 pub fn validate_name(kind: &str, name: &str) -> Result<(), String> {

@@ -66,9 +66,74 @@ pub fn handshake(pkt: &[u8]) -> Option<Handshake> {
     })
 }
 
+/// Handshake kind of an induction (the caller's first packet, answered with a cookie).
+pub const HS_INDUCTION: i32 = 1;
+/// Handshake kind of a conclusion (the caller's second packet: it carries the stream ID).
+pub const HS_CONCLUSION: i32 = -1;
+/// Handshake kinds from this one up are rejections (`1000 + reason`).
+pub const HS_REJECTION: i32 = 1000;
+/// Handshake extension type of the stream ID (`SRT_CMD_SID`).
+const EXT_STREAM_ID: u16 = 5;
+
+/// The stream ID a conclusion handshake carries (its `SRT_CMD_SID` extension), if any.
+///
+/// Extensions follow the fixed part: a 16-bit type, a 16-bit length in 32-bit words, the
+/// content. libsrt writes the stream ID's bytes in 32-bit words in little-endian order (so
+/// each group of four characters arrives reversed), padded with zeros.
+pub fn stream_id(pkt: &[u8]) -> Option<String> {
+    handshake(pkt)?;
+    let mut ext = pkt.get(HEADER_LEN + HANDSHAKE_CIF_LEN..)?;
+    while ext.len() >= 4 {
+        let kind = u16::from_be_bytes([ext[0], ext[1]]);
+        let words = usize::from(u16::from_be_bytes([ext[2], ext[3]]));
+        let body = ext.get(4..4 + 4 * words)?;
+        if kind == EXT_STREAM_ID {
+            let mut bytes: Vec<u8> = body
+                .chunks(4)
+                .flat_map(|w| w.iter().rev().copied())
+                .collect();
+            while bytes.last() == Some(&0) {
+                bytes.pop();
+            }
+            return String::from_utf8(bytes).ok();
+        }
+        ext = &ext[4 + 4 * words..];
+    }
+    None
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+
+    /// A conclusion handshake carrying `sid` as its stream ID extension (after another one).
+    pub fn conclusion_with_stream_id(dest: u32, socket_id: u32, sid: &str) -> Vec<u8> {
+        let mut p = handshake_packet(dest, socket_id, HS_CONCLUSION);
+        // an SRT_CMD_HSREQ extension first (3 words), as libsrt sends it
+        p.extend_from_slice(&1u16.to_be_bytes());
+        p.extend_from_slice(&3u16.to_be_bytes());
+        p.extend_from_slice(&[0u8; 12]);
+        let mut body = sid.as_bytes().to_vec();
+        while !body.len().is_multiple_of(4) {
+            body.push(0);
+        }
+        p.extend_from_slice(&EXT_STREAM_ID.to_be_bytes());
+        p.extend_from_slice(&((body.len() / 4) as u16).to_be_bytes());
+        for w in body.chunks(4) {
+            p.extend(w.iter().rev());
+        }
+        p
+    }
+
+    #[test]
+    fn the_stream_id_of_a_conclusion_is_read_back() {
+        let sid = "#!::r=cam1,s=0123456789abcdef0123";
+        let p = conclusion_with_stream_id(0, 7, sid);
+        assert_eq!(stream_id(&p).as_deref(), Some(sid));
+        assert_eq!(stream_id(&handshake_packet(0, 7, HS_CONCLUSION)), None);
+        assert_eq!(stream_id(&p[..p.len() - 3]), None, "a truncated extension");
+        assert_eq!(stream_id(b"not srt"), None);
+    }
 
     /// A handshake packet from `socket_id` to `dest` of `kind`.
     pub fn handshake_packet(dest: u32, socket_id: u32, kind: i32) -> Vec<u8> {

@@ -65,6 +65,53 @@ impl Rendezvous<'_> {
     }
 }
 
+/// A caller's or a listener's link (a device side): the address a caller calls, or the port a
+/// listener listens on, and the secret. The URL has no latency (units differ per tool: each
+/// caller adds its own) and no stream ID (GStreamer cannot take `#` in a URI: it sets the
+/// `streamid` property).
+#[derive(Debug, Clone, Copy)]
+pub struct Link<'a> {
+    pub host: &'a str,
+    pub port: u16,
+    pub passphrase: &'a str,
+    pub pbkeylen: u8,
+}
+
+impl Link<'_> {
+    fn secret(&self) -> String {
+        format!("passphrase={}&pbkeylen={}", self.passphrase, self.pbkeylen)
+    }
+
+    /// `srt://HOST:PORT?mode=caller&…`
+    pub fn caller(&self) -> String {
+        format!(
+            "srt://{}:{}?mode=caller&{}",
+            url_host(self.host),
+            self.port,
+            self.secret()
+        )
+    }
+
+    /// `srt://:PORT?mode=listener&…` (every local address).
+    pub fn listener(&self) -> String {
+        self.listener_on("")
+    }
+
+    /// `srt://LOCAL:PORT?mode=listener&…`: GStreamer binds the URI's host in listener mode.
+    pub fn listener_on(&self, local: &str) -> String {
+        let local = if local.is_empty() {
+            String::new()
+        } else {
+            url_host(local)
+        };
+        format!(
+            "srt://{local}:{}?mode=listener&{}",
+            self.port,
+            self.secret()
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -86,6 +133,20 @@ mod tests {
         assert_eq!(
             r.srt_live_transmit(),
             "srt://[2001:db8::7]:24419?mode=rendezvous&adapter=0.0.0.0&port=9000&latency=250&passphrase=0123456789abcdef&pbkeylen=16"
+        );
+        let link = Link {
+            host: "2001:db8::7",
+            port: 9000,
+            passphrase: "0123456789abcdef",
+            pbkeylen: 16,
+        };
+        assert_eq!(
+            link.caller(),
+            "srt://[2001:db8::7]:9000?mode=caller&passphrase=0123456789abcdef&pbkeylen=16"
+        );
+        assert_eq!(
+            link.listener(),
+            "srt://:9000?mode=listener&passphrase=0123456789abcdef&pbkeylen=16"
         );
         assert_eq!(
             r.obs(),

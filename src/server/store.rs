@@ -27,7 +27,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::mpsc;
 
 use super::session::model::{
-    LastPeer, SessionRecord, StreamRecord, TOMBSTONE_RETENTION_MS, Tombstone,
+    DeviceSide, LastPeer, SessionRecord, StreamRecord, TOMBSTONE_RETENTION_MS, Tombstone,
 };
 use super::session::persist::{Job, Store, StoreOp};
 use crate::protocol::{Endpoint, Role, TallyState};
@@ -50,6 +50,7 @@ const SHUTDOWN_RETRY: Duration = Duration::from_secs(10);
 const MIGRATIONS: &[&str] = &[
     include_str!("migrations/sqlite/001_initial.sql"),
     include_str!("migrations/sqlite/002_session_creator.sql"),
+    include_str!("migrations/sqlite/003_devices.sql"),
 ];
 
 /// What the database held at start-up.
@@ -190,7 +191,7 @@ fn init(
     let mut tombstones = Vec::new();
     let mut sessions = Vec::new();
     let mut stmt = conn.prepare(
-        "SELECT name, nonce, created_ms, ttl_s, latency, pbkeylen, last_activity_ms, closed_ms, closed_reason, creator FROM sessions",
+        "SELECT name, nonce, created_ms, ttl_s, latency, pbkeylen, last_activity_ms, closed_ms, closed_reason, creator, public_host FROM sessions",
     )?;
     let rows = stmt.query_map([], |r| {
         Ok((
@@ -203,6 +204,7 @@ fn init(
                 pbkeylen: r.get(5)?,
                 last_activity_ms: r.get(6)?,
                 creator: r.get::<_, Option<String>>(9)?.and_then(|c| c.parse().ok()),
+                public_host: r.get(10)?,
                 streams: Vec::new(),
             },
             r.get::<_, Option<i64>>(7)?,
@@ -235,7 +237,7 @@ fn init(
 
 fn load_streams(conn: &Connection, session: &str) -> rusqlite::Result<Vec<StreamRecord>> {
     let mut stmt = conn.prepare(
-        "SELECT name, label, role, audio, passphrase, latency, tally FROM streams WHERE session=?1 ORDER BY idx",
+        "SELECT name, label, role, audio, passphrase, latency, tally, devices FROM streams WHERE session=?1 ORDER BY idx",
     )?;
     let mut streams = stmt
         .query_map(params![session], |r| {
@@ -249,6 +251,7 @@ fn load_streams(conn: &Connection, session: &str) -> rusqlite::Result<Vec<Stream
                 tally: TallyState::parse(&r.get::<_, String>(6)?).unwrap_or_default(),
                 sender: None,
                 receiver: None,
+                devices: serde_json::from_str(&r.get::<_, String>(7)?).unwrap_or_default(),
             })
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
@@ -421,21 +424,25 @@ impl Writer {
     }
 }
 
+fn devices_json(devices: &[Option<DeviceSide>; 2]) -> String {
+    serde_json::to_string(devices).unwrap_or_else(|_| "[null,null]".into())
+}
+
 fn apply(tx: &rusqlite::Transaction<'_>, op: &StoreOp) -> rusqlite::Result<()> {
     match op {
         StoreOp::Create(rec) => {
             // A reused name replaces its tombstone and all the old incarnation's rows.
             tx.execute("DELETE FROM sessions WHERE name=?1", params![rec.name])?;
             tx.execute(
-                "INSERT INTO sessions(name, nonce, created_ms, ttl_s, latency, pbkeylen, last_activity_ms, creator)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                params![rec.name, rec.nonce, rec.created_ms, rec.ttl_s, rec.latency, rec.pbkeylen, rec.last_activity_ms, rec.creator.map(|c| c.to_string())],
+                "INSERT INTO sessions(name, nonce, created_ms, ttl_s, latency, pbkeylen, last_activity_ms, creator, public_host)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                params![rec.name, rec.nonce, rec.created_ms, rec.ttl_s, rec.latency, rec.pbkeylen, rec.last_activity_ms, rec.creator.map(|c| c.to_string()), rec.public_host],
             )?;
             for (idx, s) in rec.streams.iter().enumerate() {
                 tx.execute(
-                    "INSERT INTO streams(session, idx, name, label, role, audio, passphrase, latency, tally)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                    params![rec.name, idx, s.name, s.label, s.role, s.audio, s.passphrase, s.latency, s.tally.as_str()],
+                    "INSERT INTO streams(session, idx, name, label, role, audio, passphrase, latency, tally, devices)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                    params![rec.name, idx, s.name, s.label, s.role, s.audio, s.passphrase, s.latency, s.tally.as_str(), devices_json(&s.devices)],
                 )?;
             }
             Ok(())
@@ -502,6 +509,17 @@ fn apply(tx: &rusqlite::Transaction<'_>, op: &StoreOp) -> rusqlite::Result<()> {
             tx.execute(
                 "UPDATE streams SET tally=?3 WHERE session=?1 AND name=?2",
                 params![session, stream, state.as_str()],
+            )?;
+            Ok(())
+        }
+        StoreOp::Devices {
+            session,
+            stream,
+            devices,
+        } => {
+            tx.execute(
+                "UPDATE streams SET devices=?3 WHERE session=?1 AND name=?2",
+                params![session, stream, devices_json(devices)],
             )?;
             Ok(())
         }

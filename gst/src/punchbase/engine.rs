@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use gst::glib;
 use gst::prelude::*;
-use punch::protocol::{PeerInfo, SessionState, TallyState};
+use punch::protocol::{LinkMode, PeerInfo, SessionState, TallyState};
 use tokio_util::sync::CancellationToken;
 
 use super::Media;
@@ -30,6 +30,12 @@ pub const FAILURE_WINDOW: Duration = Duration::from_secs(60);
 const RESTART_BACKOFF: Duration = Duration::from_millis(200);
 /// How long the inner SRT element waits in one poll before it checks whether it must stop.
 const POLL_TIMEOUT_MS: u32 = 100;
+/// A listener behind the relay (for a caller device) that nobody called for this long is
+/// primed again (stopped, primed, started), so that its NAT keeps letting the relay in:
+/// NATs forget an idle UDP mapping after 30 s or more.
+const LISTEN_REPRIME: Duration = Duration::from_secs(20);
+/// Priming datagrams sent towards the relay before a listener starts.
+const LISTEN_PRIMES: usize = 3;
 
 /// Runtime state, behind one mutex (never held across `set_state` or signal emission).
 #[derive(Default)]
@@ -63,6 +69,10 @@ struct State {
     passphrase_error_posted: bool,
     /// Counts starts: work from an earlier run's task is ignored.
     run: u64,
+    /// A listener behind the relay: `(local address, relay address)` to prime before each
+    /// start, and when it last started.
+    listen: Option<(std::net::SocketAddr, std::net::SocketAddr)>,
+    started_at: Option<Instant>,
 }
 
 impl State {
@@ -144,8 +154,11 @@ impl Engine {
         self.state.lock().unwrap().active()
     }
 
+    /// The inner element's statistics of its SRT link (a listener's first caller's).
     pub fn stats(&self) -> Option<gst::Structure> {
-        self.inner().map(|i| i.property::<gst::Structure>("stats"))
+        let stats = self.inner()?.property::<gst::Structure>("stats");
+        gst::trace!(self.cat(), "inner stats: {stats}");
+        Some(health::link_stats(stats))
     }
 
     pub fn stream_state(&self) -> Option<SessionState> {
@@ -239,6 +252,29 @@ impl Engine {
         local_port: u16,
         latency: u32,
     ) -> String {
+        let options = format!(
+            "&latency={latency}&poll-timeout={POLL_TIMEOUT_MS}{}",
+            self.media.srt_options(latency)
+        );
+        let link = punch::protocol::srt_url::Link {
+            host: &peer.ip,
+            port: peer.port,
+            passphrase: &peer.passphrase,
+            pbkeylen: peer.pbkeylen,
+        };
+        match peer.mode {
+            // behind the relay a caller device calls: listen on the local port
+            LinkMode::Listener => {
+                let local = punch::protocol::srt_url::Link {
+                    port: local_port,
+                    ..link
+                };
+                return format!("{}{options}", local.listener_on(&local_address.to_string()));
+            }
+            // a listener device: call it (from any local port)
+            LinkMode::Caller => return format!("{}{options}", link.caller()),
+            LinkMode::Rendezvous => {}
+        }
         let link = punch::protocol::srt_url::Rendezvous {
             host: &peer.ip,
             port: peer.port,
@@ -259,13 +295,26 @@ impl Engine {
     }
 
     /// A new peer: (re)start the inner element towards it, from a GStreamer thread.
-    pub fn apply_peer(self: &Arc<Self>, run: u64, peer: PeerInfo, uri: String) {
+    /// `local`: the address SRT binds, primed from towards a relay before a listener starts.
+    pub fn apply_peer(
+        self: &Arc<Self>,
+        run: u64,
+        peer: PeerInfo,
+        uri: String,
+        local: std::net::SocketAddr,
+    ) {
         {
             let mut state = self.state.lock().unwrap();
             let current = state.run == run && state.active();
             if !current || state.inner_uri.as_deref() == Some(uri.as_str()) {
                 return;
             }
+            state.listen = match (peer.mode, peer.ip.parse::<IpAddr>()) {
+                (LinkMode::Listener, Ok(ip)) => {
+                    Some((local, std::net::SocketAddr::new(ip, peer.port)))
+                }
+                _ => None,
+            };
             state.peer_address = Some(format!("{}:{}", peer.ip, peer.port));
             state.peer = Some(peer);
             state.inner_uri = Some(uri);
@@ -304,6 +353,26 @@ impl Engine {
         self.set_link(false);
         self.media.inner_restarting(ghost);
         let _ = inner.set_state(gst::State::Null);
+        // A listener behind the relay opens its NAT towards it first, from the port it binds.
+        let listen = {
+            let mut state = self.state.lock().unwrap();
+            state.started_at = Some(Instant::now());
+            state.listen
+        };
+        if let Some((local, relay)) = listen {
+            match std::net::UdpSocket::bind(local) {
+                Ok(socket) => {
+                    for _ in 0..LISTEN_PRIMES {
+                        let _ = socket.send_to(b"punch-prime", relay);
+                    }
+                }
+                Err(e) => gst::warning!(
+                    self.cat(),
+                    obj = &bin,
+                    "cannot prime {local} towards the relay at {relay}: {e}"
+                ),
+            }
+        }
         // The URI first, with every option in it: setting it resets the others
         // (`docs/srt-notes.md`).
         inner.set_property("uri", &uri);
@@ -427,7 +496,35 @@ impl Engine {
         if connected && let Some(why) = self.media.stalled(stats) {
             self.link_stalled(&why);
         }
+        if !connected {
+            self.reprime_if_due();
+        }
         connected
+    }
+
+    /// A listener behind the relay that nobody called for [`LISTEN_REPRIME`] starts again,
+    /// priming its NAT towards the relay.
+    fn reprime_if_due(self: &Arc<Self>) {
+        let due = {
+            let mut state = self.state.lock().unwrap();
+            let due = state.listen.is_some()
+                && state
+                    .started_at
+                    .is_some_and(|t| t.elapsed() >= LISTEN_REPRIME);
+            if due {
+                // not again until this restart has happened
+                state.started_at = None;
+            }
+            due
+        };
+        if due && let Some(bin) = self.bin() {
+            gst::debug!(
+                self.cat(),
+                obj = &bin,
+                "no caller yet: priming towards the relay again"
+            );
+            self.schedule_restart(&bin);
+        }
     }
 
     /// Follows the link's state: tells the media and posts `punch-link` on a change.

@@ -21,6 +21,33 @@ pub fn number(stats: &gst::StructureRef, field: &str) -> Option<f64> {
     stats.get::<u32>(field).ok().map(f64::from)
 }
 
+/// The statistics of the element's one SRT link. A listener's are per caller (a `callers`
+/// array of structures; `docs/srt-notes.md`): the first caller's, which the relay lets be the
+/// only one. Rendezvous and caller statistics are flat already.
+pub fn link_stats(stats: gst::Structure) -> gst::Structure {
+    let first = stats
+        .get::<gst::glib::ValueArray>("callers")
+        .ok()
+        .and_then(|callers| {
+            callers
+                .iter()
+                .next()
+                .and_then(|v| v.get::<gst::Structure>().ok())
+        });
+    match first {
+        Some(mut caller) => {
+            // totals the element keeps for all callers
+            for field in ["bytes-sent-total", "bytes-received-total"] {
+                if let Some(v) = stats.value(field).ok().filter(|_| !caller.has_field(field)) {
+                    caller.set_value(field, v.clone());
+                }
+            }
+            caller
+        }
+        None => stats,
+    }
+}
+
 /// Whether the inner element has an SRT connection: rendezvous has no connect signal, but
 /// `rtt-ms` is only present while connected (`docs/srt-notes.md`).
 pub fn is_connected(stats: &gst::StructureRef) -> bool {

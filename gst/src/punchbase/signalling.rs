@@ -156,7 +156,8 @@ impl PeerHost for Host {
         let uri = self
             .engine
             .srt_uri(&peer, self.local_address, self.local_port, latency);
-        self.engine.apply_peer(self.run, peer, uri);
+        let local = SocketAddr::new(self.local_address, self.local_port);
+        self.engine.apply_peer(self.run, peer, uri, local);
     }
 
     fn srt_running(&self) -> bool {
@@ -210,6 +211,13 @@ impl PeerHost for Host {
                 self.stream = Some(r.stream);
             }
             PeerEvent::Tally(t) => self.engine.set_tally(&t.stream, t.state),
+            PeerEvent::Cue(c) => self.engine.post(
+                gst::Structure::builder("punch-cue")
+                    .field("stream", c.stream.as_str())
+                    .field("text", c.text.as_str())
+                    .field("at", c.at.as_str())
+                    .build(),
+            ),
             PeerEvent::Session {
                 stream_state,
                 update,

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use super::super::error::ClientError;
 use super::super::nat::Discovery;
 use crate::protocol::{
-    ClientMessage, ErrorCode, Health, NatReport, PeerInfo, PeerMeta, Port, Register, Registered,
-    Role, ServerMessage, SessionState, SessionUpdate, SrtStatus, StatusReport, Tally,
+    ClientMessage, Cue, ErrorCode, Health, NatReport, PeerInfo, PeerMeta, Port, Register,
+    Registered, Role, ServerMessage, SessionState, SessionUpdate, SrtStatus, StatusReport, Tally,
 };
 
 /// First delay before reconnecting (doubling up to [`BACKOFF_MAX`]).
@@ -97,6 +97,8 @@ pub enum PeerEvent {
     Discovered(Discovery),
     Registered(Registered),
     Tally(Tally),
+    /// The producer sent this peer's stream a cue.
+    Cue(Cue),
     /// The session changed; `stream_state` is this peer's stream's.
     Session {
         stream_state: Option<SessionState>,
@@ -352,6 +354,10 @@ impl PeerMachine {
                 vec![Action::Event(PeerEvent::Tally(t))]
             }
             ServerMessage::Tally(_) => Vec::new(),
+            ServerMessage::Cue(c) if self.stream.as_deref() == Some(c.stream.as_str()) => {
+                vec![Action::Event(PeerEvent::Cue(c))]
+            }
+            ServerMessage::Cue(_) => Vec::new(),
             ServerMessage::Session(update) => {
                 let mine = self.stream();
                 let stream_state = mine

@@ -66,6 +66,7 @@ fn peer(stream: &str, ip: &str, port: u16, relay: bool) -> ServerMessage {
         pbkeylen: 16,
         latency: 200,
         relay,
+        mode: Default::default(),
     })
 }
 

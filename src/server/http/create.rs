@@ -18,11 +18,13 @@ use super::body_bytes;
 use super::error::ApiError;
 use crate::protocol::{
     CreatedSession, DEFAULT_LATENCY_MS, DEFAULT_PBKEYLEN, DEFAULT_STREAM, ErrorCode, MAX_LABEL_LEN,
-    MAX_LATENCY_MS, MIN_LATENCY_MS, Role, SessionState, StreamSpec, StreamTokens, validate_name,
+    MAX_LATENCY_MS, MIN_LATENCY_MS, Role, SessionState, SideSpec, StreamSpec, StreamTokens,
+    uri::server_host, validate_name,
 };
 use crate::server::limit::client_key;
+use crate::server::session::model::{DeviceSide, SessionRecord, StreamRecord};
 use crate::server::session::persist::StoreOp;
-use crate::server::session::{self, model::SessionRecord, model::StreamRecord};
+use crate::server::session::{self, check_pair, device_side};
 use crate::server::state::AppState;
 use crate::server::time::{format_time, now_ms};
 use crate::server::token::Scope;
@@ -31,6 +33,8 @@ use crate::server::token::Scope;
 struct CreateRequest {
     name: Option<String>,
     streams: Vec<(String, StreamSpec)>,
+    /// Per stream, `[sender, receiver]` devices (checked).
+    devices: Vec<[Option<DeviceSide>; 2]>,
     latency: u32,
     ttl: u64,
     pbkeylen: u8,
@@ -122,18 +126,30 @@ fn parse_create(body: &[u8], state: &AppState) -> Result<CreateRequest, ApiError
                 let spec = match spec {
                     Value::Null => StreamSpec::default(),
                     Value::Object(o) => {
-                        if let Some(k) = o
-                            .keys()
-                            .find(|k| !["label", "role", "audio"].contains(&k.as_str()))
-                        {
+                        const STREAM_FIELDS: [&str; 5] =
+                            ["label", "role", "audio", "sender", "receiver"];
+                        if let Some(k) = o.keys().find(|k| !STREAM_FIELDS.contains(&k.as_str())) {
                             return Err(ApiError::bad_request(format!(
-                                "unknown field {k:?} in streams.{name}; expected label, role, audio"
+                                "unknown field {k:?} in streams.{name}; expected {}",
+                                STREAM_FIELDS.join(", ")
                             )));
                         }
+                        let side = |field: &str| -> Result<Option<SideSpec>, ApiError> {
+                            match o.get(field) {
+                                None | Some(Value::Null) => Ok(None),
+                                Some(v) => serde_json::from_value(v.clone()).map(Some).map_err(|e| {
+                                    ApiError::bad_request(format!(
+                                        "streams.{name}.{field}: {e} (expected {{\"device\": \"caller\" | \"listener\" | \"rendezvous\", \"address\": \"ip:port\", \"streamid\": true | false}})"
+                                    ))
+                                }),
+                            }
+                        };
                         StreamSpec {
                             label: label_field(o, "label", name)?,
                             role: label_field(o, "role", name)?,
                             audio: label_field(o, "audio", name)?,
+                            sender: side("sender")?,
+                            receiver: side("receiver")?,
                         }
                     }
                     other => {
@@ -162,13 +178,25 @@ fn parse_create(body: &[u8], state: &AppState) -> Result<CreateRequest, ApiError
             limits.max_streams
         )));
     }
-    for (i, (name, _)) in streams.iter().enumerate() {
+    let mut devices = Vec::with_capacity(streams.len());
+    for (i, (name, spec)) in streams.iter().enumerate() {
         validate_name("stream", name).map_err(ApiError::bad_request)?;
         if streams[..i].iter().any(|(n, _)| n == name) {
             return Err(ApiError::bad_request(format!(
                 "stream {name:?} is listed twice"
             )));
         }
+        let side = |role: &str, spec: &Option<SideSpec>| {
+            let spec = spec.clone().unwrap_or_default();
+            device_side(&spec, None, random_string(20))
+                .map_err(|e| ApiError::bad_request(format!("streams.{name}.{role}: {e}")))
+        };
+        let pair = [
+            side("sender", &spec.sender)?,
+            side("receiver", &spec.receiver)?,
+        ];
+        check_pair(&pair).map_err(|e| ApiError::bad_request(format!("streams.{name}: {e}")))?;
+        devices.push(pair);
     }
     let latency = integer_in(
         &obj,
@@ -192,6 +220,7 @@ fn parse_create(body: &[u8], state: &AppState) -> Result<CreateRequest, ApiError
     Ok(CreateRequest {
         name,
         streams,
+        devices,
         latency,
         ttl,
         pbkeylen,
@@ -245,10 +274,12 @@ pub(super) async fn create_session(
             pbkeylen: req.pbkeylen,
             last_activity_ms: now,
             creator: Some(creator),
+            public_host: server_host(&base_url(&state, &headers)),
             streams: req
                 .streams
                 .iter()
-                .map(|(name, spec)| StreamRecord {
+                .zip(&req.devices)
+                .map(|((name, spec), devices)| StreamRecord {
                     name: name.clone(),
                     label: spec.label.clone(),
                     role: spec.role.clone(),
@@ -258,6 +289,7 @@ pub(super) async fn create_session(
                     tally: Default::default(),
                     sender: None,
                     receiver: None,
+                    devices: devices.clone(),
                 })
                 .collect(),
         };
@@ -328,7 +360,7 @@ pub(super) async fn create_session(
     Ok((StatusCode::CREATED, Json(created)))
 }
 
-fn random_string(len: usize) -> String {
+pub(super) fn random_string(len: usize) -> String {
     rand::rng()
         .sample_iter(&Alphanumeric)
         .take(len)

@@ -8,6 +8,7 @@
 
 mod auth;
 mod create;
+mod devices;
 mod error;
 mod sessions;
 mod ui_routes;
@@ -19,7 +20,7 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
@@ -44,6 +45,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/session/{id}", get(get_session).delete(delete_session))
         .route("/api/session/{id}/tally", post(set_tally))
         .route("/api/session/{id}/latency", post(set_latency))
+        .route("/api/session/{id}/cue", post(devices::send_cue))
+        .route(
+            "/api/session/{id}/stream/{stream}/{role}",
+            put(devices::set_side).patch(devices::set_side),
+        )
         .route("/api/session/{id}/connect", get(connection_strings))
         .route("/api/ws/{id}", get(ws_upgrade))
         .route("/s/{id}", get(dashboard))
@@ -107,5 +113,6 @@ async fn healthz(State(state): State<Arc<AppState>>) -> Json<Value> {
         "relay_packets": relay.packets.load(Ordering::Relaxed),
         "relay_bytes": relay.bytes.load(Ordering::Relaxed),
         "relay_dropped": relay.dropped.load(Ordering::Relaxed),
+        "relay_strangers": relay.strangers.load(Ordering::Relaxed),
     }))
 }

@@ -37,7 +37,7 @@ pub(super) async fn delete_session(
 }
 
 /// A JSON request body of type `T`; the error shows the `expected` form.
-fn json_body<T: serde::de::DeserializeOwned>(
+pub(super) fn json_body<T: serde::de::DeserializeOwned>(
     state: &AppState,
     body: Result<Bytes, BytesRejection>,
     expected: &str,

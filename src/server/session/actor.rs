@@ -19,7 +19,7 @@ use super::path::PathPolicy;
 use super::persist::{Store, StoreOp};
 use super::view::StreamCoordinates;
 use crate::protocol::{
-    ClientMessage, ErrorCode, ServerMessage, SessionView, TallyState, close_code,
+    ClientMessage, ErrorCode, Role, ServerMessage, SessionView, SideSpec, TallyState, close_code,
 };
 use crate::server::relay::{Relay, RelayService};
 use crate::server::time::now_ms;
@@ -68,6 +68,22 @@ enum Command {
     },
     Coordinates {
         reply: oneshot::Sender<Vec<StreamCoordinates>>,
+    },
+    Side {
+        stream: String,
+        role: Role,
+        spec: SideSpec,
+        /// A new caller device's stream-ID key.
+        key: String,
+        /// The host the request came to (caller devices call it).
+        host: Option<String>,
+        reply: oneshot::Sender<Result<(), SessionError>>,
+    },
+    Cue {
+        stream: String,
+        role: Option<Role>,
+        text: String,
+        reply: oneshot::Sender<Result<(), SessionError>>,
     },
     RelayIdle {
         stream: usize,
@@ -163,6 +179,42 @@ impl SessionHandle {
         .await?
     }
 
+    /// Sets who holds side `role` of `stream` (a Punch peer or a device).
+    pub async fn set_side(
+        &self,
+        stream: String,
+        role: Role,
+        spec: SideSpec,
+        key: String,
+        host: Option<String>,
+    ) -> Result<(), SessionError> {
+        self.request(|reply| Command::Side {
+            stream,
+            role,
+            spec,
+            key,
+            host,
+            reply,
+        })
+        .await?
+    }
+
+    /// Sends a cue to the people at `stream` (one side, or both).
+    pub async fn cue(
+        &self,
+        stream: String,
+        role: Option<Role>,
+        text: String,
+    ) -> Result<(), SessionError> {
+        self.request(|reply| Command::Cue {
+            stream,
+            role,
+            text,
+            reply,
+        })
+        .await?
+    }
+
     /// What third-party connection strings are made of.
     pub async fn coordinates(&self) -> Result<Vec<StreamCoordinates>, SessionError> {
         self.request(|reply| Command::Coordinates { reply }).await
@@ -251,6 +303,9 @@ fn instant_at(ms: i64) -> tokio::time::Instant {
 
 impl Actor {
     async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
+        // Caller devices' relays, before anyone asks for the session's view.
+        let fx = self.core.start();
+        let _ = self.apply(fx).await;
         loop {
             let expiry = self.core.expires_ms().map(instant_at);
             let deadline = self.core.next_deadline().map(instant_at);
@@ -352,6 +407,27 @@ impl Actor {
             Command::Coordinates { reply } => {
                 let _ = reply.send(self.core.coordinates());
             }
+            Command::Side {
+                stream,
+                role,
+                spec,
+                key,
+                host,
+                reply,
+            } => {
+                let result = self.core.set_side(&stream, role, &spec, key, host, now);
+                self.apply_and_answer(result, reply).await;
+            }
+            Command::Cue {
+                stream,
+                role,
+                text,
+                reply,
+            } => {
+                let at = crate::server::time::format_time(now);
+                let result = self.core.cue(&stream, role, &text, at, now);
+                self.apply_and_answer(result, reply).await;
+            }
             Command::RelayIdle {
                 stream,
                 generation,
@@ -435,22 +511,21 @@ impl Actor {
     fn send_view(&mut self) {
         self.view_due = None;
         self.view_sent = tokio::time::Instant::now();
-        let watchers: Vec<ConnId> = self.core.watchers().collect();
-        if watchers.is_empty() {
-            return;
-        }
-        let msg = ServerMessage::View(Box::new(self.core.view()));
-        let text: bytes::Bytes = match serde_json::to_string(&msg) {
-            Ok(t) => t.into(),
-            Err(e) => {
-                tracing::error!("cannot serialise a session view: {e}");
-                return;
-            }
-        };
-        for conn in watchers {
-            if let Some(out) = self.outs.get(&conn) {
-                // A dashboard that does not keep up misses views, not the next one.
-                let _ = out.try_send(Outbound::Text(text.clone()));
+        // One view per token scope (the admin's, each stream token's), serialised once.
+        for (view, watchers) in self.core.watcher_views() {
+            let msg = ServerMessage::View(Box::new(view));
+            let text: bytes::Bytes = match serde_json::to_string(&msg) {
+                Ok(t) => t.into(),
+                Err(e) => {
+                    tracing::error!("cannot serialise a session view: {e}");
+                    return;
+                }
+            };
+            for conn in watchers {
+                if let Some(out) = self.outs.get(&conn) {
+                    // A dashboard that does not keep up misses views, not the next one.
+                    let _ = out.try_send(Outbound::Text(text.clone()));
+                }
             }
         }
     }
@@ -529,10 +604,16 @@ impl Actor {
             RelayOp::Stop { stream } => {
                 self.relays.remove(&stream);
             }
+            RelayOp::SetPeer { stream, side, ip } => {
+                if let Some(relay) = self.relays.get(&stream) {
+                    relay.set_peer(side, ip);
+                }
+            }
             RelayOp::Start {
                 stream,
                 generation,
-                ips,
+                device,
+                spec,
             } => {
                 // The relay's task tells this session when it frees itself.
                 let me = self.me.clone();
@@ -550,15 +631,23 @@ impl Actor {
                         });
                     }
                 };
-                let session = self.core.name().to_string();
-                let fx = match self.env.relay.allocate(&session, ips, on_idle).await {
+                // (a caller device's relay first lets go of the port it takes again)
+                if device {
+                    self.relays.remove(&stream);
+                }
+                let fx = match self.env.relay.allocate(spec, on_idle).await {
                     Ok(relay) => {
-                        let (current, fx) = self.core.relay_ready(stream, generation, relay.ports);
+                        let (current, fx) = if device {
+                            self.core.device_relay_ready(stream, relay.ports)
+                        } else {
+                            self.core.relay_ready(stream, generation, relay.ports)
+                        };
                         if current {
                             self.relays.insert(stream, relay);
                         }
                         fx
                     }
+                    Err(e) if device => self.core.device_relay_failed(stream, &e),
                     Err(e) => self.core.relay_failed(stream, generation, &e),
                 };
                 let _ = Box::pin(self.apply(fx)).await;

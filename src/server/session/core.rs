@@ -267,6 +267,7 @@ impl SessionCore {
                 // both have left, a relay has nobody to serve.
                 core.holders[idx][slot_index(role)] = None;
                 core.runtime[idx].direct_deadline = None;
+                core.device_relay_peer(idx, fx);
                 if core.holders[idx].iter().all(Option::is_none) {
                     core.reset_path(idx, fx);
                 }
@@ -348,14 +349,16 @@ impl SessionCore {
         let Some(info) = self.conns.get_mut(&conn) else {
             return;
         };
-        if info.scope != Scope::Admin {
+        if info.slot.is_some() {
             fx.error(
                 conn,
-                ErrorCode::Forbidden,
-                "only the session's admin token can watch it; a stream token registers its side",
+                ErrorCode::AlreadyRegistered,
+                "this connection holds a side; watch from another connection",
             );
             return;
         }
+        // The admin token watches the session; a stream token its own stream (the
+        // camera-operator page), as much of it as the token may read.
         info.watching = true;
         // The dashboard's first view follows.
         fx.view_changed = true;
@@ -450,6 +453,26 @@ impl SessionCore {
             return;
         }
         let me = slot_index(r.role);
+        if let Some(d) = self.device(idx, r.role) {
+            fx.error(
+                conn,
+                ErrorCode::SlotTaken,
+                format!(
+                    "the {} of stream {stream_name:?} is held by an SRT {} device; change the side to a Punch peer first",
+                    r.role,
+                    d.mode.as_str()
+                ),
+            );
+            return;
+        }
+        if info.watching {
+            fx.error(
+                conn,
+                ErrorCode::AlreadyRegistered,
+                "this connection watches the session; register from another connection",
+            );
+            return;
+        }
         if let Some(holder) = &self.holders[idx][me]
             && holder.conn != conn
         {
@@ -557,6 +580,7 @@ impl SessionCore {
             if !returning {
                 core.reset_path(idx, fx);
             }
+            core.device_relay_peer(idx, fx);
             fx.store.push(StoreOp::Registered {
                 session: core.rec.name.clone(),
                 stream: stream_name.clone(),
@@ -666,7 +690,7 @@ impl SessionCore {
         fx
     }
 
-    fn stream_index(&self, stream: &str) -> Result<usize, SessionError> {
+    pub(super) fn stream_index(&self, stream: &str) -> Result<usize, SessionError> {
         self.rec
             .streams
             .iter()

@@ -5,6 +5,7 @@ use std::net::IpAddr;
 
 use super::persist::StoreOp;
 use crate::protocol::{ErrorBody, ErrorCode, ServerMessage};
+use crate::server::relay::RelaySpec;
 
 /// Identifies one WebSocket connection of the server.
 pub type ConnId = u64;
@@ -21,12 +22,19 @@ pub enum Target {
 /// A relay the session asks its task to start or stop.
 #[derive(Debug, Clone, PartialEq)]
 pub enum RelayOp {
-    /// Start one for stream `stream` between these peer addresses (`[sender, receiver]`);
-    /// `generation` ties the answer to this request.
+    /// Start one for stream `stream` as `spec` says; `generation` ties the answer to this
+    /// request; `device`: the relay of a caller device (answered by `device_relay_ready`).
     Start {
         stream: usize,
         generation: u64,
-        ips: [IpAddr; 2],
+        device: bool,
+        spec: RelaySpec,
+    },
+    /// The Punch peer of side `side` (0 sender, 1 receiver) of a running relay is now at `ip`.
+    SetPeer {
+        stream: usize,
+        side: usize,
+        ip: Option<IpAddr>,
     },
     Stop {
         stream: usize,

@@ -6,6 +6,7 @@
 //!   are sent to the storage engine through.
 //! * `health.rs`: what a stream's health reports add up to (colour, latency recommendation).
 //! * `core.rs`: connections, registration, tally, latency, close.
+//! * `device.rs`: sides held by SRT devices (caller, listener) and cues.
 //! * `path.rs`: pairing and the path policy (direct rendezvous or relay).
 //! * `view.rs`: the summary, the full view and the connection-string coordinates.
 //! * `effects.rs`: what the core asks its owner to do.
@@ -14,6 +15,7 @@
 
 mod actor;
 mod core;
+pub(crate) mod device;
 mod effects;
 mod error;
 mod health;
@@ -24,6 +26,7 @@ mod view;
 
 pub use actor::{Outbound, SessionEnv, SessionHandle, spawn};
 pub use core::ConnLimits;
+pub use device::{check_pair, device_side};
 pub use effects::ConnId;
 pub use error::SessionError;
 pub use path::PathPolicy;

@@ -2,9 +2,11 @@
 //! the session core works on. Run-time state (who is connected now, the path in use) lives in
 //! the core, not here.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
-use crate::protocol::{Endpoint, Health, PeerMeta, Role, TallyState};
+use serde::{Deserialize, Serialize};
+
+use crate::protocol::{DeviceMode, Endpoint, Health, PeerMeta, Role, TallyState};
 
 /// How long a closed session's name answers 410 Gone before it is forgotten.
 pub const TOMBSTONE_RETENTION_MS: i64 = 24 * 3600 * 1000;
@@ -24,6 +26,27 @@ pub struct LastPeer {
     pub health_ms: Option<i64>,
 }
 
+/// A device (not a Punch peer) holding one side of a stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceSide {
+    /// `Caller` or `Listener` (a rendezvous device is held by a Punch peer: no record).
+    pub mode: DeviceMode,
+    /// A listener's address: what the Punch side calls.
+    #[serde(default)]
+    pub address: Option<SocketAddr>,
+    /// A caller must send its stream ID (else the first caller locks the relay port).
+    #[serde(default)]
+    pub check_streamid: bool,
+    /// A caller's key, the `s=` of its stream ID: generated, stable for the session's life
+    /// (a device keeps its settings), new when the side is set again.
+    #[serde(default)]
+    pub key: String,
+    /// The relay port a caller calls; chosen once so that what was typed into the device stays
+    /// right (also across server restarts).
+    #[serde(default)]
+    pub port: u16,
+}
+
 /// One stream of a session: its settings and the last holders of its two sides.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StreamRecord {
@@ -41,6 +64,8 @@ pub struct StreamRecord {
     pub tally: TallyState,
     pub sender: Option<LastPeer>,
     pub receiver: Option<LastPeer>,
+    /// `[sender, receiver]`: a device holds the side instead of a Punch peer.
+    pub devices: [Option<DeviceSide>; 2],
 }
 
 impl StreamRecord {
@@ -77,6 +102,8 @@ pub struct SessionRecord {
     /// Who created it, as per-client limits count (see `limit::client_key`); `None` for
     /// sessions stored before this was recorded.
     pub creator: Option<IpAddr>,
+    /// The host the session was created at (or `--public-url`'s): what caller devices call.
+    pub public_host: Option<String>,
     pub streams: Vec<StreamRecord>,
 }
 

@@ -7,8 +7,10 @@ use std::net::IpAddr;
 use super::core::{Holder, SessionCore, slot_index};
 use super::effects::{Effects, RelayOp};
 use super::health::StreamHealth;
-use crate::protocol::{Endpoint, MediaPath, NatMapping, PeerInfo, Role, ServerMessage, SrtStatus};
-use crate::server::relay::Refusal;
+use crate::protocol::{
+    Endpoint, LinkMode, MediaPath, NatMapping, PeerInfo, Role, ServerMessage, SrtStatus,
+};
+use crate::server::relay::{Refusal, RelaySpec};
 
 /// How a session decides between direct rendezvous and the relay.
 #[derive(Debug, Clone)]
@@ -44,6 +46,8 @@ pub(super) struct StreamRuntime {
     pub(super) relay_waiting: Option<String>,
     /// `[sender's port, receiver's port]` of the relay in use.
     pub(super) relay_ports: Option<[u16; 2]>,
+    /// The last cue sent to the stream (shown on the operator pages; not persisted).
+    pub(super) cue: Option<crate::protocol::Cue>,
     /// When a direct attempt gives way to the relay.
     pub(super) direct_deadline: Option<i64>,
     /// Bumped whenever the pairing starts over, so that a late relay answer is recognised.
@@ -64,19 +68,26 @@ impl SessionCore {
     /// The coordinates `recipient` needs: the other side's public address, or its own relay port.
     pub(super) fn peer_info_for(&self, idx: usize, recipient: Role) -> PeerInfo {
         let s = &self.rec.streams[idx];
-        let (ip, port, relay) = match self.runtime[idx].relay_ports {
-            Some(ports) => (String::new(), ports[slot_index(recipient)], true),
-            None => {
-                let addr = s
-                    .peer(recipient.other())
-                    .as_ref()
-                    .map(|p| p.address.clone());
-                let addr = addr.unwrap_or(Endpoint {
-                    ip: String::new(),
-                    port: 0,
-                });
-                (addr.ip, addr.port, false)
+        let mut mode = LinkMode::Rendezvous;
+        let (ip, port, relay) = match self.device_coordinates(idx) {
+            Some((ip, port, relay, m)) => {
+                mode = m;
+                (ip, port, relay)
             }
+            None => match self.runtime[idx].relay_ports {
+                Some(ports) => (String::new(), ports[slot_index(recipient)], true),
+                None => {
+                    let addr = s
+                        .peer(recipient.other())
+                        .as_ref()
+                        .map(|p| p.address.clone());
+                    let addr = addr.unwrap_or(Endpoint {
+                        ip: String::new(),
+                        port: 0,
+                    });
+                    (addr.ip, addr.port, false)
+                }
+            },
         };
         PeerInfo {
             stream: s.name.clone(),
@@ -86,6 +97,7 @@ impl SessionCore {
             pbkeylen: self.rec.pbkeylen,
             latency: s.latency,
             relay,
+            mode,
         }
     }
 
@@ -98,8 +110,9 @@ impl SessionCore {
         }
     }
 
+    /// Both sides are there: registered Punch peers, or a device.
     pub(super) fn both_registered(&self, idx: usize) -> bool {
-        self.holders[idx].iter().all(Option::is_some)
+        self.present(idx, Role::Sender) && self.present(idx, Role::Receiver)
     }
 
     /// Both sides are registered and at least one reports its SRT link up. One report is
@@ -119,7 +132,14 @@ impl SessionCore {
         for h in self.holders[idx].iter_mut().flatten() {
             h.srt = None;
         }
+        // A caller device's relay stays: the device may call whenever it likes.
+        let device_relay = self.caller_device(idx).is_some();
         let rt = &mut self.runtime[idx];
+        if device_relay {
+            rt.generation += 1;
+            fx.view_changed = true;
+            return;
+        }
         if rt.relay_ports.take().is_some() || rt.relay_pending.take().is_some() {
             fx.relay.push(RelayOp::Stop { stream: idx });
         }
@@ -135,6 +155,18 @@ impl SessionCore {
     /// Chooses the path of a stream whose two sides are registered. `true` when the direct
     /// coordinates can go out now; `false` when a relay was asked for instead.
     pub(super) fn pair(&mut self, idx: usize, now: i64, fx: &mut Effects) -> bool {
+        if self.caller_device(idx).is_some() {
+            // the relay runs from the start; the coordinates go out once it does
+            return self.runtime[idx].relay_ports.is_some();
+        }
+        if let Some((role, addr)) = self.listener_device(idx) {
+            let rt = &mut self.runtime[idx];
+            rt.path = Some(MediaPath::Direct);
+            rt.path_reason = Some(format!(
+                "the {role} is an SRT listener device at {addr}: the Punch side calls it"
+            ));
+            return true;
+        }
         let place = |role: Role| {
             Some(Place {
                 address: self.rec.streams[idx].peer(role).as_ref()?.address.clone(),
@@ -175,9 +207,12 @@ impl SessionCore {
     pub(super) fn arm_direct_timer(&mut self, idx: usize, now: i64) {
         let reporter = self.holders[idx].iter().flatten().any(|h| h.reports);
         let down = !self.link_up(idx);
+        // a listener device is called directly, there is no relay to give way to
+        let device = self.listener_device(idx).is_some() || self.caller_device(idx).is_some();
         let rt = &mut self.runtime[idx];
         if rt.path == Some(MediaPath::Direct)
             && rt.relay_pending.is_none()
+            && !device
             && self.policy.relay
             && reporter
             && down
@@ -193,13 +228,15 @@ impl SessionCore {
                 .unwrap_or(IpAddr::from([0, 0, 0, 0]))
         };
         let ips = [ip_of(&self.holders[idx][0]), ip_of(&self.holders[idx][1])];
+        let spec = RelaySpec::peers(&self.rec.name, ips);
         let rt = &mut self.runtime[idx];
         rt.relay_pending = Some(why);
         rt.direct_deadline = None;
         fx.relay.push(RelayOp::Start {
             stream: idx,
             generation: rt.generation,
-            ips,
+            device: false,
+            spec,
         });
         fx.view_changed = true;
     }
@@ -270,7 +307,16 @@ impl SessionCore {
     pub fn relay_capacity_freed(&mut self) -> Effects {
         let mut fx = Effects::default();
         for idx in 0..self.runtime.len() {
-            if self.runtime[idx].relay_pending.is_some() || !self.both_registered(idx) {
+            if self.runtime[idx].relay_pending.is_some() {
+                continue;
+            }
+            if self.caller_device(idx).is_some() {
+                if self.runtime[idx].relay_waiting.take().is_some() {
+                    self.request_device_relay(idx, &mut fx);
+                }
+                continue;
+            }
+            if !self.both_registered(idx) {
                 continue;
             }
             if self.link_up(idx) {

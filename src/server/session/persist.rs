@@ -4,7 +4,7 @@
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::model::{LastPeer, SessionRecord};
+use super::model::{DeviceSide, LastPeer, SessionRecord};
 use crate::protocol::{Health, Role, TallyState};
 
 /// Told the outcome of a commit.
@@ -46,6 +46,12 @@ pub enum StoreOp {
         session: String,
         stream: String,
         latency: u32,
+    },
+    /// Who holds a stream's sides changed (`[sender, receiver]`).
+    Devices {
+        session: String,
+        stream: String,
+        devices: [Option<DeviceSide>; 2],
     },
     Close {
         session: String,
@@ -91,6 +97,9 @@ impl std::fmt::Display for StoreOp {
                 stream,
                 latency,
             } => write!(f, "latency {latency} ms of {session}/{stream}"),
+            StoreOp::Devices {
+                session, stream, ..
+            } => write!(f, "devices of {session}/{stream}"),
             StoreOp::Close {
                 session, reason, ..
             } => write!(f, "closure of session {session} ({reason})"),
@@ -108,6 +117,7 @@ impl StoreOp {
                 | StoreOp::Close { .. }
                 | StoreOp::Tally { .. }
                 | StoreOp::Latency { .. }
+                | StoreOp::Devices { .. }
                 | StoreOp::Flush
         )
     }

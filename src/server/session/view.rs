@@ -5,8 +5,8 @@ use super::core::{Holder, SessionCore, slot_index};
 use super::effects::ConnId;
 use super::health;
 use crate::protocol::{
-    Endpoint, MediaPath, PeerStatus, PeerView, Role, SessionState, SessionUpdate, SessionView,
-    SrtStatus, StreamSummary, StreamView,
+    DeviceMode, DeviceView, Endpoint, MediaPath, PeerStatus, PeerView, Role, SessionState,
+    SessionUpdate, SessionView, SrtStatus, StreamSummary, StreamView,
 };
 use crate::server::time::format_time;
 use crate::server::token::Scope;
@@ -23,6 +23,9 @@ pub struct StreamCoordinates {
     pub receiver: Option<(Endpoint, u16)>,
     /// `[sender's, receiver's]` relay ports when the stream is relayed.
     pub relay_ports: Option<[u16; 2]>,
+    /// `[sender, receiver]`: the fields of a device holding the side (a caller's once its
+    /// relay runs).
+    pub devices: [Option<DeviceView>; 2],
 }
 
 impl SessionCore {
@@ -46,20 +49,42 @@ impl SessionCore {
                     sender: live(Role::Sender),
                     receiver: live(Role::Receiver),
                     relay_ports: self.runtime[i].relay_ports,
+                    devices: [Role::Sender, Role::Receiver].map(|r| {
+                        let ready = self.device(i, r).is_some_and(|d| {
+                            d.mode != DeviceMode::Caller || self.runtime[i].relay_ports.is_some()
+                        });
+                        ready.then(|| self.device_view(i, r)).flatten()
+                    }),
                 }
             })
             .collect()
     }
 
-    /// Connections that asked to watch: dashboards.
-    pub fn watchers(&self) -> impl Iterator<Item = ConnId> + '_ {
-        self.conns
-            .iter()
-            .filter(|(_, c)| c.watching)
-            .map(|(id, _)| *id)
+    /// The views due to the connections that watch (dashboards, camera-operator pages): one
+    /// per token scope, with its connections.
+    pub fn watcher_views(&self) -> Vec<(SessionView, Vec<ConnId>)> {
+        let mut groups: Vec<(&Scope, Vec<ConnId>)> = Vec::new();
+        for (id, c) in self.conns.iter().filter(|(_, c)| c.watching) {
+            match groups.iter_mut().find(|(s, _)| *s == &c.scope) {
+                Some((_, conns)) => conns.push(*id),
+                None => groups.push((&c.scope, vec![*id])),
+            }
+        }
+        groups
+            .into_iter()
+            .map(|(scope, conns)| (self.view_for(scope), conns))
+            .collect()
     }
 
     pub(super) fn peer_status(&self, idx: usize, role: Role) -> PeerStatus {
+        if self.device(idx, role).is_some() {
+            // a device reports nothing: it is connected while the Punch side's link is up
+            return if self.link_up(idx) {
+                PeerStatus::Connected
+            } else {
+                PeerStatus::Waiting
+            };
+        }
         match &self.holders[idx][slot_index(role)] {
             None => PeerStatus::Waiting,
             Some(Holder {
@@ -74,14 +99,14 @@ impl SessionCore {
         if self.closed {
             return SessionState::Closed;
         }
-        match (
-            self.peer_status(idx, Role::Sender),
-            self.peer_status(idx, Role::Receiver),
-        ) {
-            (PeerStatus::Waiting, _) | (_, PeerStatus::Waiting) => SessionState::Waiting,
-            _ if self.runtime[idx].relay_ports.is_some() => SessionState::Relaying,
-            _ if self.link_up(idx) => SessionState::Connected,
-            _ => SessionState::Ready,
+        if !self.both_registered(idx) {
+            SessionState::Waiting
+        } else if self.runtime[idx].relay_ports.is_some() {
+            SessionState::Relaying
+        } else if self.link_up(idx) {
+            SessionState::Connected
+        } else {
+            SessionState::Ready
         }
     }
 
@@ -150,6 +175,7 @@ impl SessionCore {
                 last_health: last.and_then(|p| p.health.clone()),
                 health_at: last.and_then(|p| p.health_ms).map(format_time),
                 nat: holder.and_then(|h| h.nat.clone()),
+                device: self.device_view(idx, role),
             }
         };
         // Only live holders' health colours a stream.
@@ -178,6 +204,8 @@ impl SessionCore {
                     tally: s.tally,
                     path: rt.path,
                     path_reason: rt.path_reason.clone().or(rt.relay_pending.clone()),
+                    via: self.via(i),
+                    cue: rt.cue.clone(),
                     level: level.as_ref().map(|l| l.0),
                     level_reason: level.map(|l| l.1),
                     recommendation: rt.health.recommendation(),
@@ -215,6 +243,12 @@ impl SessionCore {
         let idx = self.rec.streams.iter().position(|s| &s.name == stream);
         (view.state, view.connected, view.total) = self.one_stream(idx);
         for s in &mut view.streams {
+            if s.cue
+                .as_ref()
+                .is_some_and(|c| c.role.is_some_and(|r| r != *role))
+            {
+                s.cue = None;
+            }
             let direct_peer = s.path == Some(MediaPath::Direct)
                 && s.sender.status != PeerStatus::Waiting
                 && s.receiver.status != PeerStatus::Waiting;
@@ -235,6 +269,7 @@ impl SessionCore {
                 last_health: None,
                 health_at: None,
                 nat: None,
+                device: None,
             };
         }
         view

@@ -137,7 +137,7 @@ fn connections_that_neither_register_nor_watch_are_closed_and_keep_nothing_alive
             .any(|m| matches!(m, ServerMessage::Error(e) if e.code == ErrorCode::NotRegistered))
     );
 
-    // Watching (admin only) or registering is what keeps a session alive.
+    // Watching or registering is what keeps a session alive.
     core.attach(2, ip("192.0.2.2"), Scope::Admin, 2_000)
         .unwrap();
     core.handle(2, ClientMessage::Watch, 2_000);
@@ -146,13 +146,17 @@ fn connections_that_neither_register_nor_watch_are_closed_and_keep_nothing_alive
         stream: "cam".into(),
         role: Role::Sender,
     };
+    // A stream token watches its own stream only (the camera-operator page).
     core.attach(3, ip("192.0.2.3"), cam, 2_000).unwrap();
     let fx = core.handle(3, ClientMessage::Watch, 2_000);
-    assert!(
-        sent_to(&fx, 3)
-            .iter()
-            .any(|m| matches!(m, ServerMessage::Error(e) if e.code == ErrorCode::Forbidden))
-    );
+    assert!(fx.view_changed && sent_to(&fx, 3).is_empty());
+    let (view, _) = core
+        .watcher_views()
+        .into_iter()
+        .find(|(_, conns)| conns == &[3])
+        .expect("a view for the stream token's page");
+    let names: Vec<&str> = view.streams.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["cam"]);
 }
 
 #[test]

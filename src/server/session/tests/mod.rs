@@ -11,7 +11,7 @@ use crate::protocol::{
     PeerMeta, PeerStatus, Port, Register, Registered, Role, ServerMessage, SessionState,
     SessionUpdate, SrtStatus, StatusReport, TallyState,
 };
-use crate::server::relay::Refusal;
+use crate::server::relay::{Admission, Refusal};
 use crate::server::token::Scope;
 
 /// Connection limits of `total`, the other limits out of the way.
@@ -34,6 +34,7 @@ fn record(streams: &[&str]) -> SessionRecord {
         pbkeylen: 16,
         last_activity_ms: 0,
         creator: None,
+        public_host: Some("punch.example".into()),
         streams: streams
             .iter()
             .map(|s| StreamRecord {
@@ -46,6 +47,7 @@ fn record(streams: &[&str]) -> SessionRecord {
                 tally: TallyState::Off,
                 sender: None,
                 receiver: None,
+                devices: [None, None],
             })
             .collect(),
     }
@@ -233,6 +235,17 @@ fn register_nat(role: Role, port: u16, mapped: (&str, u16), mapping: NatMapping)
     })
 }
 
+/// The message of the `code` error sent to `conn` (panics if there is none).
+fn error_sent(fx: &Effects, conn: ConnId, code: ErrorCode) -> String {
+    sent_to(fx, conn)
+        .into_iter()
+        .find_map(|m| match m {
+            ServerMessage::Error(e) if e.code == code => Some(e.message.clone()),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no {code:?} error sent to {conn}"))
+}
+
 fn peers_sent(fx: &Effects, conn: ConnId) -> Vec<PeerInfo> {
     sent_to(fx, conn)
         .into_iter()
@@ -274,13 +287,20 @@ fn mapped_addresses_are_handed_out_and_symmetric_nats_are_relayed() {
         RelayOp::Start {
             stream: 0,
             generation,
-            ips,
+            device: false,
+            spec,
         },
     ] = fx.relay.as_slice()
     else {
         panic!("expected one relay start, got {:?}", fx.relay)
     };
-    assert_eq!(*ips, [ip("203.0.113.2"), ip("198.51.100.2")]);
+    assert_eq!(
+        spec.sides,
+        [
+            Admission::Peer(Some(ip("203.0.113.2"))),
+            Admission::Peer(Some(ip("198.51.100.2")))
+        ]
+    );
     let reason = core.view().streams[0].path_reason.clone().unwrap();
     assert!(
         reason.contains("receiver's NAT") && reason.contains("endpoint-dependent"),
@@ -446,9 +466,10 @@ fn latency_changes_reach_both_peers_and_watchers_are_dashboards() {
     core.handle(2, register(None, Role::Receiver, 9000), 0);
     // Admin connections that registered hold sides; the one that asked to watch is the
     // dashboard.
-    assert!(core.watchers().next().is_none());
+    assert!(core.watcher_views().is_empty());
     core.handle(3, ClientMessage::Watch, 0);
-    assert_eq!(core.watchers().collect::<Vec<_>>(), vec![3]);
+    let watchers: Vec<_> = core.watcher_views().into_iter().map(|(_, c)| c).collect();
+    assert_eq!(watchers, vec![vec![3]]);
     let fx = core.set_latency("cam", 480, 1).unwrap();
     assert!(fx.view_changed);
     assert_eq!(peers_sent(&fx, 1)[0].latency, 480);
@@ -540,4 +561,5 @@ fn a_mapped_address_must_be_an_address() {
     );
 }
 
+mod devices;
 mod hardening;

@@ -7,6 +7,8 @@
 
 use std::collections::BTreeMap;
 
+mod device;
+
 use super::session::StreamCoordinates;
 use crate::protocol::srt_url::Rendezvous;
 use crate::protocol::{ConnectionStrings, Endpoint, Role, StreamConnect, VmixFields};
@@ -32,6 +34,9 @@ pub fn stream_strings(
     relay_host: &str,
     punch_uris: [String; 2],
 ) -> Result<StreamConnect, String> {
+    if let Some(strings) = device_stream_strings(c, relay_host, &punch_uris) {
+        return Ok(strings);
+    }
     let (sender, receiver) = match (&c.sender, &c.receiver) {
         (Some(s), Some(r)) => (s, r),
         (s, r) => {
@@ -90,6 +95,56 @@ pub fn stream_strings(
             },
         ),
     })
+}
+
+/// The strings of a stream with a device side (`None` for two Punch peers): available as soon
+/// as the device's fields are (a caller's once its relay runs), whether or not the Punch side
+/// has registered yet.
+fn device_stream_strings(
+    c: &StreamCoordinates,
+    relay_host: &str,
+    punch_uris: &[String; 2],
+) -> Option<StreamConnect> {
+    let (device_role, view) = [Role::Sender, Role::Receiver]
+        .into_iter()
+        .find_map(|r| Some((r, c.devices[side_index(r)].as_ref()?)))?;
+    let punch_role = device_role.other();
+    let local_port = match punch_role {
+        Role::Sender => c.sender.as_ref(),
+        Role::Receiver => c.receiver.as_ref(),
+    }
+    .map_or(9000, |(_, port)| *port);
+    let relay_port = c.relay_ports.map(|p| p[side_index(punch_role)]);
+    let for_device = device::for_device(
+        device_role,
+        view,
+        punch_uris[side_index(device_role)].clone(),
+    );
+    let for_punch = device::for_punch_side(
+        punch_role,
+        view,
+        local_port,
+        relay_port,
+        relay_host,
+        punch_uris[side_index(punch_role)].clone(),
+    );
+    Some(match device_role {
+        Role::Sender => StreamConnect {
+            for_peer_a: for_device,
+            for_peer_b: for_punch,
+        },
+        Role::Receiver => StreamConnect {
+            for_peer_a: for_punch,
+            for_peer_b: for_device,
+        },
+    })
+}
+
+fn side_index(role: Role) -> usize {
+    match role {
+        Role::Sender => 0,
+        Role::Receiver => 1,
+    }
 }
 
 fn strings(c: &StreamCoordinates, punch: String, s: Side<'_>) -> ConnectionStrings {
@@ -214,6 +269,7 @@ fn strings(c: &StreamCoordinates, punch: String, s: Side<'_>) -> ConnectionStrin
             latency_ms: c.latency,
             passphrase: c.passphrase.clone(),
             key_length: c.pbkeylen,
+            stream_id: None,
         },
         notes,
     }
@@ -244,6 +300,7 @@ mod tests {
                 9000,
             )),
             relay_ports: relay,
+            devices: [None, None],
         }
     }
 

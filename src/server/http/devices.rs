@@ -1,0 +1,74 @@
+//! The routes that say who holds a side (a Punch peer or an SRT device) and send cues.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use super::auth::{AdminSession, base_url};
+use super::create::random_string;
+use super::error::ApiError;
+use super::sessions::json_body;
+use crate::protocol::{CueRequest, ErrorCode, Role, SideSpec, uri::server_host};
+use crate::server::state::AppState;
+
+/// `PUT /api/session/:id/stream/:stream/:role`: who holds that side from now on.
+pub(super) async fn set_side(
+    State(state): State<Arc<AppState>>,
+    AdminSession(session): AdminSession,
+    Path((_, stream, role)): Path<(String, String, String)>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let role = Role::parse(&role).ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::NotFound,
+            format!("{role:?} is not a side of a stream; use sender or receiver"),
+        )
+    })?;
+    let spec: SideSpec = json_body(
+        &state,
+        body,
+        r#"{"device": "caller"|"listener"|"rendezvous"|null, "address": "IP:PORT" (listener), "streamid": true|false (caller)}"#,
+    )?;
+    let host = server_host(&base_url(&state, &headers));
+    session
+        .handle
+        .set_side(stream.clone(), role, spec.clone(), random_string(20), host)
+        .await?;
+    tracing::info!(
+        session = session.id,
+        stream,
+        %role,
+        device = spec.device.map_or("punch peer", |d| d.as_str()),
+        "side changed by operator"
+    );
+    let view = session.handle.view(&session.claims.scope).await?;
+    Ok(Json(view).into_response())
+}
+
+/// `POST /api/session/:id/cue`.
+pub(super) async fn send_cue(
+    State(state): State<Arc<AppState>>,
+    AdminSession(session): AdminSession,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let req: CueRequest = json_body(
+        &state,
+        body,
+        r#"{"stream": NAME, "role": "sender"|"receiver" (optional), "text": TEXT}"#,
+    )?;
+    session
+        .handle
+        .cue(req.stream.clone(), req.role, req.text.clone())
+        .await?;
+    Ok(
+        Json(json!({ "stream": req.stream, "role": req.role, "text": req.text.trim() }))
+            .into_response(),
+    )
+}

@@ -1,0 +1,307 @@
+//! The forwarding loop of one relay: datagrams in from one side's port, through that side's
+//! gate, out of the other side's port. Datagrams are taken and sent in batches
+//! (`recvmmsg`/`sendmmsg`: one system call for up to [`BATCH`] datagrams each way), with one
+//! set of buffers per relay; `docs/performance.md` has what that buys.
+
+use std::io;
+use std::mem::{size_of, zeroed};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::io::Interest;
+use tokio::net::UdpSocket;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use super::gate::{Gate, Verdict};
+use super::{RelayStats, Release};
+use crate::server::limit::TokenBucket;
+
+/// Datagrams per system call.
+pub const BATCH: usize = 32;
+/// Largest datagram forwarded (SRT's are at most 1500 bytes).
+const DATAGRAM: usize = 2048;
+
+pub(super) struct Forwarder {
+    /// `[sender side, receiver side]`.
+    pub(super) sockets: [UdpSocket; 2],
+    /// Who may use each side.
+    pub(super) gates: [Gate; 2],
+    /// The Punch peers' registered IPs, as the session changes them.
+    pub(super) peers: watch::Receiver<[Option<IpAddr>; 2]>,
+    /// When anything was last forwarded (or the relay started).
+    pub(super) last_heard: Instant,
+    /// Whether anything was ever forwarded.
+    pub(super) carried: bool,
+    pub(super) bucket: TokenBucket,
+    pub(super) total: Arc<Mutex<TokenBucket>>,
+    pub(super) stats: Arc<RelayStats>,
+    /// Frees itself after this long without forwarding anything (`None`: never).
+    pub(super) idle: Option<Duration>,
+}
+
+/// Buffers for one batch of datagrams, reused for the relay's life.
+struct Batch {
+    bufs: Vec<[u8; DATAGRAM]>,
+    lens: [usize; BATCH],
+    from: [Option<SocketAddr>; BATCH],
+    /// Where each admitted datagram goes, by its index in `bufs`.
+    out: Vec<(usize, SocketAddr)>,
+}
+
+impl Batch {
+    fn new() -> Self {
+        Batch {
+            bufs: vec![[0u8; DATAGRAM]; BATCH],
+            lens: [0; BATCH],
+            from: [None; BATCH],
+            out: Vec::with_capacity(BATCH),
+        }
+    }
+}
+
+impl Forwarder {
+    pub(super) async fn run(
+        mut self,
+        stop: CancellationToken,
+        on_idle: impl FnOnce(bool),
+        release: Release,
+    ) {
+        let mut batch = Batch::new();
+        // Idleness is checked now and then, not with a timer re-armed per datagram.
+        let check = self.idle.map_or(Duration::from_secs(1), |i| {
+            (i / 4).min(Duration::from_secs(1))
+        });
+        let mut idle_check = tokio::time::interval(check);
+        idle_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let idled = loop {
+            let side = tokio::select! {
+                _ = stop.cancelled() => break false,
+                _ = idle_check.tick() => {
+                    if self.idle.is_some_and(|i| self.last_heard.elapsed() >= i) {
+                        let learned = self.gates.each_ref().map(|g| g.learned());
+                        tracing::info!(?learned, "relay idle; freeing its ports");
+                        break true;
+                    }
+                    continue;
+                }
+                r = self.sockets[0].readable() => { if r.is_err() { continue } 0 }
+                r = self.sockets[1].readable() => { if r.is_err() { continue } 1 }
+            };
+            if self.peers.has_changed().unwrap_or(false) {
+                let peers = *self.peers.borrow_and_update();
+                for (gate, ip) in self.gates.iter_mut().zip(peers) {
+                    gate.set_peer_if_peer(ip);
+                }
+            }
+            // Everything that is queued, without going back to the reactor per datagram.
+            loop {
+                match recv_batch(&self.sockets[side], &mut batch) {
+                    Ok(0) => break,
+                    Ok(n) => self.forward(side, n, &mut batch),
+                    Err(_) => break,
+                }
+            }
+        };
+        drop(self.sockets);
+        drop(release);
+        if idled {
+            on_idle(self.carried);
+        }
+    }
+
+    /// Admits the `n` datagrams of `batch` that came in on `side` and sends them on.
+    fn forward(&mut self, side: usize, n: usize, batch: &mut Batch) {
+        let now = Instant::now();
+        let other = 1 - side;
+        let (mut strangers, mut dropped) = (0u64, 0u64);
+        batch.out.clear();
+        for i in 0..n {
+            let Some(from) = batch.from[i] else { continue };
+            // (On a dual-stack socket IPv4 peers arrive as ::ffff:a.b.c.d.)
+            let from = SocketAddr::new(from.ip().to_canonical(), from.port());
+            let datagram = &batch.bufs[i][..batch.lens[i]];
+            let other_id = self.gates[other].socket_id();
+            if self.gates[side].admit(datagram, from, other_id, now) == Verdict::Stranger {
+                strangers += 1;
+                continue;
+            }
+            // The other side has not sent yet: SRT's handshake repeats, nothing is lost.
+            let Some(to) = self.gates[other].destination(datagram) else {
+                continue;
+            };
+            let bytes = datagram.len() as f64;
+            let within = self.bucket.take(bytes, now)
+                && self
+                    .total
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .take(bytes, now);
+            if within {
+                batch.out.push((i, to));
+            } else {
+                dropped += 1;
+            }
+        }
+        let sent = send_batch(&self.sockets[other], batch);
+        // A full send buffer drops the rest, as a router would; SRT retransmits.
+        dropped += (batch.out.len() - sent) as u64;
+        if sent > 0 {
+            self.last_heard = now;
+            self.carried = true;
+            let bytes: usize = batch.out[..sent].iter().map(|(i, _)| batch.lens[*i]).sum();
+            self.stats.packets.fetch_add(sent as u64, Ordering::Relaxed);
+            self.stats.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+        }
+        if strangers > 0 {
+            self.stats.strangers.fetch_add(strangers, Ordering::Relaxed);
+        }
+        if strangers + dropped > 0 {
+            self.stats
+                .dropped
+                .fetch_add(strangers + dropped, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Takes up to [`BATCH`] queued datagrams from `socket` without waiting (0: none queued).
+fn recv_batch(socket: &UdpSocket, batch: &mut Batch) -> io::Result<usize> {
+    let fd = socket.as_raw_fd();
+    let result = socket.try_io(Interest::READABLE, || {
+        // SAFETY: plain C structs, all-zero is a valid value for each.
+        let mut names: [libc::sockaddr_storage; BATCH] = unsafe { zeroed() };
+        let mut iovs: [libc::iovec; BATCH] = unsafe { zeroed() };
+        let mut msgs: [libc::mmsghdr; BATCH] = unsafe { zeroed() };
+        for i in 0..BATCH {
+            iovs[i].iov_base = batch.bufs[i].as_mut_ptr().cast();
+            iovs[i].iov_len = DATAGRAM;
+            msgs[i].msg_hdr.msg_name = (&mut names[i] as *mut libc::sockaddr_storage).cast();
+            msgs[i].msg_hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            msgs[i].msg_hdr.msg_iov = &mut iovs[i];
+            msgs[i].msg_hdr.msg_iovlen = 1;
+        }
+        // SAFETY: every pointer refers to a live local or to `batch`'s buffers, each
+        // `DATAGRAM` bytes long, for the duration of the call.
+        let n = unsafe {
+            libc::recvmmsg(
+                fd,
+                msgs.as_mut_ptr(),
+                BATCH as libc::c_uint,
+                libc::MSG_DONTWAIT,
+                std::ptr::null_mut(),
+            )
+        };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let n = n as usize;
+        for i in 0..n {
+            batch.lens[i] = msgs[i].msg_len as usize;
+            batch.from[i] = from_storage(&names[i]);
+        }
+        Ok(n)
+    });
+    match result {
+        Ok(n) => Ok(n),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(0),
+        Err(e) => Err(e),
+    }
+}
+
+/// Sends `batch.out` from `socket`; returns how many went (the rest found the buffer full).
+fn send_batch(socket: &UdpSocket, batch: &Batch) -> usize {
+    let out = &batch.out;
+    if out.is_empty() {
+        return 0;
+    }
+    let fd = socket.as_raw_fd();
+    let v6_socket = socket.local_addr().is_ok_and(|a| a.is_ipv6());
+    // SAFETY: plain C structs, all-zero is a valid value for each.
+    let mut names: [libc::sockaddr_storage; BATCH] = unsafe { zeroed() };
+    let mut iovs: [libc::iovec; BATCH] = unsafe { zeroed() };
+    let mut msgs: [libc::mmsghdr; BATCH] = unsafe { zeroed() };
+    for (k, (i, to)) in out.iter().enumerate() {
+        // a dual-stack socket reaches IPv4 peers at their mapped address
+        let to = match to {
+            SocketAddr::V4(v4) if v6_socket => {
+                SocketAddr::new(IpAddr::V6(v4.ip().to_ipv6_mapped()), v4.port())
+            }
+            other => *other,
+        };
+        let len = to_storage(to, &mut names[k]);
+        iovs[k].iov_base = batch.bufs[*i].as_ptr() as *mut libc::c_void;
+        iovs[k].iov_len = batch.lens[*i];
+        msgs[k].msg_hdr.msg_name = (&mut names[k] as *mut libc::sockaddr_storage).cast();
+        msgs[k].msg_hdr.msg_namelen = len;
+        msgs[k].msg_hdr.msg_iov = &mut iovs[k];
+        msgs[k].msg_hdr.msg_iovlen = 1;
+    }
+    let mut sent = 0;
+    while sent < out.len() {
+        // SAFETY: as above; sendmmsg only reads the buffers.
+        let n = unsafe {
+            libc::sendmmsg(
+                fd,
+                msgs[sent..].as_mut_ptr(),
+                (out.len() - sent) as libc::c_uint,
+                libc::MSG_DONTWAIT,
+            )
+        };
+        if n <= 0 {
+            break;
+        }
+        sent += n as usize;
+    }
+    sent
+}
+
+fn from_storage(s: &libc::sockaddr_storage) -> Option<SocketAddr> {
+    match i32::from(s.ss_family) {
+        libc::AF_INET => {
+            // SAFETY: the family says this storage holds a sockaddr_in.
+            let a: &libc::sockaddr_in = unsafe { &*(s as *const _ as *const libc::sockaddr_in) };
+            let ip = Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr));
+            Some(SocketAddr::new(ip.into(), u16::from_be(a.sin_port)))
+        }
+        libc::AF_INET6 => {
+            // SAFETY: the family says this storage holds a sockaddr_in6.
+            let a: &libc::sockaddr_in6 = unsafe { &*(s as *const _ as *const libc::sockaddr_in6) };
+            Some(SocketAddr::V6(SocketAddrV6::new(
+                Ipv6Addr::from(a.sin6_addr.s6_addr),
+                u16::from_be(a.sin6_port),
+                a.sin6_flowinfo,
+                a.sin6_scope_id,
+            )))
+        }
+        _ => None,
+    }
+}
+
+/// Writes `addr` into `s`; returns its length.
+fn to_storage(addr: SocketAddr, s: &mut libc::sockaddr_storage) -> libc::socklen_t {
+    match addr {
+        SocketAddr::V4(v4) => {
+            // SAFETY: sockaddr_storage is large and aligned enough for any sockaddr.
+            let a: &mut libc::sockaddr_in =
+                unsafe { &mut *(s as *mut _ as *mut libc::sockaddr_in) };
+            a.sin_family = libc::AF_INET as libc::sa_family_t;
+            a.sin_port = v4.port().to_be();
+            a.sin_addr.s_addr = u32::from(*v4.ip()).to_be();
+            size_of::<libc::sockaddr_in>() as libc::socklen_t
+        }
+        SocketAddr::V6(v6) => {
+            // SAFETY: as above.
+            let a: &mut libc::sockaddr_in6 =
+                unsafe { &mut *(s as *mut _ as *mut libc::sockaddr_in6) };
+            a.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+            a.sin6_port = v6.port().to_be();
+            a.sin6_addr.s6_addr = v6.ip().octets();
+            a.sin6_flowinfo = v6.flowinfo();
+            a.sin6_scope_id = v6.scope_id();
+            size_of::<libc::sockaddr_in6>() as libc::socklen_t
+        }
+    }
+}
