@@ -171,3 +171,41 @@ fn the_start_page_passes_the_create_key_and_opens_the_new_dashboard() {
     assert_eq!(status, 409, "{body}");
     println!("screenshots in {}", out.display());
 }
+
+#[test]
+fn the_camera_operator_page_follows_tally_and_cues_and_shows_the_device_settings() {
+    let browser_dir = browser_dir();
+    let rt = runtime();
+    let server = rt.block_on(start_default());
+    let created = rt.block_on(create(
+        &server.base,
+        json!({ "name": "op", "streams": { "cam1": { "sender": { "device": "caller" } } } }),
+    ));
+    let sender = stream_token(&created, "cam1", "sender");
+    let out = tempfile::Builder::new()
+        .prefix("punch-browser-operator-")
+        .tempdir()
+        .unwrap()
+        .keep();
+    let mut browser = Proc::shell(
+        &out,
+        "browser",
+        &format!(
+            "cd {} && OPERATOR_URL={} DASHBOARD_URL={} BAD_URL={} STREAM=cam1 OUT_DIR={} exec node operator.mjs",
+            sh_quote(&browser_dir.display().to_string()),
+            sh_quote(&format!("{}/j/op?t={sender}", server.base)),
+            sh_quote(created["url"].as_str().unwrap()),
+            sh_quote(&format!("{}/j/op?t=not-a-token", server.base)),
+            sh_quote(&out.display().to_string()),
+        ),
+    );
+    let status = finish(&mut browser);
+    assert!(
+        status.success() && browser.output().contains("OK"),
+        "browser test failed ({status}); screenshots in {}\n{}",
+        out.display(),
+        browser.output()
+    );
+    assert!(out.join("operator-on-air.png").exists());
+    println!("screenshots in {}", out.display());
+}

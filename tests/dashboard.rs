@@ -189,11 +189,18 @@ async fn qr_codes_carry_stream_tokens_never_the_admin_token() {
     for role in ["sender", "receiver"] {
         let got = svg(get(&format!("{}/s/qr/qr/cam1/{role}?t={admin}", t.base)).await).await;
         let port = t.server.local_addr().port();
-        let expected_uri = format!(
-            "punch://127.0.0.1:{port}/qr/cam1?token={}",
-            stream_token(&created, "cam1", role)
+        // the side's camera-operator page, with that side's token
+        let stream_token = stream_token(&created, "cam1", role);
+        let page = format!("{}/j/qr?t={stream_token}", t.base);
+        assert_eq!(got, punch::server::qr_svg(&page).unwrap(), "{role}");
+        // whose settings QR is the side's punch:// URI
+        let expected_uri = format!("punch://127.0.0.1:{port}/qr/cam1?token={stream_token}");
+        let settings = svg(get(&format!("{}/j/qr/qr?t={stream_token}", t.base)).await).await;
+        assert_eq!(
+            settings,
+            punch::server::qr_svg(&expected_uri).unwrap(),
+            "{role}"
         );
-        assert_eq!(got, punch::server::qr_svg(&expected_uri).unwrap(), "{role}");
         assert_ne!(
             got,
             punch::server::qr_svg(&format!("punch://127.0.0.1:{port}/qr/cam1?token={admin}"))

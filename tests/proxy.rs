@@ -153,29 +153,37 @@ async fn behind_a_tls_proxy_links_are_https_and_peers_register_over_wss() {
         .await
         .unwrap();
     assert_eq!(answer.status, 200, "the dashboard loads through the proxy");
-    // The stream QR codes carry punchs:// URIs.
+    // The stream QR codes open the https camera-operator page, whose settings QR carries the
+    // punchs:// URI.
     let sender_token = created.stream_tokens["default"]
         .get(Role::Sender)
         .to_string();
+    let client = reqwest::Client::builder()
+        .use_preconfigured_tls((*trust.client_config().unwrap()).clone())
+        .build()
+        .unwrap();
+    let fetch = |url: String| {
+        let client = client.clone();
+        async move { client.get(url).send().await.unwrap().text().await.unwrap() }
+    };
+    let qr = fetch(format!(
+        "{public}/s/proxied/qr/default/sender?t={}",
+        created.token
+    ))
+    .await;
+    let page = format!("{public}/j/proxied?t={sender_token}");
+    assert!(page.starts_with("https://"), "{page}");
+    assert_eq!(qr, punch::server::qr_svg(&page).unwrap());
     let expected = format!(
         "punchs://localhost:{}/proxied/default?token={sender_token}",
         nginx.port
     );
-    let qr = reqwest::Client::builder()
-        .use_preconfigured_tls((*trust.client_config().unwrap()).clone())
-        .build()
-        .unwrap()
-        .get(format!(
-            "{public}/s/proxied/qr/default/sender?t={}",
-            created.token
-        ))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert_eq!(qr, punch::server::qr_svg(&expected).unwrap());
+    let settings = fetch(format!("{public}/j/proxied/qr?t={sender_token}")).await;
+    assert_eq!(settings, punch::server::qr_svg(&expected).unwrap());
+    assert!(
+        fetch(page).await.contains(&expected),
+        "the page shows the punchs:// URI"
+    );
 
     // A peer registers over wss:// through the proxy; its address is the proxy's record of it.
     let mut sig = Signalling::connect_with(&public, "proxied", &sender_token, WAIT, &trust)

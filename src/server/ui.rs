@@ -7,7 +7,7 @@ use axum::extract::Path;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use crate::protocol::SessionView;
+use crate::protocol::{Role, SessionView};
 
 const DASHBOARD_HTML: &str = include_str!("ui/dashboard.html");
 const ERROR_HTML: &str = include_str!("ui/error.html");
@@ -15,13 +15,23 @@ const DASHBOARD_JS: &str = include_str!("ui/dashboard.js");
 const DASHBOARD_CSS: &str = include_str!("ui/dashboard.css");
 const CREATE_HTML: &str = include_str!("ui/create.html");
 const CREATE_JS: &str = include_str!("ui/create.js");
+const OPERATOR_HTML: &str = include_str!("ui/operator.html");
+const OPERATOR_JS: &str = include_str!("ui/operator.js");
+const OPERATOR_CSS: &str = include_str!("ui/operator.css");
 
 /// Changes whenever an asset does, so a browser never runs a cached script of another build.
 fn asset_version() -> &'static str {
     static VERSION: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
         use std::hash::{Hash, Hasher};
         let mut h = std::collections::hash_map::DefaultHasher::new();
-        (DASHBOARD_JS, DASHBOARD_CSS, CREATE_JS).hash(&mut h);
+        (
+            DASHBOARD_JS,
+            DASHBOARD_CSS,
+            CREATE_JS,
+            OPERATOR_JS,
+            OPERATOR_CSS,
+        )
+            .hash(&mut h);
         format!("{:016x}", h.finish())
     });
     &VERSION
@@ -106,6 +116,27 @@ pub fn dashboard(view: &SessionView) -> Response {
     html(StatusCode::OK, body)
 }
 
+/// The camera-operator page of one side: `view` as its stream token reads it, and the side's
+/// `punch://` URI (for a Punch element).
+pub fn operator(view: &SessionView, stream: &str, role: Role, punch: &str) -> Response {
+    let initial = serde_json::json!({
+        "session": view.session,
+        "stream": stream,
+        "role": role,
+        "punch": punch,
+        "view": view,
+    });
+    let body = fill(
+        OPERATOR_HTML,
+        &[
+            ("stream", &escape_html(stream)),
+            ("role", role.as_str()),
+            ("initial", &json_for_script(&initial.to_string())),
+        ],
+    );
+    html(StatusCode::OK, body)
+}
+
 /// `GET /`: the form that creates a session; its create-key field shows when the server needs
 /// one.
 pub fn create_page(key_required: bool) -> Response {
@@ -117,7 +148,7 @@ pub fn create_page(key_required: bool) -> Response {
 pub fn error_page(status: StatusCode, message: &str) -> Response {
     let title = match status.as_u16() {
         401 => "This link's token is missing or not valid",
-        403 => "This link does not open the dashboard",
+        403 => "This link does not open this page",
         404 => "No such session",
         410 => "This session has ended",
         429 => "Too many requests",
@@ -146,6 +177,8 @@ pub async fn asset(Path(file): Path<String>) -> Response {
         "dashboard.js" => (DASHBOARD_JS, "text/javascript; charset=utf-8"),
         "dashboard.css" => (DASHBOARD_CSS, "text/css; charset=utf-8"),
         "create.js" => (CREATE_JS, "text/javascript; charset=utf-8"),
+        "operator.js" => (OPERATOR_JS, "text/javascript; charset=utf-8"),
+        "operator.css" => (OPERATOR_CSS, "text/css; charset=utf-8"),
         _ => {
             let mut resp = (StatusCode::NOT_FOUND, "no such asset").into_response();
             security_headers(&mut resp);

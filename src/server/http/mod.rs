@@ -55,6 +55,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/s/{id}", get(dashboard))
         .route("/s/{id}/qr", get(session_qr))
         .route("/s/{id}/qr/{stream}/{role}", get(stream_qr))
+        .route("/j/{id}", get(ui_routes::operator_page))
+        .route("/j/{id}/qr", get(ui_routes::operator_qr))
         .route("/ui/{file}", get(ui::asset))
         .route("/favicon.ico", get(ui::favicon))
         .route("/healthz", get(healthz))

@@ -6,11 +6,12 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use super::auth::{AdminSession, base_url, token_from};
+use super::auth::{AdminSession, AuthedSession, base_url, token_from};
 use super::error::ApiError;
 use super::sessions::stream_uri;
 use crate::protocol::{ErrorCode, Role};
 use crate::server::state::AppState;
+use crate::server::token::Scope;
 use crate::server::ui;
 
 /// `GET /`: the page that creates a session.
@@ -31,6 +32,66 @@ pub(super) async fn dashboard(session: Result<AdminSession, ApiError>) -> Respon
     match view {
         Ok(view) => ui::dashboard(&view),
         Err(e) => ui::error_page(e.status, &e.message),
+    }
+}
+
+/// The side a camera-operator link is for: its token must be a stream token.
+fn operator_side(session: &AuthedSession) -> Result<(String, Role), ApiError> {
+    match &session.claims.scope {
+        Scope::Stream { stream, role } => Ok((stream.clone(), *role)),
+        Scope::Admin => Err(ApiError::with_status(
+            StatusCode::FORBIDDEN,
+            ErrorCode::Forbidden,
+            "this is a camera-operator link: it takes the token of one side of a stream (scan that side's QR code on the dashboard), not the admin token",
+        )),
+    }
+}
+
+/// `GET /j/:id?t=STREAM_TOKEN`: the camera-operator page of one side, or a page saying why not.
+pub(super) async fn operator_page(
+    State(state): State<Arc<AppState>>,
+    session: Result<AuthedSession, ApiError>,
+    headers: HeaderMap,
+) -> Response {
+    let page = async {
+        let session = session?;
+        let (stream, role) = operator_side(&session)?;
+        let view = session.handle.view(&session.claims.scope).await?;
+        let punch = stream_uri(&state, &base_url(&state, &headers), &session, &stream, role)?;
+        Ok::<_, ApiError>(ui::operator(&view, &stream, role, &punch))
+    };
+    match page.await {
+        Ok(page) => page,
+        Err(e) => ui::error_page(e.status, &e.message),
+    }
+}
+
+/// `GET /j/:id/qr?t=STREAM_TOKEN`: the QR code of one side's settings: its device's `srt://`
+/// URL, or its `punch://` URI.
+pub(super) async fn operator_qr(
+    State(state): State<Arc<AppState>>,
+    session: AuthedSession,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let (stream, role) = operator_side(&session)?;
+    let view = session.handle.view(&session.claims.scope).await?;
+    let device = view
+        .streams
+        .iter()
+        .find(|s| s.name == stream)
+        .and_then(|s| match role {
+            Role::Sender => s.sender.device.clone(),
+            Role::Receiver => s.receiver.device.clone(),
+        });
+    match device {
+        Some(d) => qr_response(&d.url),
+        None => qr_response(&stream_uri(
+            &state,
+            &base_url(&state, &headers),
+            &session,
+            &stream,
+            role,
+        )?),
     }
 }
 
@@ -63,8 +124,9 @@ pub(super) async fn session_qr(
     ))
 }
 
-/// `GET /s/:id/qr/:stream/:role`: what one camera operator needs, the `punch://` URI of one
-/// side of one stream with a token for just that side (never the admin token).
+/// `GET /s/:id/qr/:stream/:role`: what one camera operator needs, the link to the
+/// camera-operator page of one side of one stream with a token for just that side (never the
+/// admin token); the page has the side's `punch://` URI or device settings.
 pub(super) async fn stream_qr(
     State(state): State<Arc<AppState>>,
     AdminSession(session): AdminSession,
@@ -85,8 +147,20 @@ pub(super) async fn stream_qr(
             format!("session {} has no stream {stream:?}", session.id),
         ));
     }
-    let base = base_url(&state, &headers);
-    qr_response(&stream_uri(&state, &base, &session, &stream, role)?)
+    // The link to that side's camera-operator page, with a token for exactly that side.
+    let token = state.key.issue(
+        &session.id,
+        &session.handle.nonce,
+        &Scope::Stream {
+            stream: stream.clone(),
+            role,
+        },
+    );
+    qr_response(&format!(
+        "{}/j/{}?t={token}",
+        base_url(&state, &headers),
+        session.id
+    ))
 }
 
 /// An SVG QR code of `data`.

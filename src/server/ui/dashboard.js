@@ -409,6 +409,10 @@
       this.nat = el('dd', { text: '—' });
       this.mapped = el('dd', { text: '—' });
       this.registered = el('dd', { text: '—' });
+      // A side held by an SRT device: what to type into it.
+      this.deviceUrl = el('code', { class: 'device-url' });
+      this.deviceFields = el('dd', { class: 'device-fields' });
+      this.deviceRow = el('div', { class: 'device-row', hidden: true }, el('dt', { text: 'SRT device' }), this.deviceFields);
       this.extra = el('div', { class: 'peer-extra' });
       const info = el(
         'dl',
@@ -419,6 +423,7 @@
         el('div', null, el('dt', { text: 'NAT' }), this.nat),
         el('div', null, el('dt', { text: 'Mapped' }), this.mapped),
         el('div', null, el('dt', { text: 'Registered' }), this.registered),
+        this.deviceRow,
         this.extra,
       );
 
@@ -468,6 +473,18 @@
       setAttr(this.srt, 'data-srt', peer.srt || 'none');
       setText(this.nat, natText(peer.nat));
       setText(this.mapped, peer.nat && peer.nat.mapped ? fmtAddr(peer.nat.mapped) : '—');
+      const dev = peer.device && typeof peer.device === 'object' ? peer.device : null;
+      this.deviceRow.hidden = !dev;
+      if (dev) {
+        const parts = [String(dev.mode) + ' device', 'host ' + dev.host, 'port ' + dev.port, 'latency ' + dev.latency + ' ms'];
+        if (dev.streamid) parts.push('stream ID ' + dev.streamid);
+        const key = JSON.stringify(dev);
+        if (key !== this.lastDeviceKey) {
+          this.lastDeviceKey = key;
+          setText(this.deviceUrl, dev.url || '');
+          this.deviceFields.replaceChildren(el('span', { text: parts.join(' · ') }), el('br'), this.deviceUrl);
+        }
+      }
 
       const extras = Object.entries(meta).filter(([k]) => k !== 'label' && k !== 'audio').slice(0, 8);
       const extraKey = JSON.stringify(extras);
@@ -613,6 +630,26 @@
         ),
       );
 
+      // Cues to the people at this stream.
+      const cueId = 'cue-input-' + name;
+      this.cueInput = el('input', { class: 'cue-input', id: cueId, type: 'text', maxlength: 280, placeholder: 'Cue for the camera operator' });
+      this.cueButton = el('button', { class: 'send-cue', type: 'button', text: 'Send cue' });
+      this.cueLast = el('p', { class: 'cue-last', 'aria-live': 'polite' });
+      this.cueButton.addEventListener('click', () => this.sendCue());
+      this.cueInput.addEventListener('keydown', (e) => {
+        if (e.key === 'Enter') {
+          e.preventDefault();
+          this.sendCue();
+        }
+      });
+      const cueBox = el(
+        'div',
+        { class: 'panel cue-panel' },
+        el('div', { class: 'panel-head' }, el('label', { for: cueId }, el('h3', { text: 'Cue' }))),
+        el('div', { class: 'latency-manual-row' }, this.cueInput, this.cueButton),
+        this.cueLast,
+      );
+
       // Sides.
       this.peers = { sender: new PeerPanel(this, 'sender'), receiver: new PeerPanel(this, 'receiver') };
 
@@ -646,7 +683,7 @@
           'aria-labelledby': titleId,
         },
         head,
-        el('div', { class: 'controls' }, tallyBox, latencyBox),
+        el('div', { class: 'controls' }, tallyBox, latencyBox, cueBox),
         el('div', { class: 'peers' }, this.peers.sender.root, this.peers.receiver.root),
         el('div', { class: 'history' }, ...this.sparks.map((s) => s.root)),
         this.connectDetails,
@@ -673,7 +710,10 @@
 
       const path = s.path === 'direct' || s.path === 'relay' ? s.path : 'none';
       setAttr(this.pathBadge, 'data-path', path);
-      setText(this.pathBadge, path === 'direct' ? 'Direct' : path === 'relay' ? 'Relayed' : 'Path pending');
+      const via = typeof s.via === 'string' && s.via ? ' (' + s.via + ')' : '';
+      setText(this.pathBadge, (path === 'direct' ? 'Direct' : path === 'relay' ? 'Relayed' : 'Path pending') + via);
+      const cue = s.cue && typeof s.cue === 'object' ? s.cue : null;
+      setText(this.cueLast, cue ? 'Last cue' + (cue.role ? ' (' + cue.role + ')' : '') + ': ' + cue.text : '');
       setText(this.pathReason, s.path_reason ? (path === 'relay' ? 'Relayed: ' : '') + s.path_reason : '');
 
       // Tally from the view only.
@@ -744,6 +784,19 @@
       if (!app.wsLive) refreshView();
     }
 
+    async sendCue() {
+      if (app.closed) return;
+      const text = this.cueInput.value.trim();
+      if (!text) return;
+      const r = await api('POST', apiBase + '/cue', { stream: this.name, text });
+      if (!r.ok) {
+        if (r.status !== 410) showBanner('Cue for ' + this.name + ' failed: ' + r.message, 'error', 10000);
+        return;
+      }
+      this.cueInput.value = '';
+      if (!app.wsLive) refreshView();
+    }
+
     setManualLatency() {
       const raw = this.latencyInput.value.trim();
       const n = Number(raw);
@@ -802,6 +855,8 @@
       this.applyButton.disabled = true;
       this.setButton.disabled = true;
       this.latencyInput.disabled = true;
+      this.cueButton.disabled = true;
+      this.cueInput.disabled = true;
     }
   }
 

@@ -1,0 +1,108 @@
+// Browser test of the camera-operator page (GET /j/:session?t=STREAM_TOKEN), run by the Rust
+// test suite as
+//   node tests/browser/operator.mjs
+// with OPERATOR_URL (the page of a caller-device side), DASHBOARD_URL (the session's dashboard),
+// BAD_URL (the page with a token that is not valid), STREAM, OUT_DIR and optionally CHROMIUM.
+//
+// At phone size (390x844) the page shows the device's settings, turns red when the dashboard
+// sets ON AIR and shows a cue sent from the dashboard; a wrong token shows the error page.
+// Exit status 0 only after "OK". Tokens are redacted.
+
+import { mkdirSync } from 'node:fs';
+import path from 'node:path';
+import { CSP_PROBE, StepError, close, cspViolations, launch, log, requireEnv, run, step, watch } from './lib.mjs';
+
+const CUE = 'Wide shot, then slow push in';
+
+async function main() {
+  const operatorUrl = requireEnv('OPERATOR_URL');
+  const dashboardUrl = requireEnv('DASHBOARD_URL');
+  const badUrl = requireEnv('BAD_URL');
+  const stream = requireEnv('STREAM');
+  const outDir = requireEnv('OUT_DIR');
+  mkdirSync(outDir, { recursive: true });
+
+  const problems = [];
+  let browser;
+  try {
+    browser = await step('launch chromium', launch);
+    const phone = await browser.newContext({ viewport: { width: 390, height: 844 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true });
+    await phone.addInitScript(CSP_PROBE);
+    const page = await phone.newPage();
+    watch(page, 'operator page', problems);
+
+    await step('open the camera-operator page at phone size', async () => {
+      const res = await page.goto(operatorUrl, { waitUntil: 'domcontentloaded', timeout: 30_000 });
+      if (!res || res.status() !== 200) throw new StepError(`answered HTTP ${res ? res.status() : 'nothing'}`);
+      await page.waitForSelector('#op-live[data-status="live"]', { timeout: 15_000 });
+      const tally = await page.$eval('body', (b) => b.dataset.tally);
+      if (tally !== 'off') throw new StepError(`tally starts as ${tally}`);
+    });
+
+    await step('it shows the device settings', async () => {
+      const fields = await page.$$eval('#op-fields dt', (l) => l.map((n) => n.textContent.trim()));
+      for (const want of ['Mode', 'Host', 'Port', 'Passphrase', 'Stream ID', 'SRT URL']) {
+        if (!fields.includes(want)) throw new StepError(`no ${want} among ${fields.join(', ')}`);
+      }
+      const url = await page.$eval('#op-fields', (n) => n.textContent);
+      if (!/srt:\/\/[^ ]+mode=caller/.test(url)) throw new StepError('no srt:// caller URL shown');
+      const qr = await page.$eval('#op-qr', (img) => img.complete && img.naturalWidth > 0);
+      if (!qr) throw new StepError('the settings QR code did not load');
+    });
+
+    const desk = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+    const dashboard = await desk.newPage();
+    // the dashboard asks for connection strings; a device stream has them at once
+    watch(dashboard, 'dashboard', problems, { expected: [{ status: 409, url: /\/connect(\?|$)/ }] });
+    await step('open the dashboard', async () => {
+      const res = await dashboard.goto(dashboardUrl, { waitUntil: 'domcontentloaded', timeout: 30_000 });
+      if (!res || res.status() !== 200) throw new StepError(`answered HTTP ${res ? res.status() : 'nothing'}`);
+      await dashboard.waitForSelector(`section.stream[data-stream="${stream}"]`, { timeout: 15_000 });
+    });
+
+    await step('ON AIR on the dashboard turns the page red', async () => {
+      await dashboard.click(`section.stream[data-stream="${stream}"] button.tally[data-state="on-air"]`);
+      await page.waitForSelector('body[data-tally="on-air"]', { timeout: 10_000 });
+      const text = await page.$eval('#op-tally-text', (n) => n.textContent.trim());
+      if (text !== 'ON AIR') throw new StepError(`the tally says "${text}"`);
+      const bg = await page.$eval('body', (b) => getComputedStyle(b).backgroundColor);
+      const [r, g, b] = (bg.match(/\d+/g) || []).map(Number);
+      if (!(r > 150 && g < 60 && b < 60)) throw new StepError(`the page is not red: ${bg}`);
+    });
+
+    await step('a cue sent from the dashboard shows on the page', async () => {
+      await dashboard.fill(`#cue-input-${stream}`, CUE);
+      await dashboard.click(`section.stream[data-stream="${stream}"] button.send-cue`);
+      await page.waitForFunction((cue) => {
+        const box = document.getElementById('op-cue');
+        return box && !box.hidden && document.getElementById('op-cue-text').textContent === cue;
+      }, CUE, { timeout: 10_000 });
+      const file = path.join(outDir, 'operator-on-air.png');
+      await page.screenshot({ path: file, fullPage: true, timeout: 15_000 });
+      log(`  wrote ${file}`);
+    });
+    problems.push(...(await cspViolations(page, 'operator page')));
+
+    const strangerPage = await (await browser.newContext({ viewport: { width: 390, height: 844 } })).newPage();
+    watch(strangerPage, 'wrong token', problems, { documentUrl: badUrl });
+    await step('a wrong token shows the error page', async () => {
+      const res = await strangerPage.goto(badUrl, { waitUntil: 'domcontentloaded', timeout: 30_000 });
+      if (!res || res.status() !== 401) throw new StepError(`answered HTTP ${res ? res.status() : 'nothing'}`);
+      const title = await strangerPage.$eval('h1', (n) => n.textContent.trim());
+      if (!/token/i.test(title)) throw new StepError(`the error page says "${title}"`);
+      const file = path.join(outDir, 'operator-wrong-token.png');
+      await strangerPage.screenshot({ path: file, fullPage: true, timeout: 15_000 });
+      log(`  "${title}"; wrote ${file}`);
+    });
+
+    await step('check for console errors and CSP violations', async () => {
+      if (problems.length) throw new StepError(`${problems.length} problem(s):\n  ${problems.join('\n  ')}`);
+    });
+    log('OK');
+    return 0;
+  } finally {
+    await close(browser);
+  }
+}
+
+run('operator', main);
