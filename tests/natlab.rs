@@ -24,6 +24,8 @@ fn natlab(case: &str) {
         "eim",
         "symmetric",
         "mixed",
+        "device-eim",
+        "device-symmetric",
     ]
     .iter()
     .position(|c| *c == case)
@@ -78,4 +80,14 @@ fn symmetric_nats_are_relayed() {
 #[test]
 fn one_symmetric_side_is_relayed() {
     natlab("mixed");
+}
+
+#[test]
+fn a_caller_camera_behind_a_port_rewriting_nat_reaches_punchsrc_through_the_relay() {
+    natlab("device-eim");
+}
+
+#[test]
+fn a_caller_camera_behind_a_symmetric_nat_reaches_punchsrc_and_strangers_are_refused() {
+    natlab("device-symmetric");
 }

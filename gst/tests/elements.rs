@@ -122,6 +122,18 @@ fn health_reaches_the_bus_and_the_server_and_tally_reaches_the_sink() {
         tx_punch.property::<gstpunch::PunchTally>("tally"),
         gstpunch::PunchTally::OnAir
     );
+    // A cue for the sender's side reaches its bus as punch-cue.
+    let (status, _) = env.request(
+        punch::client::rest::Method::POST,
+        "/api/session/health/cue",
+        &admin,
+        Some(json!({"stream": "default", "role": "sender", "text": "Stand by camera 1"})),
+    );
+    assert_eq!(status, 200);
+    let cue = wait_msg(&tx, "punch-cue", |m| element_msg(m, "punch-cue"));
+    assert_eq!(cue.get::<&str>("text").unwrap(), "Stand by camera 1");
+    assert_eq!(cue.get::<&str>("stream").unwrap(), "default");
+    assert!(cue.get::<&str>("at").unwrap().ends_with('Z'));
     let notified = notified.lock().unwrap().clone();
     for name in ["stats", "tally", "session-state", "peer-address"] {
         assert!(

@@ -248,8 +248,13 @@ fn print_connect(answer: &ConnectResponse) {
                 v.passphrase,
                 v.key_length
             );
-            if let Some(note) = s.notes.get("vmix") {
-                say!("  ({note})");
+            if let Some(id) = &v.stream_id {
+                say!("  Stream ID={id}");
+            }
+            for note in ["vmix", "relay", "streamid"] {
+                if let Some(note) = s.notes.get(note) {
+                    say!("  ({note})");
+                }
             }
         }
     }

@@ -112,7 +112,7 @@ lab_need_tools() { # TOOL... (exit 2 naming the Debian package of the first miss
     case $t in
       ip) pkg=iproute2 ;; nft) pkg=nftables ;; conntrack) pkg=conntrack ;; curl) pkg=curl ;;
       python3) pkg=python3 ;; gst-launch-1.0 | gst-inspect-1.0) pkg=gstreamer1.0-tools ;;
-      ffprobe) pkg=ffmpeg ;; timeout | setsid | stdbuf) pkg=coreutils ;; getconf) pkg=libc-bin ;;
+      ffprobe) pkg=ffmpeg ;; srt-live-transmit) pkg=srt-tools ;; timeout | setsid | stdbuf) pkg=coreutils ;; getconf) pkg=libc-bin ;;
       awk) pkg=gawk ;; pgrep | ps) pkg=procps ;; *) pkg="(the package providing $t)" ;;
     esac
     [ "$t" = setsid ] && pkg=util-linux
@@ -508,10 +508,13 @@ lab_punch_serve() {
       lab_die "the server is not reachable from $i through its router (check lab_router)"
   done
 }
-# lab_punch_session NAME: create session NAME; sets LAB_ADMIN, LAB_SENDER_URI, LAB_RECEIVER_URI
+# lab_punch_session NAME [STREAM-SETTINGS]: create session NAME (its stream "default" with the
+# given settings JSON, e.g. '{"sender":{"device":"caller"}}'); sets LAB_ADMIN, LAB_SENDER_URI,
+# LAB_RECEIVER_URI
 lab_punch_session() {
-  local name=$1 body s r
-  body=$(lab_http wan -f -X POST "$LAB_HTTP/api/session" -H 'content-type: application/json' -d "{\"name\":\"$name\"}") ||
+  local name=$1 settings=${2:-null} body s r
+  body=$(lab_http wan -f -X POST "$LAB_HTTP/api/session" -H 'content-type: application/json' \
+    -d "{\"name\":\"$name\",\"streams\":{\"default\":$settings}}") ||
     lab_die "POST /api/session failed"
   if ! LAB_ADMIN=$(lab_json token <<<"$body") || ! s=$(lab_json stream_tokens.default.sender <<<"$body") ||
     ! r=$(lab_json stream_tokens.default.receiver <<<"$body"); then

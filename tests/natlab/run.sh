@@ -22,19 +22,23 @@ set -uo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lab.sh"
 lab_supervise "$@"   # re-runs this script as a worker; cleans up whatever the worker leaves
 
-ALL_CASES=(preserve-fw preserve-nofw-prime eim symmetric mixed)
+ALL_CASES=(preserve-fw preserve-nofw-prime eim symmetric mixed device-eim device-symmetric)
 MEDIA_TIMEOUT=${NATLAB_MEDIA_TIMEOUT:-30}
 MIN_BYTES=102400
 export GST_DEBUG="${GST_DEBUG:-2}"   # warnings and errors of every element into the logs
 
-# case_spec NAME: NAT of router a (sender side), of router b (receiver side), firewall, start, path
+# case_spec NAME: NAT of router a (sender side), of router b (receiver side), firewall, start, path,
+# sender (punch: punchsink; caller: a caller-only camera, srt-live-transmit with the device URL the
+# API gives, through the relay; a stranger on the wan then calls with a wrong stream ID)
 case_spec() {
   case $1 in
-    preserve-fw) echo "preserve preserve drop sim direct" ;;
-    preserve-nofw-prime) echo "preserve preserve accept stagger direct" ;;   # needs the elements' TTL priming
-    eim) echo "eim eim drop sim direct" ;;                                    # needs the elements' STUN discovery
-    symmetric) echo "random random drop sim relay" ;;
-    mixed) echo "random preserve drop sim relay" ;;
+    preserve-fw) echo "preserve preserve drop sim direct punch" ;;
+    preserve-nofw-prime) echo "preserve preserve accept stagger direct punch" ;;   # needs the elements' TTL priming
+    eim) echo "eim eim drop sim direct punch" ;;                                    # needs the elements' STUN discovery
+    symmetric) echo "random random drop sim relay punch" ;;
+    mixed) echo "random preserve drop sim relay punch" ;;
+    device-eim) echo "eim preserve drop sim relay caller" ;;
+    device-symmetric) echo "random random drop sim relay caller" ;;
     *) return 1 ;;
   esac
 }
@@ -47,6 +51,34 @@ start_sender() { # CASE
   lab_spawn "$1.sender" ha stdbuf -oL gst-launch-1.0 -e -m \
     videotestsrc is-live=true pattern=ball ! video/x-raw,width=320,height=240,framerate=25/1 ! openh264enc \
     ! h264parse config-interval=-1 ! mpegtsmux alignment=7 ! punchsink "uri=\"$LAB_SENDER_URI\"" local-port=9000
+}
+# a camera that can only call: H.264 MPEG-TS from gst-launch piped into srt-live-transmit, which
+# calls the relay with the URL of GET /api/session (LAB_DEVICE_URL), as a person would type it
+start_device_sender() { # CASE
+  lab_spawn "$1.sender" ha sh -c "gst-launch-1.0 -q -e videotestsrc is-live=true pattern=ball \
+    ! video/x-raw,width=320,height=240,framerate=25/1 ! openh264enc ! h264parse config-interval=-1 \
+    ! mpegtsmux alignment=7 ! fdsink fd=1 | srt-live-transmit -a:yes file://con '$LAB_DEVICE_URL'"
+}
+# device_url: waits (bounded) for the caller device's URL in the session view
+device_url() {
+  local i view
+  for i in $(seq 50); do
+    view=$(lab_punch_view lab 2>/dev/null) && LAB_DEVICE_URL=$(lab_json streams.0.sender.device.url <<<"$view") && return 0
+    sleep 0.2
+  done
+  return 1
+}
+# stranger_refused CASE: a caller on the wan with the device URL but a guessed stream ID must not
+# connect, and is counted by the relay
+stranger_refused() { # CASE -> 0 refused, 1 connected or not counted
+  local before after wrong out
+  before=$(lab_http wan "$LAB_HTTP/healthz" | lab_json relay_strangers) || before=0
+  wrong=$(sed 's/,s=[A-Za-z0-9]*/,s=guessed/' <<<"$LAB_DEVICE_URL")
+  out=$(timeout 15 ip netns exec "$(lab_ns wan)" srt-live-transmit -t:6 udp://:6000 "$wrong" 2>&1)
+  echo "$out" >"$LAB_LOGDIR/$1.stranger.log"
+  after=$(lab_http wan "$LAB_HTTP/healthz" | lab_json relay_strangers) || after=0
+  lab_log "case $1: stranger's relay_strangers $before -> $after"
+  ! grep -qi "connected" <<<"$out" && [ "$after" -gt "$before" ]
 }
 start_receiver() { # CASE
   # buffer-mode=unbuffered: the file size on disk follows what arrived (filesink buffers 64 KiB otherwise)
@@ -71,10 +103,10 @@ show_log() { # NAME
 RESULTS=()
 # run_case NAME: returns 0 (assertion held) or 1 (failed); setup problems exit 2 from lab.sh
 run_case() {
-  local name=$1 spec nat_a nat_b fw start expect ts t_both path="" last_path="" timeline="" size=0
+  local name=$1 spec nat_a nat_b fw start expect sender ts t_both path="" last_path="" timeline="" size=0
   local first_s="-" media_s="-" codec="" reason="" view deadline ev result
   spec=$(case_spec "$name") || usage
-  read -r nat_a nat_b fw start expect <<<"$spec"
+  read -r nat_a nat_b fw start expect sender <<<"$spec"
   ts="$LAB_LOGDIR/$name.ts"
   ev="$LAB_LOGDIR/$name.evidence.log"
   rm -f -- "$ts" "$ev"
@@ -84,11 +116,17 @@ run_case() {
   lab_router a "$nat_a" "$fw"
   lab_router b "$nat_b" "$fw"
   lab_punch_serve "$name.server"
-  lab_punch_session lab
+  if [ "$sender" = caller ]; then
+    lab_punch_session lab '{"sender":{"device":"caller"}}'
+    device_url || reason="no device URL for the caller camera in GET /api/session/lab"
+  else
+    lab_punch_session lab
+  fi
 
   # `punch doctor` from each host must classify its NAT as the case's NAT is built
   local host nat want said
   for host in ha hb; do
+    [ "$sender" = caller ] && [ "$host" = ha ] && continue   # the camera runs no Punch
     [ "$host" = ha ] && nat=$nat_a || nat=$nat_b
     [ "$nat" = random ] && want=endpoint-dependent || want=endpoint-independent
     said=$(timeout 20 ip netns exec "$(lab_ns "$host")" "$PUNCH_BIN" doctor "$LAB_HTTP" 2>&1)
@@ -98,7 +136,10 @@ run_case() {
     fi
   done
 
-  if [ "$start" = stagger ]; then
+  if [ "$sender" = caller ]; then
+    start_receiver "$name"
+    start_device_sender "$name"
+  elif [ "$start" = stagger ]; then
     start_sender "$name"
     lab_sleep 3
     start_receiver "$name"
@@ -129,6 +170,18 @@ run_case() {
     fi
     if [ "$codec" = h264 ] && [ "$path" = "$expect" ]; then
       media_s=$(lab_since "$t_both")
+      if [ "$sender" = caller ]; then
+        # a stranger on the wan calls the camera's port with a guessed stream ID: refused, and
+        # the picture keeps coming
+        local grown=$size
+        stranger_refused "$name" || { reason="the stranger with a wrong stream ID was not refused (see $name.stranger.log)"; break; }
+        for _ in $(seq 20); do
+          size=$(stat -c %s -- "$ts" 2>/dev/null || echo 0)
+          [ "$size" -gt $((grown + 20000)) ] && break
+          sleep 0.5
+        done
+        [ "$size" -gt $((grown + 20000)) ] || reason="the stream stopped after the stranger called ($grown -> $size bytes)"
+      fi
       break
     fi
     if [ "$(lab_stamp)" -ge "$deadline" ]; then
@@ -187,7 +240,7 @@ for c in "$@"; do
 done
 
 lab_init
-lab_need_tools ffprobe gst-launch-1.0 gst-inspect-1.0
+lab_need_tools ffprobe gst-launch-1.0 gst-inspect-1.0 srt-live-transmit
 lab_need_gst videotestsrc openh264enc h264parse mpegtsmux queue filesink
 lab_punch_check
 lab_log "logs in $LAB_LOGDIR"

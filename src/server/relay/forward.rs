@@ -41,25 +41,72 @@ pub(super) struct Forwarder {
     pub(super) stats: Arc<RelayStats>,
     /// Frees itself after this long without forwarding anything (`None`: never).
     pub(super) idle: Option<Duration>,
+    /// Datagrams per system call (at most [`BATCH`]).
+    pub(super) batch: usize,
+    /// Which sockets are dual-stack (IPv6): looked up once, not per datagram.
+    pub(super) v6: [bool; 2],
 }
 
-/// Buffers for one batch of datagrams, reused for the relay's life.
+/// Buffers for one batch of datagrams and the system calls' descriptors of them, allocated
+/// and pointed at each other once per relay: per call only what the kernel changes is reset.
 struct Batch {
     bufs: Vec<[u8; DATAGRAM]>,
     lens: [usize; BATCH],
     from: [Option<SocketAddr>; BATCH],
     /// Where each admitted datagram goes, by its index in `bufs`.
     out: Vec<(usize, SocketAddr)>,
+    /// Receiving: source addresses, one buffer each.
+    recv: Descriptors,
+    /// Sending: destinations, the admitted datagrams in order.
+    send: Descriptors,
 }
+
+/// `mmsghdr`s, their `iovec`s and addresses (boxed: their addresses never change).
+struct Descriptors {
+    names: Box<[libc::sockaddr_storage; BATCH]>,
+    iovs: Box<[libc::iovec; BATCH]>,
+    msgs: Box<[libc::mmsghdr; BATCH]>,
+}
+
+impl Descriptors {
+    fn new() -> Self {
+        // SAFETY: plain C structs, all-zero is a valid value for each.
+        let mut d = Descriptors {
+            names: Box::new(unsafe { zeroed() }),
+            iovs: Box::new(unsafe { zeroed() }),
+            msgs: Box::new(unsafe { zeroed() }),
+        };
+        for i in 0..BATCH {
+            let hdr = &mut d.msgs[i].msg_hdr;
+            hdr.msg_name = (&mut d.names[i] as *mut libc::sockaddr_storage).cast();
+            hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            hdr.msg_iov = &mut d.iovs[i];
+            hdr.msg_iovlen = 1;
+        }
+        d
+    }
+}
+
+// SAFETY: the raw pointers in the descriptors only ever point into the same `Batch` (into its
+// boxes and its buffers' heap memory, which never move); the batch moves between threads only
+// with its relay's task, never shared.
+unsafe impl Send for Batch {}
 
 impl Batch {
     fn new() -> Self {
-        Batch {
+        let mut b = Batch {
             bufs: vec![[0u8; DATAGRAM]; BATCH],
             lens: [0; BATCH],
             from: [None; BATCH],
             out: Vec::with_capacity(BATCH),
+            recv: Descriptors::new(),
+            send: Descriptors::new(),
+        };
+        for i in 0..BATCH {
+            b.recv.iovs[i].iov_base = b.bufs[i].as_mut_ptr().cast();
+            b.recv.iovs[i].iov_len = DATAGRAM;
         }
+        b
     }
 }
 
@@ -99,7 +146,7 @@ impl Forwarder {
             }
             // Everything that is queued, without going back to the reactor per datagram.
             loop {
-                match recv_batch(&self.sockets[side], &mut batch) {
+                match recv_batch(&self.sockets[side], &mut batch, self.batch) {
                     Ok(0) => break,
                     Ok(n) => self.forward(side, n, &mut batch),
                     Err(_) => break,
@@ -146,7 +193,7 @@ impl Forwarder {
                 dropped += 1;
             }
         }
-        let sent = send_batch(&self.sockets[other], batch);
+        let sent = send_batch(&self.sockets[other], self.v6[other], batch);
         // A full send buffer drops the rest, as a router would; SRT retransmits.
         dropped += (batch.out.len() - sent) as u64;
         if sent > 0 {
@@ -167,29 +214,24 @@ impl Forwarder {
     }
 }
 
-/// Takes up to [`BATCH`] queued datagrams from `socket` without waiting (0: none queued).
-fn recv_batch(socket: &UdpSocket, batch: &mut Batch) -> io::Result<usize> {
+/// Takes up to `max` (≤ [`BATCH`]) queued datagrams from `socket` without waiting (0: none
+/// queued).
+fn recv_batch(socket: &UdpSocket, batch: &mut Batch, max: usize) -> io::Result<usize> {
     let fd = socket.as_raw_fd();
+    let max = max.min(BATCH);
     let result = socket.try_io(Interest::READABLE, || {
-        // SAFETY: plain C structs, all-zero is a valid value for each.
-        let mut names: [libc::sockaddr_storage; BATCH] = unsafe { zeroed() };
-        let mut iovs: [libc::iovec; BATCH] = unsafe { zeroed() };
-        let mut msgs: [libc::mmsghdr; BATCH] = unsafe { zeroed() };
-        for i in 0..BATCH {
-            iovs[i].iov_base = batch.bufs[i].as_mut_ptr().cast();
-            iovs[i].iov_len = DATAGRAM;
-            msgs[i].msg_hdr.msg_name = (&mut names[i] as *mut libc::sockaddr_storage).cast();
-            msgs[i].msg_hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-            msgs[i].msg_hdr.msg_iov = &mut iovs[i];
-            msgs[i].msg_hdr.msg_iovlen = 1;
+        let d = &mut batch.recv;
+        for m in d.msgs[..max].iter_mut() {
+            // the kernel wrote the last source's length here
+            m.msg_hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
         }
-        // SAFETY: every pointer refers to a live local or to `batch`'s buffers, each
-        // `DATAGRAM` bytes long, for the duration of the call.
+        // SAFETY: the descriptors point at `batch`'s buffers (each `DATAGRAM` bytes) and
+        // addresses, alive and not otherwise borrowed for the duration of the call.
         let n = unsafe {
             libc::recvmmsg(
                 fd,
-                msgs.as_mut_ptr(),
-                BATCH as libc::c_uint,
+                d.msgs.as_mut_ptr(),
+                max as libc::c_uint,
                 libc::MSG_DONTWAIT,
                 std::ptr::null_mut(),
             )
@@ -197,13 +239,14 @@ fn recv_batch(socket: &UdpSocket, batch: &mut Batch) -> io::Result<usize> {
         if n < 0 {
             return Err(io::Error::last_os_error());
         }
-        let n = n as usize;
-        for i in 0..n {
-            batch.lens[i] = msgs[i].msg_len as usize;
-            batch.from[i] = from_storage(&names[i]);
-        }
-        Ok(n)
+        Ok(n as usize)
     });
+    if let Ok(n) = result {
+        for i in 0..n {
+            batch.lens[i] = batch.recv.msgs[i].msg_len as usize;
+            batch.from[i] = from_storage(&batch.recv.names[i]);
+        }
+    }
     match result {
         Ok(n) => Ok(n),
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(0),
@@ -211,42 +254,34 @@ fn recv_batch(socket: &UdpSocket, batch: &mut Batch) -> io::Result<usize> {
     }
 }
 
-/// Sends `batch.out` from `socket`; returns how many went (the rest found the buffer full).
-fn send_batch(socket: &UdpSocket, batch: &Batch) -> usize {
-    let out = &batch.out;
-    if out.is_empty() {
+/// Sends `batch.out` from `socket` (`v6`: a dual-stack socket, which reaches IPv4 peers at
+/// their mapped address); returns how many went (the rest found the buffer full).
+fn send_batch(socket: &UdpSocket, v6: bool, batch: &mut Batch) -> usize {
+    let count = batch.out.len();
+    if count == 0 {
         return 0;
     }
-    let fd = socket.as_raw_fd();
-    let v6_socket = socket.local_addr().is_ok_and(|a| a.is_ipv6());
-    // SAFETY: plain C structs, all-zero is a valid value for each.
-    let mut names: [libc::sockaddr_storage; BATCH] = unsafe { zeroed() };
-    let mut iovs: [libc::iovec; BATCH] = unsafe { zeroed() };
-    let mut msgs: [libc::mmsghdr; BATCH] = unsafe { zeroed() };
-    for (k, (i, to)) in out.iter().enumerate() {
-        // a dual-stack socket reaches IPv4 peers at their mapped address
+    let d = &mut batch.send;
+    for (k, (i, to)) in batch.out.iter().enumerate() {
         let to = match to {
-            SocketAddr::V4(v4) if v6_socket => {
+            SocketAddr::V4(v4) if v6 => {
                 SocketAddr::new(IpAddr::V6(v4.ip().to_ipv6_mapped()), v4.port())
             }
             other => *other,
         };
-        let len = to_storage(to, &mut names[k]);
-        iovs[k].iov_base = batch.bufs[*i].as_ptr() as *mut libc::c_void;
-        iovs[k].iov_len = batch.lens[*i];
-        msgs[k].msg_hdr.msg_name = (&mut names[k] as *mut libc::sockaddr_storage).cast();
-        msgs[k].msg_hdr.msg_namelen = len;
-        msgs[k].msg_hdr.msg_iov = &mut iovs[k];
-        msgs[k].msg_hdr.msg_iovlen = 1;
+        d.msgs[k].msg_hdr.msg_namelen = to_storage(to, &mut d.names[k]);
+        d.iovs[k].iov_base = batch.bufs[*i].as_mut_ptr().cast();
+        d.iovs[k].iov_len = batch.lens[*i];
     }
+    let fd = socket.as_raw_fd();
     let mut sent = 0;
-    while sent < out.len() {
-        // SAFETY: as above; sendmmsg only reads the buffers.
+    while sent < count {
+        // SAFETY: as in `recv_batch`; sendmmsg only reads the buffers.
         let n = unsafe {
             libc::sendmmsg(
                 fd,
-                msgs[sent..].as_mut_ptr(),
-                (out.len() - sent) as libc::c_uint,
+                d.msgs[sent..].as_mut_ptr(),
+                (count - sent) as libc::c_uint,
                 libc::MSG_DONTWAIT,
             )
         };
