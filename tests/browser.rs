@@ -179,7 +179,7 @@ fn the_camera_operator_page_follows_tally_and_cues_and_shows_the_device_settings
     let server = rt.block_on(start_default());
     let created = rt.block_on(create(
         &server.base,
-        json!({ "name": "op", "streams": { "cam1": { "sender": { "device": "caller" } } } }),
+        json!({ "name": "op", "streams": ["cam1"] }),
     ));
     let sender = stream_token(&created, "cam1", "sender");
     let out = tempfile::Builder::new()

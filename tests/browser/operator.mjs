@@ -1,10 +1,11 @@
 // Browser test of the camera-operator page (GET /j/:session?t=STREAM_TOKEN), run by the Rust
 // test suite as
 //   node tests/browser/operator.mjs
-// with OPERATOR_URL (the page of a caller-device side), DASHBOARD_URL (the session's dashboard),
+// with OPERATOR_URL (the page of the sender side, which the dashboard makes a caller device), DASHBOARD_URL (the session's dashboard),
 // BAD_URL (the page with a token that is not valid), STREAM, OUT_DIR and optionally CHROMIUM.
 //
-// At phone size (390x844) the page shows the device's settings, turns red when the dashboard
+// The dashboard's side control makes the sender an SRT caller device; at phone size (390x844)
+// the page shows the device's settings, turns red when the dashboard
 // sets ON AIR and shows a cue sent from the dashboard; a wrong token shows the error page.
 // Exit status 0 only after "OK". Tokens are redacted.
 
@@ -31,6 +32,32 @@ async function main() {
     const page = await phone.newPage();
     watch(page, 'operator page', problems);
 
+    const desk = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+    const dashboard = await desk.newPage();
+    // the dashboard asks for connection strings; a device stream has them at once
+    watch(dashboard, 'dashboard', problems, { expected: [{ status: 409, url: /\/connect(\?|$)/ }] });
+    await step('open the dashboard', async () => {
+      const res = await dashboard.goto(dashboardUrl, { waitUntil: 'domcontentloaded', timeout: 30_000 });
+      if (!res || res.status() !== 200) throw new StepError(`answered HTTP ${res ? res.status() : 'nothing'}`);
+      await dashboard.waitForSelector(`section.stream[data-stream="${stream}"]`, { timeout: 15_000 });
+    });
+
+    await step('the dashboard makes the sender an SRT caller device', async () => {
+      const box = `section.stream[data-stream="${stream}"] .peer[data-role="sender"] details.side-holder-box`;
+      await dashboard.click(`${box} summary`);
+      await dashboard.selectOption(`${box} select.side-holder`, 'caller');
+      await dashboard.click(`${box} button.side-apply`);
+      await dashboard.waitForFunction(
+        (sel) => (document.querySelector(sel + ' .latency-msg') || {}).textContent === 'Changed.',
+        box,
+        { timeout: 10_000 },
+      );
+      await dashboard.waitForSelector(
+        `section.stream[data-stream="${stream}"] .peer[data-role="sender"] .device-row:not([hidden])`,
+        { timeout: 10_000 },
+      );
+    });
+
     await step('open the camera-operator page at phone size', async () => {
       const res = await page.goto(operatorUrl, { waitUntil: 'domcontentloaded', timeout: 30_000 });
       if (!res || res.status() !== 200) throw new StepError(`answered HTTP ${res ? res.status() : 'nothing'}`);
@@ -48,16 +75,6 @@ async function main() {
       if (!/srt:\/\/[^ ]+mode=caller/.test(url)) throw new StepError('no srt:// caller URL shown');
       const qr = await page.$eval('#op-qr', (img) => img.complete && img.naturalWidth > 0);
       if (!qr) throw new StepError('the settings QR code did not load');
-    });
-
-    const desk = await browser.newContext({ viewport: { width: 1280, height: 900 } });
-    const dashboard = await desk.newPage();
-    // the dashboard asks for connection strings; a device stream has them at once
-    watch(dashboard, 'dashboard', problems, { expected: [{ status: 409, url: /\/connect(\?|$)/ }] });
-    await step('open the dashboard', async () => {
-      const res = await dashboard.goto(dashboardUrl, { waitUntil: 'domcontentloaded', timeout: 30_000 });
-      if (!res || res.status() !== 200) throw new StepError(`answered HTTP ${res ? res.status() : 'nothing'}`);
-      await dashboard.waitForSelector(`section.stream[data-stream="${stream}"]`, { timeout: 15_000 });
     });
 
     await step('ON AIR on the dashboard turns the page red', async () => {

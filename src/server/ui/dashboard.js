@@ -448,6 +448,30 @@
       this.registeredAt = NaN;
       this.lastExtraKey = '';
 
+      // Who holds this side: a Punch peer or an SRT device (PUT .../stream/NAME/ROLE).
+      this.card = card;
+      this.holder = el(
+        'select',
+        { class: 'side-holder', 'aria-label': 'Who holds the ' + caption + ' of ' + card.name },
+        el('option', { value: '', text: 'Punch peer' }),
+        el('option', { value: 'caller', text: 'SRT caller device' }),
+        el('option', { value: 'listener', text: 'SRT listener device' }),
+      );
+      this.holderAddress = el('input', { class: 'side-address', type: 'text', placeholder: 'ip:port the device listens at', hidden: true });
+      this.holderApply = el('button', { class: 'side-apply', type: 'button', text: 'Apply' });
+      this.holderMsg = el('span', { class: 'latency-msg', 'aria-live': 'polite' });
+      this.holder.addEventListener('change', () => {
+        this.holderAddress.hidden = this.holder.value !== 'listener';
+      });
+      this.holderApply.addEventListener('click', () => this.setHolder());
+      const holderBox = (this.holderBox = el(
+        'details',
+        { class: 'side-holder-box' },
+        el('summary', { text: 'Held by…' }),
+        el('div', { class: 'latency-manual-row' }, this.holder, this.holderAddress, this.holderApply),
+        this.holderMsg,
+      ));
+
       this.root = el(
         'div',
         { class: 'peer', 'data-role': role, 'data-status': 'waiting' },
@@ -455,7 +479,19 @@
         el('div', { class: 'peer-body' }, this.figure, el('div', { class: 'peer-details' }, info)),
         metricsBox,
         this.healthAge,
+        holderBox,
       );
+    }
+
+    async setHolder() {
+      if (app.closed) return;
+      const mode = this.holder.value;
+      const body = mode ? { device: mode } : {};
+      if (mode === 'listener') body.address = this.holderAddress.value.trim();
+      const r = await api('PUT', apiBase + '/stream/' + encodeURIComponent(this.card.name) + '/' + this.role, body);
+      this.holderMsg.dataset.kind = r.ok ? 'info' : 'error';
+      setText(this.holderMsg, r.ok ? 'Changed.' : r.message);
+      if (r.ok && !app.wsLive) refreshView();
     }
 
     update(p) {
@@ -475,6 +511,10 @@
       setText(this.mapped, peer.nat && peer.nat.mapped ? fmtAddr(peer.nat.mapped) : '—');
       const dev = peer.device && typeof peer.device === 'object' ? peer.device : null;
       this.deviceRow.hidden = !dev;
+      if (!this.holderBox.open) {
+        this.holder.value = dev && (dev.mode === 'caller' || dev.mode === 'listener') ? dev.mode : '';
+        this.holderAddress.hidden = this.holder.value !== 'listener';
+      }
       if (dev) {
         const parts = [String(dev.mode) + ' device', 'host ' + dev.host, 'port ' + dev.port, 'latency ' + dev.latency + ' ms'];
         if (dev.streamid) parts.push('stream ID ' + dev.streamid);
