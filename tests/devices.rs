@@ -418,3 +418,58 @@ async fn device_settings_errors_and_a_full_relay_are_explained() {
             .contains("use sender or receiver")
     );
 }
+
+/// What was typed into a device stays right: a caller device's port, stream ID and passphrase,
+/// and a listener device's address, survive a server restart, and the relay takes the same port
+/// again.
+#[tokio::test]
+async fn device_settings_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = punch::server::ServerConfig {
+        db: dir.path().join("punch.db").display().to_string(),
+        ..Default::default()
+    };
+    let srv = start(config.clone()).await;
+    let created = create(
+        &srv.base,
+        json!({ "name": "kept", "streams": {
+            "cam": { "sender": { "device": "caller" } },
+            "pgm": { "receiver": { "device": "listener", "address": "198.51.100.7:9000" } }
+        } }),
+    )
+    .await;
+    let token = created["token"].as_str().unwrap().to_string();
+    let device = |base: String, token: String| async move {
+        within("the caller device's fields", async {
+            loop {
+                let (_, v) = get_session(&base, "kept", &token).await;
+                if v["streams"][0]["sender"]["device"].is_object() {
+                    break v;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+    };
+    let before = device(srv.base.clone(), token.clone()).await;
+    srv.server.shutdown().await;
+    let srv = start(config).await;
+    let after = device(srv.base.clone(), token.clone()).await;
+    for field in ["port", "streamid", "passphrase", "url"] {
+        assert_eq!(
+            after["streams"][0]["sender"]["device"][field],
+            before["streams"][0]["sender"]["device"][field],
+            "{field}"
+        );
+    }
+    assert_eq!(after["streams"][0]["path"], "relay", "{after}");
+    assert_eq!(
+        after["streams"][1]["receiver"]["device"]["url"],
+        before["streams"][1]["receiver"]["device"]["url"]
+    );
+    assert_eq!(
+        after["streams"][1]["receiver"]["device"]["host"],
+        "198.51.100.7"
+    );
+    assert_eq!(healthz(&srv.base).await["relays"], 1);
+}
