@@ -209,3 +209,48 @@ fn the_camera_operator_page_follows_tally_and_cues_and_shows_the_device_settings
     assert!(out.join("operator-on-air.png").exists());
     println!("screenshots in {}", out.display());
 }
+
+#[test]
+fn the_wall_of_an_eight_stream_session_fits_one_screen_and_opens_a_card() {
+    let browser_dir = browser_dir();
+    let rt = runtime();
+    let server = rt.block_on(start_default());
+    let names: Vec<String> = (1..=8).map(|n| format!("cam{n}")).collect();
+    let created = rt.block_on(create(
+        &server.base,
+        json!({ "name": "wall", "streams": names }),
+    ));
+    let admin = created["token"].as_str().unwrap().to_string();
+    let (status, v) = rt.block_on(api_request(
+        &server.base,
+        reqwest::Method::POST,
+        "/api/session/wall/tally",
+        &admin,
+        Some(json!({ "stream": "cam2", "state": "on-air" })),
+    ));
+    assert_eq!(status, 200, "{v}");
+    let out = tempfile::Builder::new()
+        .prefix("punch-browser-wall-")
+        .tempdir()
+        .unwrap()
+        .keep();
+    let mut browser = Proc::shell(
+        &out,
+        "browser",
+        &format!(
+            "cd {} && DASHBOARD_URL={} ON_AIR=cam2 OUT_DIR={} exec node wall.mjs",
+            sh_quote(&browser_dir.display().to_string()),
+            sh_quote(created["url"].as_str().unwrap()),
+            sh_quote(&out.display().to_string()),
+        ),
+    );
+    let status = finish(&mut browser);
+    assert!(
+        status.success() && browser.output().contains("OK"),
+        "browser test failed ({status}); screenshots in {}\n{}",
+        out.display(),
+        browser.output()
+    );
+    assert!(out.join("wall-1920x1080.png").exists());
+    println!("screenshots in {}", out.display());
+}

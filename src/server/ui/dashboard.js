@@ -59,6 +59,9 @@
     view: null,
     closed: false,
     cards: new Map(),
+    // The wall of tiles (sessions with several streams): name -> tile, and which view shows.
+    tiles: new Map(),
+    mode: null,
     ws: null,
     wsLive: false,
     backoff: BACKOFF_MIN,
@@ -1080,8 +1083,96 @@
       setText(empty, 'This session has no streams.');
     }
 
+    updateWall(view.streams);
+
     if (state === 'CLOSED') markClosed('');
     else if (connectChanged) scheduleConnectFetch();
+  }
+
+  // ---- the wall: one compact tile per stream -------------------------------------------------
+
+  const STATE_WORD = { WAITING: 'Waiting', READY: 'Ready', RELAYING: 'Relayed', CONNECTED: 'Connected', CLOSED: 'Closed' };
+
+  function makeTile(name) {
+    const t = {
+      label: el('span', { class: 'tile-label' }),
+      state: el('span', { class: 'tile-state' }),
+      tally: el('span', { class: 'tile-tally' }),
+      bitrate: el('span', { class: 'tile-metric' }),
+      rtt: el('span', { class: 'tile-metric' }),
+    };
+    t.root = el(
+      'button',
+      { class: 'tile', type: 'button', 'data-stream': name, 'data-state': 'WAITING', 'data-level': 'none', 'data-tally': 'off' },
+      el('span', { class: 'tile-head' }, t.label, t.tally),
+      t.state,
+      el('span', { class: 'tile-metrics' }, t.bitrate, t.rtt),
+    );
+    t.root.addEventListener('click', () => openCard(name));
+    return t;
+  }
+
+  function updateWall(streams) {
+    const wall = document.getElementById('wall');
+    const order = [];
+    const seen = new Set();
+    for (const s of streams) {
+      if (!s || typeof s.name !== 'string') continue;
+      seen.add(s.name);
+      let t = app.tiles.get(s.name);
+      if (!t) {
+        t = makeTile(s.name);
+        app.tiles.set(s.name, t);
+      }
+      const state = STATE_WORD[s.state] ? s.state : 'WAITING';
+      const level = s.level === 'green' || s.level === 'amber' || s.level === 'red' ? s.level : 'none';
+      const tally = TALLY_STATES.includes(s.tally) ? s.tally : 'off';
+      setAttr(t.root, 'data-state', state);
+      setAttr(t.root, 'data-level', level);
+      setAttr(t.root, 'data-tally', tally);
+      setText(t.label, s.label || s.name);
+      setText(t.state, STATE_WORD[state] + (level !== 'none' ? ' · ' + LEVEL_TEXT[level] : ''));
+      setText(t.tally, tally === 'on-air' ? 'ON AIR' : tally === 'preview' ? 'PREVIEW' : '');
+      // the sender's figures (what it sends), else the receiver's
+      const h = [s.sender, s.receiver].map((p) => (p && p.last_health) || null).find((x) => x) || {};
+      setText(t.bitrate, isNum(h.bitrate) ? fmtBitrate(h.bitrate) : '—');
+      setText(t.rtt, isNum(h.rtt) ? 'RTT ' + fmtMs(h.rtt) : 'RTT —');
+      setAttr(t.root, 'aria-label', (s.label || s.name) + ': ' + STATE_WORD[state] + (tally !== 'off' ? ', ' + tally : ''));
+      order.push(t.root);
+    }
+    for (const [name, t] of app.tiles) {
+      if (!seen.has(name)) {
+        t.root.remove();
+        app.tiles.delete(name);
+      }
+    }
+    const current = Array.from(wall.children);
+    if (current.length !== order.length || current.some((n, i) => n !== order[i])) {
+      for (const node of order) wall.append(node);
+    }
+    // A session of several streams opens on its wall; one stream needs no wall.
+    const several = order.length > 1;
+    document.getElementById('view-switch').hidden = !several;
+    if (!several) setMode('cards');
+    else if (app.mode === null) setMode('wall');
+  }
+
+  function setMode(mode) {
+    app.mode = mode;
+    document.getElementById('wall').hidden = mode !== 'wall';
+    document.getElementById('streams').hidden = mode === 'wall';
+    setAttr(document.body, 'data-mode', mode);
+    setAttr(document.getElementById('show-wall'), 'aria-pressed', mode === 'wall' ? 'true' : 'false');
+    setAttr(document.getElementById('show-cards'), 'aria-pressed', mode === 'cards' ? 'true' : 'false');
+  }
+
+  function openCard(name) {
+    setMode('cards');
+    const card = app.cards.get(name);
+    if (!card) return;
+    card.root.scrollIntoView({ block: 'start' });
+    card.root.classList.add('opened');
+    setTimeout(() => card.root.classList.remove('opened'), 2000);
   }
 
   function updateSummary(now) {
@@ -1244,6 +1335,8 @@
   // ---- start -----------------------------------------------------------------------------
 
   function start() {
+    document.getElementById('show-wall').addEventListener('click', () => setMode('wall'));
+    document.getElementById('show-cards').addEventListener('click', () => setMode('cards'));
     const closeButton = document.getElementById('close-session');
     if (closeButton) closeButton.addEventListener('click', closeSession);
 
