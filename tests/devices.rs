@@ -336,6 +336,24 @@ async fn device_settings_errors_and_a_full_relay_are_explained() {
         );
     }
 
+    // A server that does not relay cannot have caller devices.
+    let no_relay = start(punch::server::ServerConfig {
+        path: punch::server::PathPolicy {
+            relay: false,
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .await;
+    let body = json!({ "streams": { "cam": { "sender": { "device": "caller" } } } }).to_string();
+    let (status, v) = create_raw(&no_relay.base, &body).await;
+    assert_eq!(status, 400, "{v}");
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("--no-relay") && message.contains("streams.cam.sender"),
+        "{message}"
+    );
+
     // The one relay goes to the first caller device; the second waits, and says so.
     let first = create(
         &srv.base,

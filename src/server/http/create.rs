@@ -17,9 +17,9 @@ use super::auth::{base_url, client_ip, token_from};
 use super::body_bytes;
 use super::error::ApiError;
 use crate::protocol::{
-    CreatedSession, DEFAULT_LATENCY_MS, DEFAULT_PBKEYLEN, DEFAULT_STREAM, ErrorCode, MAX_LABEL_LEN,
-    MAX_LATENCY_MS, MIN_LATENCY_MS, Role, SessionState, SideSpec, StreamSpec, StreamTokens,
-    uri::server_host, validate_name,
+    CreatedSession, DEFAULT_LATENCY_MS, DEFAULT_PBKEYLEN, DEFAULT_STREAM, DeviceMode, ErrorCode,
+    MAX_LABEL_LEN, MAX_LATENCY_MS, MIN_LATENCY_MS, Role, SessionState, SideSpec, StreamSpec,
+    StreamTokens, uri::server_host, validate_name,
 };
 use crate::server::limit::client_key;
 use crate::server::session::model::{DeviceSide, SessionRecord, StreamRecord};
@@ -195,6 +195,14 @@ fn parse_create(body: &[u8], state: &AppState) -> Result<CreateRequest, ApiError
             side("sender", &spec.sender)?,
             side("receiver", &spec.receiver)?,
         ];
+        for (role, d) in ["sender", "receiver"].iter().zip(&pair) {
+            if d.as_ref().is_some_and(|d| d.mode == DeviceMode::Caller) && !state.config.path.relay
+            {
+                return Err(ApiError::bad_request(format!(
+                    "streams.{name}.{role}: this server does not relay (--no-relay), and a caller device calls the relay: make it a listener device or hold the side with a Punch peer"
+                )));
+            }
+        }
         check_pair(&pair).map_err(|e| ApiError::bad_request(format!("streams.{name}: {e}")))?;
         devices.push(pair);
     }

@@ -22,6 +22,8 @@ use crate::server::limit::TokenBucket;
 
 /// Datagrams per system call.
 pub const BATCH: usize = 32;
+/// Batches taken per wake-up before the task yields (at most 16 × 32 datagrams).
+const DRAIN_BATCHES: usize = 16;
 /// Largest datagram forwarded (SRT's are at most 1500 bytes).
 const DATAGRAM: usize = 2048;
 
@@ -144,14 +146,16 @@ impl Forwarder {
                     gate.set_peer_if_peer(ip);
                 }
             }
-            // Everything that is queued, without going back to the reactor per datagram.
-            loop {
+            // What is queued, without going back to the reactor per datagram; bounded, so that
+            // a flood cannot keep this task from seeing `stop` or yielding its thread.
+            for _ in 0..DRAIN_BATCHES {
                 match recv_batch(&self.sockets[side], &mut batch, self.batch) {
                     Ok(0) => break,
                     Ok(n) => self.forward(side, n, &mut batch),
                     Err(_) => break,
                 }
             }
+            tokio::task::consume_budget().await;
         };
         drop(self.sockets);
         drop(release);

@@ -20,6 +20,8 @@ use crate::protocol::srt_packet::{self, HS_CONCLUSION, HS_INDUCTION, HS_REJECTIO
 
 /// Callers whose handshake is under way, remembered per caller-device side.
 const PENDING_CALLERS: usize = 8;
+/// Of those, from one IP at most (a flood from one place cannot push the camera out).
+const PENDING_PER_IP: usize = 2;
 /// A caller locked without a stream ID that has sent nothing this long may be replaced (SRT
 /// sends a keep-alive every second).
 const SILENT_CALLER: Duration = Duration::from_secs(5);
@@ -177,9 +179,7 @@ impl Gate {
             HS_INDUCTION => {
                 self.pending
                     .retain(|(id, a)| *id != hs.socket_id && *a != from);
-                if self.pending.len() >= PENDING_CALLERS {
-                    self.pending.pop_front();
-                }
+                self.make_room_for(from.ip());
                 self.pending.push_back((hs.socket_id, from));
                 Verdict::Forward
             }
@@ -197,6 +197,28 @@ impl Gate {
                 Verdict::Forward
             }
             _ => Verdict::Stranger,
+        }
+    }
+
+    /// Room for one more caller mid-handshake from `ip`: its own oldest attempt goes when it has
+    /// [`PENDING_PER_IP`], else, when all are taken, one of the IP with the most attempts, so
+    /// that a flood from one place cannot push the camera's attempt out.
+    fn make_room_for(&mut self, ip: IpAddr) {
+        let count = |ip: IpAddr| self.pending.iter().filter(|(_, a)| a.ip() == ip).count();
+        let victim = if count(ip) >= PENDING_PER_IP {
+            Some(ip)
+        } else if self.pending.len() >= PENDING_CALLERS {
+            self.pending
+                .iter()
+                .map(|(_, a)| a.ip())
+                .max_by_key(|ip| count(*ip))
+        } else {
+            None
+        };
+        if let Some(victim) = victim
+            && let Some(i) = self.pending.iter().position(|(_, a)| a.ip() == victim)
+        {
+            self.pending.remove(i);
         }
     }
 
@@ -290,6 +312,32 @@ mod tests {
         let again = conclusion_with_stream_id(0, 12, SID);
         assert_eq!(gate.admit(&again, moved, Some(99), now), Verdict::Forward);
         assert_eq!(gate.learned(), Some(moved));
+    }
+
+    #[test]
+    fn a_flood_of_inductions_from_one_place_cannot_push_the_camera_out() {
+        let now = Instant::now();
+        let mut gate = Gate::new(Admission::Caller {
+            stream_id: Some(SID.into()),
+        });
+        let camera = addr("198.51.100.7:40000");
+        gate.admit(&handshake_packet(0, 11, HS_INDUCTION), camera, None, now);
+        for port in 0..1000u16 {
+            let flood = SocketAddr::new("203.0.113.9".parse().unwrap(), 5000 + port);
+            gate.admit(
+                &handshake_packet(0, 1000 + u32::from(port), HS_INDUCTION),
+                flood,
+                None,
+                now,
+            );
+        }
+        assert_eq!(
+            gate.destination(&handshake_packet(11, 99, HS_INDUCTION)),
+            Some(camera),
+            "the camera's cookie still reaches it"
+        );
+        let right = conclusion_with_stream_id(0, 11, SID);
+        assert_eq!(gate.admit(&right, camera, None, now), Verdict::Forward);
     }
 
     #[test]

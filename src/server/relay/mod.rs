@@ -322,7 +322,7 @@ impl RelayService {
                     }
                     Err(e) => {
                         return Err(format!(
-                            "cannot open relay port {port} (the one its device calls) again: {e}; set the side again to get another port"
+                            "cannot open relay port {port} (the one its device calls) again: {e}; to move the device to another port, set the side to a Punch peer and back to a caller device (the device then needs the new port and stream ID)"
                         ));
                     }
                 }

@@ -346,7 +346,7 @@ impl SessionCore {
     }
 
     fn watch(&mut self, conn: ConnId, fx: &mut Effects) {
-        let Some(info) = self.conns.get_mut(&conn) else {
+        let Some(info) = self.conns.get(&conn) else {
             return;
         };
         if info.slot.is_some() {
@@ -358,7 +358,28 @@ impl SessionCore {
             return;
         }
         // The admin token watches the session; a stream token its own stream (the
-        // camera-operator page), as much of it as the token may read.
+        // camera-operator page), as much of it as the token may read. Pages watching with a
+        // stream token leave one of its connections free for the side's element.
+        if let Scope::Stream { stream, role } = &info.scope {
+            let scope = info.scope.clone();
+            let watching = self
+                .conns
+                .values()
+                .filter(|c| c.watching && c.scope == scope)
+                .count();
+            if watching + 1 >= self.limits.per_side {
+                let why = format!(
+                    "{watching} pages already watch with the token of the {role} of stream {stream:?}; one of its {} connections stays free for the side itself",
+                    self.limits.per_side
+                );
+                fx.error(conn, ErrorCode::TooManyConnections, why.clone());
+                fx.close.push((conn, why));
+                return;
+            }
+        }
+        let Some(info) = self.conns.get_mut(&conn) else {
+            return;
+        };
         info.watching = true;
         // The dashboard's first view follows.
         fx.view_changed = true;

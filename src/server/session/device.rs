@@ -49,7 +49,10 @@ pub fn device_side(
             Ok(Some(DeviceSide {
                 mode: DeviceMode::Caller,
                 address: None,
-                check_streamid: spec.streamid.unwrap_or(true),
+                // as it was unless given (a side set again without `streamid` keeps it)
+                check_streamid: spec
+                    .streamid
+                    .unwrap_or(kept.is_none_or(|d| d.check_streamid)),
                 key: kept.map_or(fresh_key, |d| d.key.clone()),
                 port: kept.map_or(0, |d| d.port),
             }))
@@ -318,11 +321,20 @@ impl SessionCore {
         let me = slot_index(role);
         let bad = |m: String| SessionError::new(ErrorCode::BadRequest, m);
         let side = device_side(spec, self.device(idx, role), fresh_key).map_err(bad)?;
+        if side.as_ref().is_some_and(|d| d.mode == DeviceMode::Caller) && !self.policy.relay {
+            return Err(bad(
+                "this server does not relay (--no-relay), and a caller device calls the relay: make it a listener device or hold the side with a Punch peer".into(),
+            ));
+        }
         let mut devices = self.rec.streams[idx].devices.clone();
         devices[me] = side;
         check_pair(&devices).map_err(bad)?;
         let mut fx = Effects::default();
         fx.store.extend(self.touch(now));
+        if devices == self.rec.streams[idx].devices {
+            // nothing changes: a live link is not disturbed
+            return Ok(fx);
+        }
         if self.rec.public_host.is_none() {
             self.rec.public_host = host;
         }

@@ -37,8 +37,8 @@ pub struct DeviceSide {
     /// A caller must send its stream ID (else the first caller locks the relay port).
     #[serde(default)]
     pub check_streamid: bool,
-    /// A caller's key, the `s=` of its stream ID: generated, stable for the session's life
-    /// (a device keeps its settings), new when the side is set again.
+    /// A caller's key, the `s=` of its stream ID: generated, kept when the side is set to
+    /// caller again (a device keeps its settings), new after the side was something else.
     #[serde(default)]
     pub key: String,
     /// The relay port a caller calls; chosen once so that what was typed into the device stays

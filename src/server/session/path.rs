@@ -136,6 +136,8 @@ impl SessionCore {
         let device_relay = self.caller_device(idx).is_some();
         let rt = &mut self.runtime[idx];
         if device_relay {
+            rt.direct_deadline = None;
+            rt.paired = None;
             rt.generation += 1;
             fx.view_changed = true;
             return;
@@ -222,6 +224,10 @@ impl SessionCore {
     }
 
     pub(super) fn request_relay(&mut self, idx: usize, why: String, fx: &mut Effects) {
+        if self.caller_device(idx).is_some() {
+            // its own relay runs already (`device.rs`)
+            return;
+        }
         let ip_of = |h: &Option<Holder>| {
             h.as_ref()
                 .map(|h| h.udp_ip)
@@ -366,6 +372,8 @@ impl SessionCore {
         for idx in 0..self.runtime.len() {
             if self.runtime[idx].direct_deadline.is_some_and(|d| d <= now)
                 && self.both_registered(idx)
+                && self.caller_device(idx).is_none()
+                && self.listener_device(idx).is_none()
             {
                 let secs = self.policy.direct_timeout_ms as f64 / 1000.0;
                 self.request_relay(

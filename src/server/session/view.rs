@@ -164,7 +164,11 @@ impl SessionCore {
 
     pub fn view(&self) -> SessionView {
         let peer_view = |idx: usize, role: Role| {
-            let last = self.rec.streams[idx].peer(role).as_ref();
+            // a device side has no registrations: nothing a former Punch peer said shows
+            let last = self.rec.streams[idx]
+                .peer(role)
+                .as_ref()
+                .filter(|_| self.device(idx, role).is_none());
             let holder = self.holders[idx][slot_index(role)].as_ref();
             PeerView {
                 status: self.peer_status(idx, role),

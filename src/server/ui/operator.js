@@ -74,7 +74,10 @@
     } else {
       field(list, 'punch:// URI', initial.punch);
     }
-    $('op-qr').src = '/j/' + encodeURIComponent(session) + '/qr?t=' + encodeURIComponent(token) + '&k=' + encodeURIComponent(key.length);
+    // a new URL whenever the settings change (a hash of them), so the browser never shows a stale QR
+    let h = 2166136261;
+    for (let i = 0; i < key.length; i++) h = Math.imul(h ^ key.charCodeAt(i), 16777619) >>> 0;
+    $('op-qr').src = '/j/' + encodeURIComponent(session) + '/qr?t=' + encodeURIComponent(token) + '&k=' + h.toString(16);
   }
 
   function fmt(v, unit, digits) {

@@ -294,3 +294,116 @@ fn cues_reach_the_side_they_are_for_and_its_operator_pages() {
         assert!(err.message.contains(why), "{text:?}: {}", err.message);
     }
 }
+
+#[test]
+fn setting_a_side_again_changes_nothing_and_a_pending_direct_attempt_does_not_replace_the_device_relay()
+ {
+    let mut core = with_devices(None, None);
+    core.attach(1, ip("203.0.113.2"), Scope::Admin, 0).unwrap();
+    core.attach(2, ip("198.51.100.2"), Scope::Admin, 0).unwrap();
+    core.handle(1, register(None, Role::Sender, 9000), 0);
+    core.handle(2, register(None, Role::Receiver, 9000), 0);
+    assert!(core.next_deadline().is_some(), "a direct attempt is timed");
+    // "Punch peer" again on a live pair: nothing happens to it
+    let fx = core
+        .set_side(
+            "cam",
+            Role::Sender,
+            &SideSpec::default(),
+            "k".into(),
+            None,
+            1,
+        )
+        .unwrap();
+    assert!(fx.relay.is_empty() && fx.out.is_empty() && fx.close.is_empty());
+    // the sender becomes a caller device while the direct attempt is under way
+    core.set_side("cam", Role::Sender, &caller(), "k".into(), None, 2)
+        .unwrap();
+    core.device_relay_ready(0, [24000, 24001]);
+    let fx = core.tick(1_000_000);
+    assert!(
+        !fx.relay
+            .iter()
+            .any(|op| matches!(op, RelayOp::Start { device: false, .. })),
+        "no peer relay replaces the device's: {:?}",
+        fx.relay
+    );
+    assert_eq!(
+        core.view().streams[0].sender.device.as_ref().unwrap().port,
+        24000
+    );
+    // set again without `streamid`: kept, and the relay is not restarted
+    let mut no_sid = caller();
+    no_sid.streamid = Some(false);
+    core.set_side("cam", Role::Sender, &no_sid, "k".into(), None, 3)
+        .unwrap();
+    let fx = core
+        .set_side("cam", Role::Sender, &caller(), "k".into(), None, 4)
+        .unwrap();
+    assert!(fx.relay.is_empty(), "{:?}", fx.relay);
+    assert_eq!(
+        core.view().streams[0]
+            .sender
+            .device
+            .as_ref()
+            .unwrap()
+            .streamid,
+        None
+    );
+    // the former peer's address and meta are not the device's
+    assert!(core.view().streams[0].sender.address.is_none());
+}
+
+#[test]
+fn a_server_that_does_not_relay_refuses_caller_devices() {
+    let mut core = SessionCore::new(
+        record(&["cam"]),
+        limits(8),
+        PathPolicy {
+            relay: false,
+            ..PathPolicy::default()
+        },
+    );
+    let err = core
+        .set_side("cam", Role::Sender, &caller(), "k".into(), None, 0)
+        .unwrap_err();
+    assert!(err.message.contains("--no-relay"), "{}", err.message);
+    core.set_side(
+        "cam",
+        Role::Receiver,
+        &listener("198.51.100.7:9000"),
+        "k".into(),
+        None,
+        0,
+    )
+    .expect("a listener device needs no relay");
+}
+
+#[test]
+fn operator_pages_leave_a_connection_free_for_the_side() {
+    let mut core = SessionCore::new(
+        record(&["cam"]),
+        ConnLimits {
+            per_side: 3,
+            ..limits(16)
+        },
+        PathPolicy::default(),
+    );
+    let side = Scope::Stream {
+        stream: "cam".into(),
+        role: Role::Sender,
+    };
+    for conn in 1..=3 {
+        core.attach(conn, ip("192.0.2.1"), side.clone(), 0).unwrap();
+        let fx = core.handle(conn, ClientMessage::Watch, 0);
+        if conn == 3 {
+            assert!(error_sent(&fx, 3, ErrorCode::TooManyConnections).contains("stays free"));
+            assert!(fx.close.iter().any(|(c, _)| *c == 3));
+        }
+    }
+    core.detach(3, 1);
+    // the element still gets in
+    core.attach(4, ip("192.0.2.1"), side, 1).unwrap();
+    let fx = core.handle(4, register(None, Role::Sender, 9000), 1);
+    assert!(matches!(sent_to(&fx, 4)[0], ServerMessage::Registered(_)));
+}
