@@ -10,7 +10,39 @@ use std::process::Command;
 
 use common::plugin_dir;
 
+/// NAT lab cases running at once: each runs a server, two routers and two encoding pipelines;
+/// all seven at once on a 2-core machine starve the timed direct attempts (a 6 s
+/// `--direct-timeout` then gives way to the relay).
+const AT_ONCE: usize = 3;
+
+/// A place among the [`AT_ONCE`] cases that may run; held until dropped.
+struct Turn;
+
+static RUNNING: (std::sync::Mutex<usize>, std::sync::Condvar) =
+    (std::sync::Mutex::new(0), std::sync::Condvar::new());
+
+impl Turn {
+    fn take() -> Turn {
+        let (count, freed) = &RUNNING;
+        let mut n = count.lock().unwrap_or_else(|e| e.into_inner());
+        while *n >= AT_ONCE {
+            n = freed.wait(n).unwrap_or_else(|e| e.into_inner());
+        }
+        *n += 1;
+        Turn
+    }
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        let (count, freed) = &RUNNING;
+        *count.lock().unwrap_or_else(|e| e.into_inner()) -= 1;
+        freed.notify_one();
+    }
+}
+
 fn natlab(case: &str) {
+    let _turn = Turn::take();
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/natlab");
     let out = tempfile::Builder::new()
         .prefix(&format!("natlab-{case}-"))

@@ -69,6 +69,11 @@ impl PeerHost for Printer {
             ),
             PeerEvent::Tally(t) => say!("Tally {}: {}", t.stream, t.state.as_str()),
             PeerEvent::Cue(c) => say!("Cue for {}: {}", c.stream, c.text),
+            PeerEvent::Admission(a) => match (&a.stream, a.role) {
+                (Some(stream), Some(role)) => say!("Admitted as the {role} of {stream}"),
+                _ => say!("Waiting for the producer (as {})", a.peer),
+            },
+            PeerEvent::Rejected(why) => say!("Rejected: {why}"),
             PeerEvent::Warning(w) => eprintln!("warning: {w}"),
             PeerEvent::Note(n) => eprintln!("{n}"),
             PeerEvent::Session { .. } | PeerEvent::Srt(_) => {}

@@ -80,6 +80,37 @@ pub struct CreatedSession {
     pub created: String,
     /// Stream-scoped tokens, one per stream and side.
     pub stream_tokens: BTreeMap<String, StreamTokens>,
+    /// With `"join": true`: the token peers register with to wait for the producer to give
+    /// them a side (the venue QR code).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub join_token: Option<String>,
+}
+
+/// `POST /api/session/:id/admission`: give a waiting peer a side, or turn it down.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdmissionRequest {
+    pub peer: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<Role>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reject: bool,
+}
+
+/// A peer in the waiting room (`GET /api/session/:id`, admin token).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WaitingPeer {
+    pub peer: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    /// The side it asked for.
+    pub role: Role,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<String>,
+    /// RFC 3339 time it started waiting.
+    pub since: String,
 }
 
 /// `POST /api/session/:id/tally`.
@@ -243,4 +274,7 @@ pub struct SessionView {
     pub streams: Vec<StreamView>,
     pub connected: usize,
     pub total: usize,
+    /// Peers waiting with the join token for the producer to give them a side (admin only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub waiting: Vec<WaitingPeer>,
 }

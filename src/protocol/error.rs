@@ -52,6 +52,10 @@ pub enum ErrorCode {
     AlreadyRegistered,
     /// Another live connection holds the slot.
     SlotTaken,
+    /// The producer turned down a peer waiting with a join token.
+    Rejected,
+    /// No peer waits under that name (it left, or was admitted or rejected already).
+    UnknownPeer,
     /// A registered public address the server's STUN service did not see for this connection:
     /// the signalling address is used instead (registration goes on).
     AddressNotVerified,
@@ -91,6 +95,8 @@ impl ErrorCode {
             ErrorCode::NotRegistered => "not_registered",
             ErrorCode::AlreadyRegistered => "already_registered",
             ErrorCode::SlotTaken => "slot_taken",
+            ErrorCode::Rejected => "rejected",
+            ErrorCode::UnknownPeer => "unknown_peer",
             ErrorCode::AddressNotVerified => "address_not_verified",
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::Storage => "storage",

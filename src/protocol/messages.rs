@@ -72,6 +72,7 @@ pub enum ServerMessage {
     Peer(PeerInfo),
     Tally(Tally),
     Cue(Cue),
+    Admission(Admission),
     Session(SessionUpdate),
     Error(ErrorBody),
     Closed(Closed),
@@ -131,6 +132,32 @@ pub struct Hello {
 pub struct Tally {
     pub stream: String,
     pub state: TallyState,
+}
+
+/// Where a peer that registered with a join token stands in the waiting room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AdmissionState {
+    /// In the waiting room until the producer decides.
+    Waiting,
+    /// Given a side: `registered` and `peer` follow as for that side's token.
+    Admitted,
+}
+
+/// The waiting room's word to a peer that registered with a join token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Admission {
+    pub state: AdmissionState,
+    /// The name the operator admits or rejects it by.
+    pub peer: String,
+    /// Admitted: the side it now holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<Role>,
+    /// Admitted: that side's stream token, to reconnect with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
 }
 
 /// A cue from the producer to the people at one stream (or one side of it).

@@ -51,6 +51,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/sqlite/001_initial.sql"),
     include_str!("migrations/sqlite/002_session_creator.sql"),
     include_str!("migrations/sqlite/003_devices.sql"),
+    include_str!("migrations/sqlite/004_join.sql"),
 ];
 
 /// What the database held at start-up.
@@ -191,7 +192,7 @@ fn init(
     let mut tombstones = Vec::new();
     let mut sessions = Vec::new();
     let mut stmt = conn.prepare(
-        "SELECT name, nonce, created_ms, ttl_s, latency, pbkeylen, last_activity_ms, closed_ms, closed_reason, creator, public_host FROM sessions",
+        "SELECT name, nonce, created_ms, ttl_s, latency, pbkeylen, last_activity_ms, closed_ms, closed_reason, creator, public_host, join_enabled FROM sessions",
     )?;
     let rows = stmt.query_map([], |r| {
         Ok((
@@ -205,6 +206,7 @@ fn init(
                 last_activity_ms: r.get(6)?,
                 creator: r.get::<_, Option<String>>(9)?.and_then(|c| c.parse().ok()),
                 public_host: r.get(10)?,
+                join: r.get::<_, i64>(11)? != 0,
                 streams: Vec::new(),
             },
             r.get::<_, Option<i64>>(7)?,
@@ -434,9 +436,9 @@ fn apply(tx: &rusqlite::Transaction<'_>, op: &StoreOp) -> rusqlite::Result<()> {
             // A reused name replaces its tombstone and all the old incarnation's rows.
             tx.execute("DELETE FROM sessions WHERE name=?1", params![rec.name])?;
             tx.execute(
-                "INSERT INTO sessions(name, nonce, created_ms, ttl_s, latency, pbkeylen, last_activity_ms, creator, public_host)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                params![rec.name, rec.nonce, rec.created_ms, rec.ttl_s, rec.latency, rec.pbkeylen, rec.last_activity_ms, rec.creator.map(|c| c.to_string()), rec.public_host],
+                "INSERT INTO sessions(name, nonce, created_ms, ttl_s, latency, pbkeylen, last_activity_ms, creator, public_host, join_enabled)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                params![rec.name, rec.nonce, rec.created_ms, rec.ttl_s, rec.latency, rec.pbkeylen, rec.last_activity_ms, rec.creator.map(|c| c.to_string()), rec.public_host, rec.join],
             )?;
             for (idx, s) in rec.streams.iter().enumerate() {
                 tx.execute(

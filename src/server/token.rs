@@ -23,6 +23,8 @@ pub enum Scope {
     Admin,
     /// Registering as `role` on `stream`, and reading the session.
     Stream { stream: String, role: Role },
+    /// Registering to wait in the session's waiting room, nothing else.
+    Join,
 }
 
 /// A token whose MAC verified.
@@ -62,6 +64,7 @@ impl TokenKey {
         let body = match scope {
             Scope::Admin => format!("pa.{session}.{nonce}"),
             Scope::Stream { stream, role } => format!("ps.{session}.{stream}.{role}.{nonce}"),
+            Scope::Join => format!("pj.{session}.{nonce}"),
         };
         let tag = URL_SAFE_NO_PAD.encode(self.mac(&body).finalize().into_bytes());
         format!("{body}.{tag}")
@@ -89,6 +92,11 @@ impl TokenKey {
                 session: session.to_string(),
                 nonce: nonce.to_string(),
                 scope: Scope::Admin,
+            }),
+            ["pj", session, nonce] => Some(Claims {
+                session: session.to_string(),
+                nonce: nonce.to_string(),
+                scope: Scope::Join,
             }),
             ["ps", session, stream, role, nonce] => Some(Claims {
                 session: session.to_string(),

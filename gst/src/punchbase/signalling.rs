@@ -211,6 +211,25 @@ impl PeerHost for Host {
                 self.stream = Some(r.stream);
             }
             PeerEvent::Tally(t) => self.engine.set_tally(&t.stream, t.state),
+            PeerEvent::Admission(a) => {
+                let state = match a.state {
+                    punch::protocol::AdmissionState::Waiting => "waiting",
+                    punch::protocol::AdmissionState::Admitted => "admitted",
+                };
+                let mut s = gst::Structure::builder("punch-admission")
+                    .field("state", state)
+                    .field("peer", a.peer.as_str());
+                if let Some(stream) = &a.stream {
+                    s = s.field("stream", stream.as_str());
+                }
+                self.engine.post(s.build());
+            }
+            PeerEvent::Rejected(why) => self.engine.post(
+                gst::Structure::builder("punch-admission")
+                    .field("state", "rejected")
+                    .field("reason", why.as_str())
+                    .build(),
+            ),
             PeerEvent::Cue(c) => self.engine.post(
                 gst::Structure::builder("punch-cue")
                     .field("stream", c.stream.as_str())

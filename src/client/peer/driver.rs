@@ -83,10 +83,15 @@ pub async fn run(
         sig: None,
     };
     loop {
+        // a peer admitted from the waiting room reconnects as its side
+        let token = machine
+            .admitted_token()
+            .unwrap_or(&config.token)
+            .to_string();
         let actions = match Signalling::connect_with(
             &config.server,
             &session,
-            &config.token,
+            &token,
             config.connect_timeout,
             &config.trust,
         )

@@ -14,8 +14,9 @@ use std::time::{Duration, Instant};
 use super::super::error::ClientError;
 use super::super::nat::Discovery;
 use crate::protocol::{
-    ClientMessage, Cue, ErrorCode, Health, NatReport, PeerInfo, PeerMeta, Port, Register,
-    Registered, Role, ServerMessage, SessionState, SessionUpdate, SrtStatus, StatusReport, Tally,
+    Admission, AdmissionState, ClientMessage, Cue, ErrorCode, Health, NatReport, PeerInfo,
+    PeerMeta, Port, Register, Registered, Role, ServerMessage, SessionState, SessionUpdate,
+    SrtStatus, StatusReport, Tally,
 };
 
 /// First delay before reconnecting (doubling up to [`BACKOFF_MAX`]).
@@ -99,6 +100,10 @@ pub enum PeerEvent {
     Tally(Tally),
     /// The producer sent this peer's stream a cue.
     Cue(Cue),
+    /// The waiting room: this peer waits, or was admitted to a side.
+    Admission(Admission),
+    /// The producer turned this peer down (a failure follows).
+    Rejected(String),
     /// The session changed; `stream_state` is this peer's stream's.
     Session {
         stream_state: Option<SessionState>,
@@ -160,6 +165,9 @@ pub struct PeerMachine {
     stun_tag: Option<String>,
     /// Coordinates were applied: SRT holds the port, discovery and priming stop.
     peered: bool,
+    /// The side's own token, given at admission from the waiting room: reconnects use it
+    /// instead of the join token.
+    admitted_token: Option<String>,
     /// The SRT status last reported (resent after every registration).
     status: Option<SrtStatus>,
     /// Connection attempts since the last success, and the next delay.
@@ -194,6 +202,7 @@ impl PeerMachine {
             stun_ports: None,
             stun_tag: None,
             peered: false,
+            admitted_token: None,
             status: None,
             attempts: 0,
             backoff: BACKOFF_START,
@@ -312,6 +321,12 @@ impl PeerMachine {
         }))
     }
 
+    /// The token to connect with when it is not the configured one: the side's own, once the
+    /// producer admitted this peer from the waiting room.
+    pub fn admitted_token(&self) -> Option<&str> {
+        self.admitted_token.as_deref()
+    }
+
     /// A message from the server.
     pub fn message(&mut self, msg: ServerMessage, now: Instant) -> Vec<Action> {
         match msg {
@@ -358,6 +373,23 @@ impl PeerMachine {
                 vec![Action::Event(PeerEvent::Cue(c))]
             }
             ServerMessage::Cue(_) => Vec::new(),
+            ServerMessage::Admission(a) => {
+                match a.state {
+                    AdmissionState::Waiting => {
+                        // waiting is not failing; the peer timeout, if set, bounds it
+                        if self.peer_deadline.is_none() {
+                            self.peer_deadline = self.config.peer_timeout.map(|t| now + t);
+                        }
+                    }
+                    AdmissionState::Admitted => {
+                        self.admitted_token = a.token.clone();
+                        if let Some(stream) = &a.stream {
+                            self.stream = Some(stream.clone());
+                        }
+                    }
+                }
+                vec![Action::Event(PeerEvent::Admission(a))]
+            }
             ServerMessage::Session(update) => {
                 let mine = self.stream();
                 let stream_state = mine
@@ -374,6 +406,10 @@ impl PeerMachine {
                 let message = format!("Punch session {session}: {} ({})", e.message, e.code);
                 match e.code {
                     ErrorCode::Forbidden => vec![self.fail(FailureKind::NotAuthorized, message)],
+                    ErrorCode::Rejected => vec![
+                        Action::Event(PeerEvent::Rejected(e.message.clone())),
+                        self.fail(FailureKind::NotAuthorized, message),
+                    ],
                     ErrorCode::UnknownStream => vec![self.fail(FailureKind::NotFound, message)],
                     ErrorCode::SlotTaken if self.ever_registered => vec![
                         Action::Event(PeerEvent::Note(format!(

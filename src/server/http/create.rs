@@ -38,6 +38,8 @@ struct CreateRequest {
     latency: u32,
     ttl: u64,
     pbkeylen: u8,
+    /// Issue a join token (the waiting room).
+    join: bool,
 }
 
 fn integer_in(
@@ -90,7 +92,7 @@ fn parse_create(body: &[u8], state: &AppState) -> Result<CreateRequest, ApiError
     let Value::Object(obj) = value else {
         return Err(ApiError::bad_request("request body must be a JSON object"));
     };
-    const FIELDS: [&str; 5] = ["name", "streams", "latency", "ttl", "pbkeylen"];
+    const FIELDS: [&str; 6] = ["name", "streams", "latency", "ttl", "pbkeylen", "join"];
     if let Some(unknown) = obj.keys().find(|k| !FIELDS.contains(&k.as_str())) {
         return Err(ApiError::bad_request(format!(
             "unknown field {unknown:?}; expected one of {}",
@@ -225,6 +227,15 @@ fn parse_create(body: &[u8], state: &AppState) -> Result<CreateRequest, ApiError
             )));
         }
     };
+    let join = match obj.get("join") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(v) => {
+            return Err(ApiError::bad_request(format!(
+                "join must be true or false, got {v}"
+            )));
+        }
+    };
     Ok(CreateRequest {
         name,
         streams,
@@ -232,6 +243,7 @@ fn parse_create(body: &[u8], state: &AppState) -> Result<CreateRequest, ApiError
         latency,
         ttl,
         pbkeylen,
+        join,
     })
 }
 
@@ -283,6 +295,7 @@ pub(super) async fn create_session(
             last_activity_ms: now,
             creator: Some(creator),
             public_host: server_host(&base_url(&state, &headers)),
+            join: req.join,
             streams: req
                 .streams
                 .iter()
@@ -364,6 +377,9 @@ pub(super) async fn create_session(
         state: SessionState::Waiting,
         created: format_time(rec.created_ms),
         stream_tokens,
+        join_token: req
+            .join
+            .then(|| key.issue(&rec.name, &rec.nonce, &Scope::Join)),
     };
     Ok((StatusCode::CREATED, Json(created)))
 }

@@ -1,4 +1,5 @@
-//! The routes that say who holds a side (a Punch peer or an SRT device) and send cues.
+//! The routes that say who holds a side (a Punch peer, an SRT device, a peer from the waiting
+//! room) and send cues.
 
 use std::sync::Arc;
 
@@ -14,8 +15,9 @@ use super::auth::{AdminSession, base_url};
 use super::create::random_string;
 use super::error::ApiError;
 use super::sessions::json_body;
-use crate::protocol::{CueRequest, ErrorCode, Role, SideSpec, uri::server_host};
+use crate::protocol::{AdmissionRequest, CueRequest, ErrorCode, Role, SideSpec, uri::server_host};
 use crate::server::state::AppState;
+use crate::server::token::Scope;
 
 /// `PUT /api/session/:id/stream/:stream/:role`: who holds that side from now on.
 pub(super) async fn set_side(
@@ -71,4 +73,51 @@ pub(super) async fn send_cue(
         Json(json!({ "stream": req.stream, "role": req.role, "text": req.text.trim() }))
             .into_response(),
     )
+}
+
+/// `POST /api/session/:id/admission`: a waiting peer gets a side, or is turned down.
+pub(super) async fn admission(
+    State(state): State<Arc<AppState>>,
+    AdminSession(session): AdminSession,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let req: AdmissionRequest = json_body(
+        &state,
+        body,
+        r#"{"peer": NAME, "stream": NAME, "role": "sender"|"receiver"} or {"peer": NAME, "reject": true}"#,
+    )?;
+    if req.reject {
+        if req.stream.is_some() || req.role.is_some() {
+            return Err(ApiError::bad_request(
+                "a rejection takes only `peer` and `reject`",
+            ));
+        }
+        session.handle.admission(req.peer.clone(), None).await?;
+        tracing::info!(
+            session = session.id,
+            peer = req.peer,
+            "waiting peer rejected"
+        );
+        return Ok(Json(json!({ "peer": req.peer, "rejected": true })).into_response());
+    }
+    let Some(stream) = req.stream.clone() else {
+        return Err(ApiError::bad_request(
+            "an admission needs `stream` (and optionally `role`: the side it asked for), or `reject: true`",
+        ));
+    };
+    let role = match req.role {
+        Some(role) => role,
+        None => session.handle.waiting_role(req.peer.clone()).await?,
+    };
+    let scope = Scope::Stream {
+        stream: stream.clone(),
+        role,
+    };
+    let token = state.key.issue(&session.id, &session.handle.nonce, &scope);
+    session
+        .handle
+        .admission(req.peer.clone(), Some((stream.clone(), role, token)))
+        .await?;
+    tracing::info!(session = session.id, peer = req.peer, stream, %role, "waiting peer admitted");
+    Ok(Json(json!({ "peer": req.peer, "stream": stream, "role": role })).into_response())
 }

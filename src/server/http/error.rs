@@ -26,6 +26,8 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         | ErrorCode::NotRegistered
         | ErrorCode::AlreadyRegistered
         | ErrorCode::AddressNotVerified => StatusCode::BAD_REQUEST,
+        ErrorCode::Rejected => StatusCode::FORBIDDEN,
+        ErrorCode::UnknownPeer => StatusCode::NOT_FOUND,
         ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
         ErrorCode::Forbidden => StatusCode::FORBIDDEN,
         ErrorCode::NotFound => StatusCode::NOT_FOUND,

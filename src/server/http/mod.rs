@@ -46,6 +46,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/session/{id}/tally", post(set_tally))
         .route("/api/session/{id}/latency", post(set_latency))
         .route("/api/session/{id}/cue", post(devices::send_cue))
+        .route("/api/session/{id}/admission", post(devices::admission))
         .route(
             "/api/session/{id}/stream/{stream}/{role}",
             put(devices::set_side).patch(devices::set_side),

@@ -39,7 +39,7 @@ pub(super) async fn dashboard(session: Result<AdminSession, ApiError>) -> Respon
 fn operator_side(session: &AuthedSession) -> Result<(String, Role), ApiError> {
     match &session.claims.scope {
         Scope::Stream { stream, role } => Ok((stream.clone(), *role)),
-        Scope::Admin => Err(ApiError::with_status(
+        Scope::Admin | Scope::Join => Err(ApiError::with_status(
             StatusCode::FORBIDDEN,
             ErrorCode::Forbidden,
             "this is a camera-operator link: it takes the token of one side of a stream (scan that side's QR code on the dashboard), not the admin token",

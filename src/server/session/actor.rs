@@ -85,6 +85,17 @@ enum Command {
         text: String,
         reply: oneshot::Sender<Result<(), SessionError>>,
     },
+    /// Admit a waiting peer (`Some((stream, role, token))`) or reject it (`None`).
+    Admission {
+        peer: String,
+        side: Option<(String, Role, String)>,
+        reply: oneshot::Sender<Result<(), SessionError>>,
+    },
+    /// The role a waiting peer asked for.
+    WaitingRole {
+        peer: String,
+        reply: oneshot::Sender<Result<Role, SessionError>>,
+    },
     RelayIdle {
         stream: usize,
         generation: u64,
@@ -213,6 +224,23 @@ impl SessionHandle {
             reply,
         })
         .await?
+    }
+
+    /// Admits waiting `peer` into a side (`Some((stream, role, that side's token))`) or
+    /// rejects it (`None`).
+    pub async fn admission(
+        &self,
+        peer: String,
+        side: Option<(String, Role, String)>,
+    ) -> Result<(), SessionError> {
+        self.request(|reply| Command::Admission { peer, side, reply })
+            .await?
+    }
+
+    /// The role waiting `peer` asked for.
+    pub async fn waiting_role(&self, peer: String) -> Result<Role, SessionError> {
+        self.request(|reply| Command::WaitingRole { peer, reply })
+            .await?
     }
 
     /// What third-party connection strings are made of.
@@ -416,6 +444,18 @@ impl Actor {
                 reply,
             } => {
                 let result = self.core.set_side(&stream, role, &spec, key, host, now);
+                self.apply_and_answer(result, reply).await;
+            }
+            Command::WaitingRole { peer, reply } => {
+                let _ = reply.send(self.core.waiting_role(&peer));
+            }
+            Command::Admission { peer, side, reply } => {
+                let result = match side {
+                    Some((stream, role, token)) => {
+                        self.core.admit(&peer, &stream, role, token, now)
+                    }
+                    None => self.core.reject(&peer, now),
+                };
                 self.apply_and_answer(result, reply).await;
             }
             Command::Cue {

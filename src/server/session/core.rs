@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 
+use super::admission::Waiting;
 use super::effects::{ConnId, Effects, Target};
 use super::error::SessionError;
 use super::model::{LastPeer, SessionRecord};
@@ -46,6 +47,8 @@ pub(super) struct ConnInfo {
     pub(super) slot: Option<(usize, Role)>,
     /// It asked to watch the session (a dashboard).
     pub(super) watching: bool,
+    /// It registered with the join token and waits to be given a side.
+    pub(super) waiting: Option<Waiting>,
     /// When it attached: it must register or watch within [`ConnLimits::identify_ms`].
     attached_ms: i64,
 }
@@ -53,7 +56,7 @@ pub(super) struct ConnInfo {
 impl ConnInfo {
     /// It registered or watches: it keeps the session alive and is not closed for idling.
     fn identified(&self) -> bool {
-        self.slot.is_some() || self.watching
+        self.slot.is_some() || self.watching || self.waiting.is_some()
     }
 }
 
@@ -214,6 +217,15 @@ impl SessionCore {
                 format!("session {} already has {what}", self.rec.name),
             ))
         };
+        if scope == Scope::Join && !self.rec.join {
+            return Err(SessionError::new(
+                ErrorCode::Forbidden,
+                format!(
+                    "session {} has no waiting room (it was created without \"join\": true)",
+                    self.rec.name
+                ),
+            ));
+        }
         if self.conns.len() >= self.limits.total {
             return full(format!("{} connections", self.limits.total));
         }
@@ -240,6 +252,7 @@ impl SessionCore {
                 scope,
                 slot: None,
                 watching: false,
+                waiting: None,
                 attached_ms: now,
             },
         );
@@ -259,6 +272,8 @@ impl SessionCore {
         if !info.identified() {
             return fx;
         }
+        // the waiting room on the dashboards loses it
+        fx.view_changed |= info.waiting.is_some();
         self.rec.last_activity_ms = now;
         if let Some((idx, role)) = info.slot {
             self.with_summary_change(&mut fx, |core, fx| {
@@ -349,11 +364,19 @@ impl SessionCore {
         let Some(info) = self.conns.get(&conn) else {
             return;
         };
-        if info.slot.is_some() {
+        if info.slot.is_some() || info.waiting.is_some() {
             fx.error(
                 conn,
                 ErrorCode::AlreadyRegistered,
-                "this connection holds a side; watch from another connection",
+                "this connection holds a side (or waits for one); watch from another connection",
+            );
+            return;
+        }
+        if info.scope == Scope::Join {
+            fx.error(
+                conn,
+                ErrorCode::Forbidden,
+                "a join token registers and waits for the producer to give it a side; it cannot watch the session",
             );
             return;
         }
@@ -406,6 +429,31 @@ impl SessionCore {
     fn register(
         &mut self,
         conn: ConnId,
+        r: Register,
+        mapping_seen: bool,
+        now: i64,
+        fx: &mut Effects,
+    ) {
+        let info = &self.conns[&conn];
+        if info.waiting.is_some() {
+            fx.error(
+                conn,
+                ErrorCode::AlreadyRegistered,
+                "this connection waits for the producer to give it a side",
+            );
+            return;
+        }
+        if info.scope == Scope::Join {
+            self.wait(conn, r, mapping_seen, now, fx);
+            return;
+        }
+        self.register_as(conn, r, mapping_seen, now, fx);
+    }
+
+    /// A registration with a stream or admin token (or a waiting peer just admitted).
+    pub(super) fn register_as(
+        &mut self,
+        conn: ConnId,
         mut r: Register,
         mapping_seen: bool,
         now: i64,
@@ -413,7 +461,7 @@ impl SessionCore {
     ) {
         let info = &self.conns[&conn];
         let (token_stream, token_role) = match &info.scope {
-            Scope::Admin => (None, None),
+            Scope::Admin | Scope::Join => (None, None),
             Scope::Stream { stream, role } => (Some(stream.clone()), Some(*role)),
         };
         let stream_name = r
@@ -740,7 +788,7 @@ impl SessionCore {
         let mut groups: Vec<(&Scope, Vec<ConnId>)> = Vec::new();
         for (id, c) in &self.conns {
             let same = |s: &Scope| match (s, &c.scope) {
-                (Scope::Admin, Scope::Admin) => true,
+                (Scope::Admin, Scope::Admin) | (Scope::Join, Scope::Join) => true,
                 (Scope::Stream { stream: a, .. }, Scope::Stream { stream: b, .. }) => a == b,
                 _ => false,
             };

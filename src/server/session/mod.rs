@@ -6,6 +6,7 @@
 //!   are sent to the storage engine through.
 //! * `health.rs`: what a stream's health reports add up to (colour, latency recommendation).
 //! * `core.rs`: connections, registration, tally, latency, close.
+//! * `admission.rs`: the waiting room of peers with the join token.
 //! * `device.rs`: sides held by SRT devices (caller, listener) and cues.
 //! * `path.rs`: pairing and the path policy (direct rendezvous or relay).
 //! * `view.rs`: the summary, the full view and the connection-string coordinates.
@@ -14,6 +15,7 @@
 //! * `actor.rs`: the task and its handle.
 
 mod actor;
+mod admission;
 mod core;
 pub(crate) mod device;
 mod effects;

@@ -104,6 +104,8 @@ pub struct SessionRecord {
     pub creator: Option<IpAddr>,
     /// The host the session was created at (or `--public-url`'s): what caller devices call.
     pub public_host: Option<String>,
+    /// It has a waiting room: its join token is accepted.
+    pub join: bool,
     pub streams: Vec<StreamRecord>,
 }
 

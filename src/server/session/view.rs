@@ -146,10 +146,18 @@ impl SessionCore {
     /// session's `state`, `connected` and `total` are then that stream's.
     pub fn summary_for(&self, scope: &Scope) -> SessionUpdate {
         let mut update = self.summary();
-        if let Scope::Stream { stream, .. } = scope {
-            update.streams.retain(|s| &s.name == stream);
-            let idx = self.rec.streams.iter().position(|s| &s.name == stream);
-            (update.state, update.connected, update.total) = self.one_stream(idx);
+        match scope {
+            Scope::Stream { stream, .. } => {
+                update.streams.retain(|s| &s.name == stream);
+                let idx = self.rec.streams.iter().position(|s| &s.name == stream);
+                (update.state, update.connected, update.total) = self.one_stream(idx);
+            }
+            // a peer in the waiting room learns whether the session is there, nothing of it
+            Scope::Join => {
+                update.streams.clear();
+                (update.connected, update.total) = (0, 0);
+            }
+            Scope::Admin => {}
         }
         update
     }
@@ -230,6 +238,7 @@ impl SessionCore {
             total: streams.len(),
             connected,
             streams,
+            waiting: self.waiting_room(),
         }
     }
 
@@ -240,9 +249,17 @@ impl SessionCore {
     /// anyway), never its meta, NAT report or health.
     pub fn view_for(&self, scope: &Scope) -> SessionView {
         let mut view = self.view();
-        let Scope::Stream { stream, role } = scope else {
-            return view;
+        let (stream, role) = match scope {
+            Scope::Admin => return view,
+            Scope::Join => {
+                view.streams.clear();
+                view.waiting.clear();
+                (view.connected, view.total) = (0, 0);
+                return view;
+            }
+            Scope::Stream { stream, role } => (stream, role),
         };
+        view.waiting.clear();
         view.streams.retain(|s| &s.name == stream);
         let idx = self.rec.streams.iter().position(|s| &s.name == stream);
         (view.state, view.connected, view.total) = self.one_stream(idx);

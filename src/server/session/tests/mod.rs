@@ -35,6 +35,7 @@ fn record(streams: &[&str]) -> SessionRecord {
         last_activity_ms: 0,
         creator: None,
         public_host: Some("punch.example".into()),
+        join: true,
         streams: streams
             .iter()
             .map(|s| StreamRecord {
@@ -561,5 +562,6 @@ fn a_mapped_address_must_be_an_address() {
     );
 }
 
+mod admission;
 mod devices;
 mod hardening;

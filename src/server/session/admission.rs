@@ -1,0 +1,192 @@
+//! The waiting room: peers that register with the session's join token hold no side; they wait,
+//! listed for the operator, until admitted into a free side of a stream (they then go on
+//! exactly as if they had registered with that side's token) or rejected.
+
+use super::core::{SessionCore, slot_index};
+use super::effects::{ConnId, Effects};
+use super::error::SessionError;
+use crate::protocol::{
+    Admission, AdmissionState, ErrorCode, MAX_LABEL_LEN, Register, Role, ServerMessage, WaitingPeer,
+};
+use crate::server::time::format_time;
+use crate::server::token::Scope;
+
+/// A peer in the waiting room: what it registered with, kept for its admission.
+#[derive(Debug, Clone)]
+pub(super) struct Waiting {
+    pub(super) register: Register,
+    /// Whether the STUN service saw its `nat.mapped` (as `register` is told).
+    pub(super) mapping_seen: bool,
+    pub(super) since_ms: i64,
+}
+
+/// The name a waiting peer is admitted or rejected by.
+fn peer_name(conn: ConnId) -> String {
+    format!("p{conn}")
+}
+
+impl SessionCore {
+    /// A `register` with the join token: into the waiting room.
+    pub(super) fn wait(
+        &mut self,
+        conn: ConnId,
+        r: Register,
+        mapping_seen: bool,
+        now: i64,
+        fx: &mut Effects,
+    ) {
+        if r.meta
+            .label
+            .as_ref()
+            .is_some_and(|l| l.chars().count() > MAX_LABEL_LEN)
+        {
+            fx.error(
+                conn,
+                ErrorCode::BadMessage,
+                format!("meta.label is longer than {MAX_LABEL_LEN} characters"),
+            );
+            return;
+        }
+        let Some(info) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        info.waiting = Some(Waiting {
+            register: r,
+            mapping_seen,
+            since_ms: now,
+        });
+        fx.send(
+            conn,
+            ServerMessage::Admission(Admission {
+                state: AdmissionState::Waiting,
+                peer: peer_name(conn),
+                stream: None,
+                role: None,
+                token: None,
+            }),
+        );
+        fx.view_changed = true;
+    }
+
+    fn waiting_conn(&self, peer: &str) -> Result<ConnId, SessionError> {
+        self.conns
+            .iter()
+            .find(|(id, c)| c.waiting.is_some() && peer_name(**id) == peer)
+            .map(|(id, _)| *id)
+            .ok_or_else(|| {
+                SessionError::new(
+                    ErrorCode::UnknownPeer,
+                    format!(
+                        "no peer {peer:?} waits in session {} (it left, or was admitted or rejected already)",
+                        self.rec.name
+                    ),
+                )
+            })
+    }
+
+    /// The side a waiting peer asked for (its role), for the admission's default.
+    pub fn waiting_role(&self, peer: &str) -> Result<Role, SessionError> {
+        let conn = self.waiting_conn(peer)?;
+        Ok(self.conns[&conn]
+            .waiting
+            .as_ref()
+            .map_or(Role::Sender, |w| w.register.role))
+    }
+
+    /// Gives waiting `peer` the side `role` of `stream`; `token` is that side's stream token,
+    /// sent to it for its reconnects. The role must be the one it asked for: a `punchsrc`
+    /// cannot send.
+    pub fn admit(
+        &mut self,
+        peer: &str,
+        stream: &str,
+        role: Role,
+        token: String,
+        now: i64,
+    ) -> Result<Effects, SessionError> {
+        let conn = self.waiting_conn(peer)?;
+        let idx = self.stream_index(stream)?;
+        let wish = self.waiting_role(peer)?;
+        if wish != role {
+            return Err(SessionError::new(
+                ErrorCode::BadRequest,
+                format!("peer {peer} is a {wish}: admit it as the {wish} of a stream"),
+            ));
+        }
+        if self.device(idx, role).is_some() || self.holders[idx][slot_index(role)].is_some() {
+            return Err(SessionError::new(
+                ErrorCode::SlotTaken,
+                format!("the {role} of stream {stream:?} is taken; choose a free side"),
+            ));
+        }
+        let mut fx = Effects::default();
+        fx.store.extend(self.touch(now));
+        let Some(info) = self.conns.get_mut(&conn) else {
+            return Ok(fx);
+        };
+        let Some(waiting) = info.waiting.take() else {
+            return Ok(fx);
+        };
+        info.scope = Scope::Stream {
+            stream: stream.to_string(),
+            role,
+        };
+        fx.send(
+            conn,
+            ServerMessage::Admission(Admission {
+                state: AdmissionState::Admitted,
+                peer: peer.to_string(),
+                stream: Some(stream.to_string()),
+                role: Some(role),
+                token: Some(token),
+            }),
+        );
+        let mut r = waiting.register;
+        r.stream = Some(stream.to_string());
+        r.role = role;
+        self.register_as(conn, r, waiting.mapping_seen, now, &mut fx);
+        fx.view_changed = true;
+        Ok(fx)
+    }
+
+    /// Turns waiting `peer` down: it is told why and closed.
+    pub fn reject(&mut self, peer: &str, now: i64) -> Result<Effects, SessionError> {
+        let conn = self.waiting_conn(peer)?;
+        let mut fx = Effects::default();
+        fx.store.extend(self.touch(now));
+        if let Some(info) = self.conns.get_mut(&conn) {
+            info.waiting = None;
+        }
+        let why = format!(
+            "the producer of session {} turned this peer down",
+            self.rec.name
+        );
+        fx.error(conn, ErrorCode::Rejected, why.clone());
+        fx.close.push((conn, why));
+        fx.view_changed = true;
+        Ok(fx)
+    }
+
+    /// The waiting room, oldest first, for the admin's view.
+    pub(super) fn waiting_room(&self) -> Vec<WaitingPeer> {
+        let mut room: Vec<(i64, WaitingPeer)> = self
+            .conns
+            .iter()
+            .filter_map(|(id, c)| {
+                let w = c.waiting.as_ref()?;
+                Some((
+                    w.since_ms,
+                    WaitingPeer {
+                        peer: peer_name(*id),
+                        label: w.register.meta.label.clone(),
+                        role: w.register.role,
+                        stream: w.register.stream.clone(),
+                        since: format_time(w.since_ms),
+                    },
+                ))
+            })
+            .collect();
+        room.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.peer.cmp(&b.1.peer)));
+        room.into_iter().map(|(_, w)| w).collect()
+    }
+}
