@@ -254,3 +254,66 @@ fn the_wall_of_an_eight_stream_session_fits_one_screen_and_opens_a_card() {
     assert!(out.join("wall-1920x1080.png").exists());
     println!("screenshots in {}", out.display());
 }
+
+#[test]
+fn a_peer_in_the_waiting_room_is_admitted_with_a_click() {
+    use punch::protocol::{
+        AdmissionState, ClientMessage, PeerMeta, Port, Register, Role, ServerMessage,
+    };
+    let browser_dir = browser_dir();
+    let rt = runtime();
+    let server = rt.block_on(start_default());
+    let created = rt.block_on(create(
+        &server.base,
+        json!({ "name": "room", "streams": ["cam1"], "join": true }),
+    ));
+    let join = created["join_token"].as_str().unwrap().to_string();
+    // a camera operator's peer waits with the venue token
+    let base = server.base.clone();
+    let admitted = rt.spawn(async move {
+        let mut sig = connect(&base, "room", &join).await;
+        sig.send(&ClientMessage::Register(Register {
+            stream: None,
+            port: Port(9000),
+            role: Role::Sender,
+            meta: PeerMeta {
+                label: Some("Camera Ana".into()),
+                ..Default::default()
+            },
+            nat: None,
+            reports: true,
+        }))
+        .await
+        .unwrap();
+        expect_msg(&mut sig, "admission admitted", |m| match m {
+            ServerMessage::Admission(a) if a.state == AdmissionState::Admitted => a.stream.clone(),
+            _ => None,
+        })
+        .await
+    });
+    let out = tempfile::Builder::new()
+        .prefix("punch-browser-admission-")
+        .tempdir()
+        .unwrap()
+        .keep();
+    let mut browser = Proc::shell(
+        &out,
+        "browser",
+        &format!(
+            "cd {} && DASHBOARD_URL={} STREAM=cam1 OUT_DIR={} exec node admission.mjs",
+            sh_quote(&browser_dir.display().to_string()),
+            sh_quote(created["url"].as_str().unwrap()),
+            sh_quote(&out.display().to_string()),
+        ),
+    );
+    let status = finish(&mut browser);
+    assert!(
+        status.success() && browser.output().contains("OK"),
+        "browser test failed ({status}); screenshots in {}\n{}",
+        out.display(),
+        browser.output()
+    );
+    let stream = rt.block_on(admitted).unwrap();
+    assert_eq!(stream, "cam1", "the peer was told its side");
+    println!("screenshots in {}", out.display());
+}

@@ -290,6 +290,11 @@ pub fn print_created(c: &CreatedSession) {
             }
         }
     }
+    if let Some(join) = &c.join_token
+        && let Ok(uri) = crate::protocol::uri::PunchUri::for_server(base, &c.session, None, join)
+    {
+        say!("Waiting room (peers with this URI wait for you to admit them): {uri}");
+    }
     match qr_terminal(&c.url) {
         Ok(qr) => say!("\nScan for the dashboard:\n{qr}"),
         Err(e) => eprintln!("(no QR code: {e})"),

@@ -277,4 +277,7 @@ pub struct SessionView {
     /// Peers waiting with the join token for the producer to give them a side (admin only).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub waiting: Vec<WaitingPeer>,
+    /// The session has a waiting room (it was created with `"join": true`; admin only).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub join: bool,
 }

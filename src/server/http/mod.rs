@@ -56,6 +56,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/s/{id}", get(dashboard))
         .route("/s/{id}/qr", get(session_qr))
         .route("/s/{id}/qr/{stream}/{role}", get(stream_qr))
+        .route("/s/{id}/join-qr", get(ui_routes::join_qr))
         .route("/j/{id}", get(ui_routes::operator_page))
         .route("/j/{id}/qr", get(ui_routes::operator_qr))
         .route("/ui/{file}", get(ui::asset))

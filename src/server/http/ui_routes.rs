@@ -124,6 +124,37 @@ pub(super) async fn session_qr(
     ))
 }
 
+/// `GET /s/:id/join-qr?t=ADMIN`: the venue QR code, the `punch://` URI with the session's join
+/// token (its peers wait in the waiting room); `404` for a session without one.
+pub(super) async fn join_qr(
+    State(state): State<Arc<AppState>>,
+    AdminSession(session): AdminSession,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let view = session.handle.view(&Scope::Admin).await?;
+    if !view.join {
+        return Err(ApiError::with_status(
+            StatusCode::NOT_FOUND,
+            ErrorCode::NotFound,
+            format!(
+                "session {} has no waiting room (create it with \"join\": true)",
+                session.id
+            ),
+        ));
+    }
+    let token = state
+        .key
+        .issue(&session.id, &session.handle.nonce, &Scope::Join);
+    let uri = crate::protocol::uri::PunchUri::for_server(
+        &base_url(&state, &headers),
+        &session.id,
+        None,
+        &token,
+    )
+    .map_err(|e| ApiError::new(ErrorCode::Internal, e))?;
+    qr_response(&uri.to_string())
+}
+
 /// `GET /s/:id/qr/:stream/:role`: what one camera operator needs, the link to the
 /// camera-operator page of one side of one stream with a token for just that side (never the
 /// admin token); the page has the side's `punch://` URI or device settings.

@@ -239,6 +239,7 @@ impl SessionCore {
             connected,
             streams,
             waiting: self.waiting_room(),
+            join: self.rec.join,
         }
     }
 
@@ -254,12 +255,14 @@ impl SessionCore {
             Scope::Join => {
                 view.streams.clear();
                 view.waiting.clear();
+                view.join = false;
                 (view.connected, view.total) = (0, 0);
                 return view;
             }
             Scope::Stream { stream, role } => (stream, role),
         };
         view.waiting.clear();
+        view.join = false;
         view.streams.retain(|s| &s.name == stream);
         let idx = self.rec.streams.iter().position(|s| &s.name == stream);
         (view.state, view.connected, view.total) = self.one_stream(idx);

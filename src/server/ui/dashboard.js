@@ -1084,9 +1084,70 @@
     }
 
     updateWall(view.streams);
+    updateWaitingRoom(view);
 
     if (state === 'CLOSED') markClosed('');
     else if (connectChanged) scheduleConnectFetch();
+  }
+
+  // ---- the waiting room: peers with the join token, admitted or rejected by a click ----------
+
+  let venueQrSet = false;
+
+  function freeStreams(view, role) {
+    return view.streams.filter((s) => {
+      const side = s && s[role];
+      return side && side.status === 'waiting' && !side.device;
+    });
+  }
+
+  function updateWaitingRoom(view) {
+    const box = document.getElementById('waiting-room');
+    const waiting = Array.isArray(view.waiting) ? view.waiting : [];
+    box.hidden = !view.join && waiting.length === 0;
+    if (box.hidden) return;
+    if (view.join && !venueQrSet) {
+      venueQrSet = true;
+      document.getElementById('venue-qr').src = '/s/' + encodeURIComponent(sessionId) + '/join-qr?t=' + encodeURIComponent(token);
+    }
+    setText(document.getElementById('waiting-count'), waiting.length ? waiting.length + ' waiting' : 'nobody waiting');
+    const list = document.getElementById('waiting-list');
+    const key = JSON.stringify([waiting, view.streams.map((s) => [s.name, s.sender && s.sender.status, s.receiver && s.receiver.status])]);
+    if (key === app.waitingKey) return;
+    app.waitingKey = key;
+    list.replaceChildren(
+      ...waiting.map((w) => {
+        const role = w.role === 'receiver' ? 'receiver' : 'sender';
+        const select = el('select', { class: 'admit-stream', 'aria-label': 'Stream for ' + (w.label || w.peer) });
+        for (const s of freeStreams(view, role)) {
+          select.append(el('option', { value: s.name, text: (s.label || s.name) + ' (' + role + ')' }));
+        }
+        if (w.stream && Array.from(select.options).some((o) => o.value === w.stream)) select.value = w.stream;
+        const admit = el('button', { class: 'admit', type: 'button', text: 'Admit', disabled: select.options.length === 0 });
+        const reject = el('button', { class: 'reject danger', type: 'button', text: 'Reject' });
+        const msg = el('span', { class: 'latency-msg', 'aria-live': 'polite' });
+        admit.addEventListener('click', async () => {
+          const r = await api('POST', apiBase + '/admission', { peer: w.peer, stream: select.value, role });
+          if (!r.ok) setText(msg, r.message);
+          else if (!app.wsLive) refreshView();
+        });
+        reject.addEventListener('click', async () => {
+          const r = await api('POST', apiBase + '/admission', { peer: w.peer, reject: true });
+          if (!r.ok) setText(msg, r.message);
+          else if (!app.wsLive) refreshView();
+        });
+        return el(
+          'li',
+          { class: 'waiting-peer', 'data-peer': w.peer },
+          el('span', { class: 'waiting-label', text: w.label || w.peer }),
+          el('span', { class: 'muted', text: ' wants to be a ' + role + (w.stream ? ' of ' + w.stream : '') }),
+          select,
+          admit,
+          reject,
+          msg,
+        );
+      }),
+    );
   }
 
   // ---- the wall: one compact tile per stream -------------------------------------------------

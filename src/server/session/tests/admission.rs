@@ -30,5 +30,8 @@ fn a_session_without_a_waiting_room_refuses_join_tokens_and_waiting_peers_keep_t
     // it leaves: the room is empty
     core.detach(1, 20);
     assert!(core.view().waiting.is_empty());
-    assert_eq!(core.waiting_role(&peer).unwrap_err().code, ErrorCode::UnknownPeer);
+    assert_eq!(
+        core.waiting_role(&peer).unwrap_err().code,
+        ErrorCode::UnknownPeer
+    );
 }
