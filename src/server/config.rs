@@ -25,6 +25,9 @@ pub struct Limits {
     pub admin_connections_per_session: usize,
     /// Of those, connections with the token of one side of one stream.
     pub connections_per_side: usize,
+    /// Of those, connections with the join token (the waiting room), so that a venue QR code
+    /// in strangers' hands cannot take the session's connections.
+    pub join_connections_per_session: usize,
     /// A WebSocket that has neither registered nor asked to watch this long after opening is
     /// closed (and never keeps its session alive meanwhile).
     pub identify_timeout: Duration,
@@ -69,6 +72,7 @@ impl Default for Limits {
             max_connections_per_session: 64,
             admin_connections_per_session: 16,
             connections_per_side: 4,
+            join_connections_per_session: 16,
             identify_timeout: Duration::from_secs(5),
             ws_max_message: 4096,
             http_max_body: 16 * 1024,

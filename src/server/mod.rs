@@ -103,6 +103,7 @@ impl Server {
                 total: config.limits.max_connections_per_session,
                 admin: config.limits.admin_connections_per_session,
                 per_side: config.limits.connections_per_side,
+                join: config.limits.join_connections_per_session,
                 identify_ms: config.limits.identify_timeout.as_millis() as i64,
             },
             policy: PathPolicy {

@@ -31,6 +31,9 @@ pub struct ConnLimits {
     /// Connections with the token of one side of one stream: a stream token cannot starve the
     /// admin or the other streams.
     pub per_side: usize,
+    /// Connections with the join token (the waiting room): the venue QR code cannot starve the
+    /// admin or the streams either.
+    pub join: usize,
     /// A connection that has neither registered nor asked to watch this long after attaching
     /// is closed (milliseconds).
     pub identify_ms: i64,
@@ -235,6 +238,12 @@ impl SessionCore {
                 return full(format!(
                     "{} connections with its admin token",
                     self.limits.admin
+                ));
+            }
+            Scope::Join if same_scope >= self.limits.join => {
+                return full(format!(
+                    "{} connections with its join token (the waiting room is full)",
+                    self.limits.join
                 ));
             }
             Scope::Stream { stream, role } if same_scope >= self.limits.per_side => {

@@ -35,3 +35,31 @@ fn a_session_without_a_waiting_room_refuses_join_tokens_and_waiting_peers_keep_t
         ErrorCode::UnknownPeer
     );
 }
+
+#[test]
+fn join_token_connections_are_capped_so_the_admin_and_the_sides_keep_theirs() {
+    let mut core = SessionCore::new(
+        record(&["cam"]),
+        ConnLimits {
+            join: 2,
+            ..limits(8)
+        },
+        PathPolicy::default(),
+    );
+    for conn in 1..=2 {
+        core.attach(conn, ip("203.0.113.9"), Scope::Join, 0)
+            .unwrap();
+        core.handle(conn, register(None, Role::Sender, 9000 + conn as u16), 0);
+    }
+    let err = core
+        .attach(3, ip("203.0.113.9"), Scope::Join, 0)
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::TooManyConnections);
+    assert!(
+        err.message.contains("waiting room is full"),
+        "{}",
+        err.message
+    );
+    core.attach(4, ip("192.0.2.1"), Scope::Admin, 0)
+        .expect("the admin still gets in");
+}

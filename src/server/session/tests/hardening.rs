@@ -167,6 +167,7 @@ fn connections_are_bounded_per_token_scope() {
             total: 10,
             admin: 2,
             per_side: 3,
+            join: 2,
             identify_ms: 5_000,
         },
         PathPolicy::default(),

@@ -20,6 +20,7 @@ fn limits(total: usize) -> ConnLimits {
         total,
         admin: total,
         per_side: total,
+        join: total,
         identify_ms: 5_000,
     }
 }
