@@ -168,6 +168,9 @@ pub struct PeerMachine {
     /// The side's own token, given at admission from the waiting room: reconnects use it
     /// instead of the join token.
     admitted_token: Option<String>,
+    /// It waited in the waiting room: like a registration, connection failures are retried
+    /// for good from then on (a server restart must not end the wait).
+    waited: bool,
     /// The SRT status last reported (resent after every registration).
     status: Option<SrtStatus>,
     /// Connection attempts since the last success, and the next delay.
@@ -203,6 +206,7 @@ impl PeerMachine {
             stun_tag: None,
             peered: false,
             admitted_token: None,
+            waited: false,
             status: None,
             attempts: 0,
             backoff: BACKOFF_START,
@@ -254,7 +258,7 @@ impl PeerMachine {
             return vec![self.fail(kind, format!("Punch session {}: {e}", self.config.session))];
         }
         self.attempts += 1;
-        if !self.ever_registered && self.attempts >= FIRST_CONNECT_ATTEMPTS {
+        if !self.ever_registered && !self.waited && self.attempts >= FIRST_CONNECT_ATTEMPTS {
             return vec![self.fail(
                 FailureKind::Unreachable,
                 format!("{e} (gave up after {} attempts)", self.attempts),
@@ -376,6 +380,7 @@ impl PeerMachine {
             ServerMessage::Admission(a) => {
                 match a.state {
                     AdmissionState::Waiting => {
+                        self.waited = true;
                         // waiting is not failing; the peer timeout, if set, bounds it
                         if self.peer_deadline.is_none() {
                             self.peer_deadline = self.config.peer_timeout.map(|t| now + t);

@@ -35,25 +35,43 @@ impl SessionCore {
         now: i64,
         fx: &mut Effects,
     ) {
-        if r.meta
-            .label
-            .as_ref()
-            .is_some_and(|l| l.chars().count() > MAX_LABEL_LEN)
+        // everything the registration at admission checks of the message itself, now: an
+        // admission must not fail on it later
+        for (field, value) in [("label", &r.meta.label), ("audio", &r.meta.audio)] {
+            if value
+                .as_ref()
+                .is_some_and(|v| v.chars().count() > MAX_LABEL_LEN)
+            {
+                fx.error(
+                    conn,
+                    ErrorCode::BadMessage,
+                    format!("meta.{field} is longer than {MAX_LABEL_LEN} characters"),
+                );
+                return;
+            }
+        }
+        if let Some(m) = r.nat.as_ref().and_then(|n| n.mapped.as_ref())
+            && (m.ip.parse::<std::net::IpAddr>().is_err() || m.port == 0)
         {
             fx.error(
                 conn,
                 ErrorCode::BadMessage,
-                format!("meta.label is longer than {MAX_LABEL_LEN} characters"),
+                format!(
+                    "nat.mapped must be an IP address and a port 1-65535, got {:?}:{}",
+                    m.ip, m.port
+                ),
             );
             return;
         }
         let Some(info) = self.conns.get_mut(&conn) else {
             return;
         };
+        // registering again (a new NAT mapping) keeps its place in the room
+        let since_ms = info.waiting.as_ref().map_or(now, |w| w.since_ms);
         info.waiting = Some(Waiting {
             register: r,
             mapping_seen,
-            since_ms: now,
+            since_ms,
         });
         fx.send(
             conn,
@@ -113,6 +131,19 @@ impl SessionCore {
                 format!("peer {peer} is a {wish}: admit it as the {wish} of a stream"),
             ));
         }
+        let side = Scope::Stream {
+            stream: stream.to_string(),
+            role,
+        };
+        if self.conns.values().filter(|c| c.scope == side).count() >= self.limits.per_side {
+            return Err(SessionError::new(
+                ErrorCode::TooManyConnections,
+                format!(
+                    "the {role} of stream {stream:?} already has {} connections",
+                    self.limits.per_side
+                ),
+            ));
+        }
         if self.device(idx, role).is_some() || self.holders[idx][slot_index(role)].is_some() {
             return Err(SessionError::new(
                 ErrorCode::SlotTaken,
@@ -127,10 +158,7 @@ impl SessionCore {
         let Some(waiting) = info.waiting.take() else {
             return Ok(fx);
         };
-        info.scope = Scope::Stream {
-            stream: stream.to_string(),
-            role,
-        };
+        info.scope = side;
         fx.send(
             conn,
             ServerMessage::Admission(Admission {

@@ -16,7 +16,12 @@ use crate::protocol::{
     MIN_LATENCY_MS, NatReport, Register, Registered, Role, ServerMessage, SrtStatus, Tally,
     TallyState,
 };
+use crate::server::limit::client_key;
 use crate::server::token::Scope;
+
+/// Join-token connections from one client address (IPv6: one /64): one place cannot fill the
+/// waiting room.
+const JOIN_PER_CLIENT: usize = 4;
 
 /// How often a session with steady traffic writes its activity time to the database.
 const ACTIVITY_PERSIST_MS: i64 = 5_000;
@@ -94,7 +99,7 @@ pub struct SessionCore {
     /// Every attached connection: peers and dashboards.
     pub(super) conns: HashMap<ConnId, ConnInfo>,
     /// Connections the session accepts.
-    limits: ConnLimits,
+    pub(super) limits: ConnLimits,
     /// Direct versus relay.
     pub(super) policy: PathPolicy,
     /// When the activity time was last stored (it is stored at most every few seconds).
@@ -244,6 +249,19 @@ impl SessionCore {
                 return full(format!(
                     "{} connections with its join token (the waiting room is full)",
                     self.limits.join
+                ));
+            }
+            Scope::Join
+                if self
+                    .conns
+                    .values()
+                    .filter(|c| c.scope == Scope::Join && client_key(c.ip) == client_key(ip))
+                    .count()
+                    >= JOIN_PER_CLIENT =>
+            {
+                return full(format!(
+                    "{JOIN_PER_CLIENT} connections with its join token from {}",
+                    client_key(ip)
                 ));
             }
             Scope::Stream { stream, role } if same_scope >= self.limits.per_side => {
@@ -444,14 +462,7 @@ impl SessionCore {
         fx: &mut Effects,
     ) {
         let info = &self.conns[&conn];
-        if info.waiting.is_some() {
-            fx.error(
-                conn,
-                ErrorCode::AlreadyRegistered,
-                "this connection waits for the producer to give it a side",
-            );
-            return;
-        }
+        // (a waiting peer registers again when its NAT mapping changed: it keeps its place)
         if info.scope == Scope::Join {
             self.wait(conn, r, mapping_seen, now, fx);
             return;
@@ -795,7 +806,8 @@ impl SessionCore {
     /// connections).
     fn broadcast_summary(&self, fx: &mut Effects) {
         let mut groups: Vec<(&Scope, Vec<ConnId>)> = Vec::new();
-        for (id, c) in &self.conns {
+        // (a peer in the waiting room is told nothing of the session's changes)
+        for (id, c) in self.conns.iter().filter(|(_, c)| c.scope != Scope::Join) {
             let same = |s: &Scope| match (s, &c.scope) {
                 (Scope::Admin, Scope::Admin) | (Scope::Join, Scope::Join) => true,
                 (Scope::Stream { stream: a, .. }, Scope::Stream { stream: b, .. }) => a == b,

@@ -152,9 +152,10 @@ impl SessionCore {
                 let idx = self.rec.streams.iter().position(|s| &s.name == stream);
                 (update.state, update.connected, update.total) = self.one_stream(idx);
             }
-            // a peer in the waiting room learns whether the session is there, nothing of it
+            // a peer in the waiting room learns that the session is there, nothing of it
             Scope::Join => {
                 update.streams.clear();
+                update.state = SessionState::Waiting;
                 (update.connected, update.total) = (0, 0);
             }
             Scope::Admin => {}
@@ -256,6 +257,7 @@ impl SessionCore {
                 view.streams.clear();
                 view.waiting.clear();
                 view.join = false;
+                view.state = SessionState::Waiting;
                 (view.connected, view.total) = (0, 0);
                 return view;
             }

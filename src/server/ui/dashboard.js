@@ -62,6 +62,9 @@
     // The wall of tiles (sessions with several streams): name -> tile, and which view shows.
     tiles: new Map(),
     mode: null,
+    // The waiting room: the stream the operator chose for each waiting peer, and what was drawn.
+    waitingChoice: new Map(),
+    waitingKey: '',
     ws: null,
     wsLive: false,
     backoff: BACKOFF_MIN,
@@ -1112,7 +1115,8 @@
     }
     setText(document.getElementById('waiting-count'), waiting.length ? waiting.length + ' waiting' : 'nobody waiting');
     const list = document.getElementById('waiting-list');
-    const key = JSON.stringify([waiting, view.streams.map((s) => [s.name, s.sender && s.sender.status, s.receiver && s.receiver.status])]);
+    const side = (p) => [p && p.status, !!(p && p.device)];
+    const key = JSON.stringify([waiting, view.streams.map((s) => [s.name, side(s.sender), side(s.receiver)])]);
     if (key === app.waitingKey) return;
     app.waitingKey = key;
     list.replaceChildren(
@@ -1122,7 +1126,12 @@
         for (const s of freeStreams(view, role)) {
           select.append(el('option', { value: s.name, text: (s.label || s.name) + ' (' + role + ')' }));
         }
-        if (w.stream && Array.from(select.options).some((o) => o.value === w.stream)) select.value = w.stream;
+        // what the operator chose stays chosen when the room is redrawn
+        const has = (v) => v && Array.from(select.options).some((o) => o.value === v);
+        const chosen = app.waitingChoice.get(w.peer);
+        if (has(chosen)) select.value = chosen;
+        else if (has(w.stream)) select.value = w.stream;
+        select.addEventListener('change', () => app.waitingChoice.set(w.peer, select.value));
         const admit = el('button', { class: 'admit', type: 'button', text: 'Admit', disabled: select.options.length === 0 });
         const reject = el('button', { class: 'reject danger', type: 'button', text: 'Reject' });
         const msg = el('span', { class: 'latency-msg', 'aria-live': 'polite' });

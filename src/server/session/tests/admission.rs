@@ -63,3 +63,38 @@ fn join_token_connections_are_capped_so_the_admin_and_the_sides_keep_theirs() {
     core.attach(4, ip("192.0.2.1"), Scope::Admin, 0)
         .expect("the admin still gets in");
 }
+
+#[test]
+fn a_waiting_peer_registering_again_keeps_its_place_and_one_place_cannot_fill_the_room() {
+    let mut core = SessionCore::new(record(&["cam"]), limits(32), PathPolicy::default());
+    core.attach(1, ip("192.0.2.1"), Scope::Join, 0).unwrap();
+    core.handle(1, register(None, Role::Sender, 9000), 10);
+    let fx = core.handle(1, register(None, Role::Sender, 9100), 20);
+    assert!(
+        !sent_to(&fx, 1)
+            .iter()
+            .any(|m| matches!(m, ServerMessage::Error(_))),
+        "no error for a new mapping"
+    );
+    let room = core.view().waiting;
+    assert_eq!(room.len(), 1);
+    assert_eq!(
+        room[0].since,
+        crate::server::time::format_time(10),
+        "its place is kept"
+    );
+    // four from one address at most; another address still gets in
+    for conn in 2..=4 {
+        core.attach(conn, ip("192.0.2.1"), Scope::Join, 30).unwrap();
+    }
+    let err = core
+        .attach(5, ip("192.0.2.1"), Scope::Join, 30)
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::TooManyConnections);
+    core.attach(6, ip("198.51.100.1"), Scope::Join, 30).unwrap();
+    // the waiting peers are told nothing of the session's changes
+    let fx = core
+        .set_tally("cam", crate::protocol::TallyState::OnAir, 40)
+        .unwrap();
+    assert!(sent_to(&fx, 1).is_empty() && sent_to(&fx, 6).is_empty());
+}
