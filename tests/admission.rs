@@ -8,6 +8,15 @@ use common::*;
 use punch::protocol::{AdmissionState, ClientMessage, ErrorCode, Role, ServerMessage};
 use serde_json::json;
 
+/// The name a peer is told it waits under in the waiting room.
+async fn waits(sig: &mut punch::client::Signalling) -> String {
+    expect_msg(sig, "admission waiting", |m| match m {
+        ServerMessage::Admission(a) if a.state == AdmissionState::Waiting => Some(a.peer.clone()),
+        _ => None,
+    })
+    .await
+}
+
 #[tokio::test]
 async fn a_join_token_waits_until_admitted_or_rejected_and_does_nothing_else() {
     let srv = start_default().await;
@@ -58,11 +67,7 @@ async fn a_join_token_waits_until_admitted_or_rejected_and_does_nothing_else() {
     // A camera operator arrives and waits.
     let mut cam = connect(&srv.base, "venue", &join).await;
     cam.send(&register(None, Role::Sender, 9000)).await.unwrap();
-    let peer = expect_msg(&mut cam, "admission waiting", |m| match m {
-        ServerMessage::Admission(a) if a.state == AdmissionState::Waiting => Some(a.peer.clone()),
-        _ => None,
-    })
-    .await;
+    let peer = waits(&mut cam).await;
     let (_, v) = get_session(&srv.base, "venue", &admin).await;
     assert_eq!(v["waiting"][0]["peer"], peer.as_str(), "{v}");
     assert_eq!(v["waiting"][0]["label"], "sender-9000");
@@ -136,25 +141,84 @@ async fn a_join_token_waits_until_admitted_or_rejected_and_does_nothing_else() {
     assert!(v.get("waiting").is_none(), "{v}");
     assert_eq!(v["streams"][0]["sender"]["status"], "registered", "{v}");
 
-    // Another arrives and is turned down.
+    // Another arrives; cam1's sender is taken ...
     let mut other = connect(&srv.base, "venue", &join).await;
     other
         .send(&register(None, Role::Sender, 9002))
         .await
         .unwrap();
-    let peer2 = expect_msg(&mut other, "admission waiting", |m| match m {
-        ServerMessage::Admission(a) => Some(a.peer.clone()),
+    let peer2 = waits(&mut other).await;
+    let (status, v) = admit(json!({"peer": peer2, "stream": "cam1"})).await;
+    assert_eq!((status, code(&v)), (409, "slot_taken"), "{v}");
+    // ... so the producer makes it a stream of its own.
+    let (status, v) = admit(json!({"peer": peer2, "stream": "cam1", "create": true})).await;
+    assert_eq!(status, 400, "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("already"),
+        "{v}"
+    );
+    let (status, v) = admit(json!({"peer": peer2, "stream": "cam3", "create": true})).await;
+    assert_eq!(status, 200, "{v}");
+    expect_msg(&mut other, "admitted into the new stream", |m| match m {
+        ServerMessage::Admission(a) if a.state == AdmissionState::Admitted => {
+            (a.stream.as_deref() == Some("cam3")).then_some(())
+        }
         _ => None,
     })
     .await;
-    let (status, v) = admit(json!({"peer": peer2, "stream": "cam1"})).await;
-    assert_eq!((status, code(&v)), (409, "slot_taken"), "{v}");
-    let (status, v) = admit(json!({"peer": peer2, "reject": true})).await;
+    let (_, v) = get_session(&srv.base, "venue", &admin).await;
+    assert_eq!(v["streams"][2]["name"], "cam3", "{v}");
+    assert_eq!(v["streams"][2]["sender"]["status"], "registered", "{v}");
+
+    // The next one is turned down.
+    let mut third = connect(&srv.base, "venue", &join).await;
+    third
+        .send(&register(None, Role::Sender, 9003))
+        .await
+        .unwrap();
+    let peer3 = waits(&mut third).await;
+    let (status, v) = admit(json!({"peer": peer3, "reject": true})).await;
     assert_eq!(status, 200, "{v}");
     assert!(
-        expect_error(&mut other, ErrorCode::Rejected)
+        expect_error(&mut third, ErrorCode::Rejected)
             .await
             .contains("turned this peer down")
     );
-    expect_closed(&mut other).await;
+    expect_closed(&mut third).await;
+}
+
+/// A stream made for an admitted peer is stored like the others: it is there after a restart.
+#[tokio::test]
+async fn a_stream_made_at_admission_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = punch::server::ServerConfig {
+        db: dir.path().join("punch.db").display().to_string(),
+        ..Default::default()
+    };
+    let srv = start(config.clone()).await;
+    let created = create(&srv.base, json!({ "name": "grow", "join": true })).await;
+    let admin = created["token"].as_str().unwrap().to_string();
+    let mut cam = connect(&srv.base, "grow", created["join_token"].as_str().unwrap()).await;
+    cam.send(&register(None, Role::Sender, 9000)).await.unwrap();
+    let peer = waits(&mut cam).await;
+    let (status, v) = api_request(
+        &srv.base,
+        reqwest::Method::POST,
+        "/api/session/grow/admission",
+        &admin,
+        Some(json!({"peer": peer, "stream": "late-cam", "create": true})),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    srv.server.shutdown().await;
+    let srv = start(config).await;
+    let (status, v) = get_session(&srv.base, "grow", &admin).await;
+    assert_eq!(status, 200, "{v}");
+    let names: Vec<&str> = v["streams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["default", "late-cam"], "{v}");
 }

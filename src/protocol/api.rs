@@ -97,6 +97,9 @@ pub struct AdmissionRequest {
     pub role: Option<Role>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub reject: bool,
+    /// `stream` is a new stream of the session, made for this peer.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub create: bool,
 }
 
 /// A peer in the waiting room (`GET /api/session/:id`, admin token).

@@ -514,6 +514,18 @@ fn apply(tx: &rusqlite::Transaction<'_>, op: &StoreOp) -> rusqlite::Result<()> {
             )?;
             Ok(())
         }
+        StoreOp::AddStream {
+            session,
+            idx,
+            stream: st,
+        } => {
+            tx.execute(
+                "INSERT INTO streams(session, idx, name, label, role, audio, passphrase, latency, tally, devices)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                params![session, idx, st.name, st.label, st.role, st.audio, st.passphrase, st.latency, st.tally.as_str(), devices_json(&st.devices)],
+            )?;
+            Ok(())
+        }
         StoreOp::Devices {
             session,
             stream,

@@ -16,6 +16,7 @@ use super::create::random_string;
 use super::error::ApiError;
 use super::sessions::json_body;
 use crate::protocol::{AdmissionRequest, CueRequest, ErrorCode, Role, SideSpec, uri::server_host};
+use crate::server::session::AdmitTo;
 use crate::server::state::AppState;
 use crate::server::token::Scope;
 
@@ -84,10 +85,10 @@ pub(super) async fn admission(
     let req: AdmissionRequest = json_body(
         &state,
         body,
-        r#"{"peer": NAME, "stream": NAME, "role": "sender"|"receiver"} or {"peer": NAME, "reject": true}"#,
+        r#"{"peer": NAME, "stream": NAME, "role": "sender"|"receiver", "create": true|false} or {"peer": NAME, "reject": true}"#,
     )?;
     if req.reject {
-        if req.stream.is_some() || req.role.is_some() {
+        if req.stream.is_some() || req.role.is_some() || req.create {
             return Err(ApiError::bad_request(
                 "a rejection takes only `peer` and `reject`",
             ));
@@ -114,9 +115,20 @@ pub(super) async fn admission(
         role,
     };
     let token = state.key.issue(&session.id, &session.handle.nonce, &scope);
+    let create = req
+        .create
+        .then(|| (random_string(32), state.config.limits.max_streams));
     session
         .handle
-        .admission(req.peer.clone(), Some((stream.clone(), role, token)))
+        .admission(
+            req.peer.clone(),
+            Some(AdmitTo {
+                stream: stream.clone(),
+                role,
+                token,
+                create,
+            }),
+        )
         .await?;
     tracing::info!(session = session.id, peer = req.peer, stream, %role, "waiting peer admitted");
     Ok(Json(json!({ "peer": req.peer, "stream": stream, "role": role })).into_response())

@@ -85,10 +85,11 @@ enum Command {
         text: String,
         reply: oneshot::Sender<Result<(), SessionError>>,
     },
-    /// Admit a waiting peer (`Some((stream, role, token))`) or reject it (`None`).
+    /// Admit a waiting peer (`Some((stream, role, token, a new stream's passphrase and the
+    /// most streams))`) or reject it (`None`).
     Admission {
         peer: String,
-        side: Option<(String, Role, String)>,
+        side: Option<AdmitTo>,
         reply: oneshot::Sender<Result<(), SessionError>>,
     },
     /// The role a waiting peer asked for.
@@ -106,6 +107,17 @@ enum Command {
         reason: String,
         reply: oneshot::Sender<Result<(), SessionError>>,
     },
+}
+
+/// Where a waiting peer is admitted.
+#[derive(Debug, Clone)]
+pub struct AdmitTo {
+    pub stream: String,
+    pub role: Role,
+    /// That side's stream token, given to the peer for its reconnects.
+    pub token: String,
+    /// `Some((passphrase, most streams of a session))`: `stream` is a new stream.
+    pub create: Option<(String, usize)>,
 }
 
 /// A cheap handle to a running session task.
@@ -226,13 +238,8 @@ impl SessionHandle {
         .await?
     }
 
-    /// Admits waiting `peer` into a side (`Some((stream, role, that side's token))`) or
-    /// rejects it (`None`).
-    pub async fn admission(
-        &self,
-        peer: String,
-        side: Option<(String, Role, String)>,
-    ) -> Result<(), SessionError> {
+    /// Admits waiting `peer` into a side or rejects it (`None`).
+    pub async fn admission(&self, peer: String, side: Option<AdmitTo>) -> Result<(), SessionError> {
         self.request(|reply| Command::Admission { peer, side, reply })
             .await?
     }
@@ -451,9 +458,9 @@ impl Actor {
             }
             Command::Admission { peer, side, reply } => {
                 let result = match side {
-                    Some((stream, role, token)) => {
-                        self.core.admit(&peer, &stream, role, token, now)
-                    }
+                    Some(to) => self
+                        .core
+                        .admit(&peer, &to.stream, to.role, to.token, to.create, now),
                     None => self.core.reject(&peer, now),
                 };
                 self.apply_and_answer(result, reply).await;

@@ -1,12 +1,16 @@
 //! The waiting room: peers that register with the session's join token hold no side; they wait,
 //! listed for the operator, until admitted into a free side of a stream (they then go on
-//! exactly as if they had registered with that side's token) or rejected.
+//! exactly as if they had registered with that side's token) or rejected. A peer may be
+//! admitted into a new stream, made for it.
 
 use super::core::{SessionCore, slot_index};
 use super::effects::{ConnId, Effects};
 use super::error::SessionError;
+use super::model::StreamRecord;
+use super::persist::StoreOp;
 use crate::protocol::{
-    Admission, AdmissionState, ErrorCode, MAX_LABEL_LEN, Register, Role, ServerMessage, WaitingPeer,
+    Admission, AdmissionState, ErrorCode, MAX_LABEL_LEN, Register, Role, ServerMessage, TallyState,
+    WaitingPeer, validate_name,
 };
 use crate::server::time::format_time;
 use crate::server::token::Scope;
@@ -102,6 +106,50 @@ impl SessionCore {
             })
     }
 
+    /// Adds stream `name` to the session (a peer is admitted into a new stream), with
+    /// `passphrase`, at most `max` streams in all.
+    pub fn add_stream(
+        &mut self,
+        name: &str,
+        passphrase: String,
+        max: usize,
+        fx: &mut Effects,
+    ) -> Result<(), SessionError> {
+        let bad = |m: String| SessionError::new(ErrorCode::BadRequest, m);
+        validate_name("stream", name).map_err(bad)?;
+        if self.rec.streams.iter().any(|s| s.name == name) {
+            return Err(bad(format!(
+                "session {} has a stream {name:?} already: admit into it without `create`",
+                self.rec.name
+            )));
+        }
+        if self.rec.streams.len() >= max {
+            return Err(bad(format!("a session holds at most {max} streams")));
+        }
+        let stream = StreamRecord {
+            name: name.to_string(),
+            label: None,
+            role: None,
+            audio: None,
+            passphrase,
+            latency: self.rec.latency,
+            tally: TallyState::Off,
+            sender: None,
+            receiver: None,
+            devices: [None, None],
+        };
+        fx.store.push(StoreOp::AddStream {
+            session: self.rec.name.clone(),
+            idx: self.rec.streams.len(),
+            stream: Box::new(stream.clone()),
+        });
+        self.rec.streams.push(stream);
+        self.holders.push([None, None]);
+        self.runtime.push(Default::default());
+        fx.view_changed = true;
+        Ok(())
+    }
+
     /// The side a waiting peer asked for (its role), for the admission's default.
     pub fn waiting_role(&self, peer: &str) -> Result<Role, SessionError> {
         let conn = self.waiting_conn(peer)?;
@@ -114,16 +162,17 @@ impl SessionCore {
     /// Gives waiting `peer` the side `role` of `stream`; `token` is that side's stream token,
     /// sent to it for its reconnects. The role must be the one it asked for: a `punchsrc`
     /// cannot send.
+    /// `create`: `Some((passphrase, most streams))` makes `stream` a new stream first.
     pub fn admit(
         &mut self,
         peer: &str,
         stream: &str,
         role: Role,
         token: String,
+        create: Option<(String, usize)>,
         now: i64,
     ) -> Result<Effects, SessionError> {
         let conn = self.waiting_conn(peer)?;
-        let idx = self.stream_index(stream)?;
         let wish = self.waiting_role(peer)?;
         if wish != role {
             return Err(SessionError::new(
@@ -131,6 +180,12 @@ impl SessionCore {
                 format!("peer {peer} is a {wish}: admit it as the {wish} of a stream"),
             ));
         }
+        let mut fx = Effects::default();
+        // (after every check that can refuse: a new stream is not undone)
+        if let Some((passphrase, max)) = create {
+            self.add_stream(stream, passphrase, max, &mut fx)?;
+        }
+        let idx = self.stream_index(stream)?;
         let side = Scope::Stream {
             stream: stream.to_string(),
             role,
@@ -150,7 +205,6 @@ impl SessionCore {
                 format!("the {role} of stream {stream:?} is taken; choose a free side"),
             ));
         }
-        let mut fx = Effects::default();
         fx.store.extend(self.touch(now));
         let Some(info) = self.conns.get_mut(&conn) else {
             return Ok(fx);

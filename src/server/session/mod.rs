@@ -8,6 +8,7 @@
 //! * `core.rs`: connections, registration, tally, latency, close.
 //! * `admission.rs`: the waiting room of peers with the join token.
 //! * `device.rs`: sides held by SRT devices (caller, listener) and cues.
+//! * `operate.rs`: tally, latency, close, and the `session` summary to every connection.
 //! * `path.rs`: pairing and the path policy (direct rendezvous or relay).
 //! * `view.rs`: the summary, the full view and the connection-string coordinates.
 //! * `effects.rs`: what the core asks its owner to do.
@@ -22,11 +23,12 @@ mod effects;
 mod error;
 mod health;
 pub mod model;
+mod operate;
 mod path;
 pub mod persist;
 mod view;
 
-pub use actor::{Outbound, SessionEnv, SessionHandle, spawn};
+pub use actor::{AdmitTo, Outbound, SessionEnv, SessionHandle, spawn};
 pub use core::ConnLimits;
 pub use device::{check_pair, device_side};
 pub use effects::ConnId;

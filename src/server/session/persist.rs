@@ -4,7 +4,7 @@
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::model::{DeviceSide, LastPeer, SessionRecord};
+use super::model::{DeviceSide, LastPeer, SessionRecord, StreamRecord};
 use crate::protocol::{Health, Role, TallyState};
 
 /// Told the outcome of a commit.
@@ -46,6 +46,12 @@ pub enum StoreOp {
         session: String,
         stream: String,
         latency: u32,
+    },
+    /// A stream added to a live session (a peer admitted into a new stream), at `idx`.
+    AddStream {
+        session: String,
+        idx: usize,
+        stream: Box<StreamRecord>,
     },
     /// Who holds a stream's sides changed (`[sender, receiver]`).
     Devices {
@@ -100,6 +106,9 @@ impl std::fmt::Display for StoreOp {
             StoreOp::Devices {
                 session, stream, ..
             } => write!(f, "devices of {session}/{stream}"),
+            StoreOp::AddStream {
+                session, stream, ..
+            } => write!(f, "new stream {session}/{}", stream.name),
             StoreOp::Close {
                 session, reason, ..
             } => write!(f, "closure of session {session} ({reason})"),
@@ -118,6 +127,7 @@ impl StoreOp {
                 | StoreOp::Tally { .. }
                 | StoreOp::Latency { .. }
                 | StoreOp::Devices { .. }
+                | StoreOp::AddStream { .. }
                 | StoreOp::Flush
         )
     }

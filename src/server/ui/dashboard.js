@@ -1096,6 +1096,8 @@
   // ---- the waiting room: peers with the join token, admitted or rejected by a click ----------
 
   let venueQrSet = false;
+  // The choice that makes a new stream for the peer (not a valid stream name: no clash).
+  const NEW_STREAM = '+new';
 
   function freeStreams(view, role) {
     return view.streams.filter((s) => {
@@ -1126,17 +1128,30 @@
         for (const s of freeStreams(view, role)) {
           select.append(el('option', { value: s.name, text: (s.label || s.name) + ' (' + role + ')' }));
         }
+        select.append(el('option', { value: NEW_STREAM, text: 'New stream…' }));
         // what the operator chose stays chosen when the room is redrawn
         const has = (v) => v && Array.from(select.options).some((o) => o.value === v);
         const chosen = app.waitingChoice.get(w.peer);
         if (has(chosen)) select.value = chosen;
         else if (has(w.stream)) select.value = w.stream;
-        select.addEventListener('change', () => app.waitingChoice.set(w.peer, select.value));
-        const admit = el('button', { class: 'admit', type: 'button', text: 'Admit', disabled: select.options.length === 0 });
+
+        const newName = el('input', { class: 'admit-new', type: 'text', placeholder: 'name of the new stream', hidden: true });
+        const admit = el('button', { class: 'admit', type: 'button', text: 'Admit' });
+        const showNew = () => {
+          newName.hidden = select.value !== NEW_STREAM;
+        };
+        showNew();
+        select.addEventListener('change', () => {
+          app.waitingChoice.set(w.peer, select.value);
+          showNew();
+        });
         const reject = el('button', { class: 'reject danger', type: 'button', text: 'Reject' });
         const msg = el('span', { class: 'latency-msg', 'aria-live': 'polite' });
         admit.addEventListener('click', async () => {
-          const r = await api('POST', apiBase + '/admission', { peer: w.peer, stream: select.value, role });
+          const fresh = select.value === NEW_STREAM;
+          const body = { peer: w.peer, stream: fresh ? newName.value.trim() : select.value, role };
+          if (fresh) body.create = true;
+          const r = await api('POST', apiBase + '/admission', body);
           if (!r.ok) setText(msg, r.message);
           else if (!app.wsLive) refreshView();
         });
@@ -1151,6 +1166,7 @@
           el('span', { class: 'waiting-label', text: w.label || w.peer }),
           el('span', { class: 'muted', text: ' wants to be a ' + role + (w.stream ? ' of ' + w.stream : '') }),
           select,
+          newName,
           admit,
           reject,
           msg,
