@@ -23,6 +23,45 @@ fn browser_dir() -> std::path::PathBuf {
     dir
 }
 
+/// A directory for one browser test's screenshots and logs, kept after the test.
+fn out_dir(prefix: &str) -> std::path::PathBuf {
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir()
+        .unwrap()
+        .keep()
+}
+
+/// Starts `node SCRIPT` in the browser folder with `env` and `OUT_DIR=out`.
+fn start_script(script: &str, env: &[(&str, &str)], out: &std::path::Path) -> Proc {
+    let vars: String = env
+        .iter()
+        .map(|(name, value)| format!("{name}={} ", sh_quote(value)))
+        .collect();
+    Proc::shell(
+        out,
+        "browser",
+        &format!(
+            "cd {} && {vars}OUT_DIR={} exec node {script}",
+            sh_quote(&browser_dir().display().to_string()),
+            sh_quote(&out.display().to_string()),
+        ),
+    )
+}
+
+/// Runs `node SCRIPT` (see [`start_script`]) to its end; panics with its output unless it
+/// succeeded and said OK.
+fn run_script(script: &str, env: &[(&str, &str)], out: &std::path::Path) {
+    let mut browser = start_script(script, env, out);
+    let status = finish(&mut browser);
+    assert!(
+        status.success() && browser.output().contains("OK"),
+        "browser test failed ({status}); screenshots in {}\n{}",
+        out.display(),
+        browser.output()
+    );
+}
+
 /// Waits (at most 120 s) for the browser script to end.
 fn finish(browser: &mut Proc) -> std::process::ExitStatus {
     let start = std::time::Instant::now();
@@ -41,7 +80,7 @@ fn finish(browser: &mut Proc) -> std::process::ExitStatus {
 
 #[test]
 fn dashboard_goes_green_shows_qr_codes_and_its_tally_reaches_the_sender() {
-    let browser_dir = browser_dir();
+    browser_dir();
     require("gst-launch-1.0", "gstreamer1.0-tools");
     let rt = runtime();
     let server = rt.block_on(start_default());
@@ -57,11 +96,7 @@ fn dashboard_goes_green_shows_qr_codes_and_its_tally_reaches_the_sender() {
             stream_token(&created, "cam1", role)
         )
     };
-    let out = tempfile::Builder::new()
-        .prefix("punch-browser-")
-        .tempdir()
-        .unwrap()
-        .keep();
+    let out = out_dir("punch-browser-");
     // -m prints every bus message: the tally shows up in the camera's log.
     let camera = Proc::shell(
         &out,
@@ -80,19 +115,15 @@ fn dashboard_goes_green_shows_qr_codes_and_its_tally_reaches_the_sender() {
             sh_quote(&uri("receiver"))
         ),
     );
-    let mut browser = Proc::shell(
+    let bad = format!("{}/s/browser?t=pa.browser.wrong.token", server.base);
+    let mut browser = start_script(
+        "dashboard.mjs",
+        &[
+            ("DASHBOARD_URL", created["url"].as_str().unwrap()),
+            ("BAD_URL", &bad),
+            ("STREAM", "cam1"),
+        ],
         &out,
-        "browser",
-        &format!(
-            "cd {} && DASHBOARD_URL={} BAD_URL={} STREAM=cam1 OUT_DIR={} exec node dashboard.mjs",
-            sh_quote(&browser_dir.display().to_string()),
-            sh_quote(created["url"].as_str().unwrap()),
-            sh_quote(&format!(
-                "{}/s/browser?t=pa.browser.wrong.token",
-                server.base
-            )),
-            sh_quote(&out.display().to_string()),
-        ),
     );
     let status = finish(&mut browser);
     let view = rt.block_on(get_session(&server.base, "browser", &admin)).1;
@@ -124,35 +155,22 @@ fn dashboard_goes_green_shows_qr_codes_and_its_tally_reaches_the_sender() {
 
 #[test]
 fn the_start_page_passes_the_create_key_and_opens_the_new_dashboard() {
-    let browser_dir = browser_dir();
+    browser_dir();
     let rt = runtime();
     let key = "browser-create-key-0123";
     let server = rt.block_on(start(punch::server::ServerConfig {
         create_key: Some(key.into()),
         ..punch::server::ServerConfig::default()
     }));
-    let out = tempfile::Builder::new()
-        .prefix("punch-browser-create-")
-        .tempdir()
-        .unwrap()
-        .keep();
-    let mut browser = Proc::shell(
+    let out = out_dir("punch-browser-create-");
+    run_script(
+        "create.mjs",
+        &[
+            ("START_URL", &format!("{}/", server.base)),
+            ("KEY", key),
+            ("NAME", "made-in-browser"),
+        ],
         &out,
-        "browser",
-        &format!(
-            "cd {} && START_URL={} KEY={} NAME=made-in-browser OUT_DIR={} exec node create.mjs",
-            sh_quote(&browser_dir.display().to_string()),
-            sh_quote(&format!("{}/", server.base)),
-            sh_quote(key),
-            sh_quote(&out.display().to_string()),
-        ),
-    );
-    let status = finish(&mut browser);
-    assert!(
-        status.success() && browser.output().contains("OK"),
-        "browser test failed ({status}); screenshots in {}\n{}",
-        out.display(),
-        browser.output()
     );
     // the session exists on the server: its name is taken
     let (status, body) = rt.block_on(async {
@@ -174,7 +192,7 @@ fn the_start_page_passes_the_create_key_and_opens_the_new_dashboard() {
 
 #[test]
 fn the_camera_operator_page_follows_tally_and_cues_and_shows_the_device_settings() {
-    let browser_dir = browser_dir();
+    browser_dir();
     let rt = runtime();
     let server = rt.block_on(start_default());
     let created = rt.block_on(create(
@@ -182,29 +200,16 @@ fn the_camera_operator_page_follows_tally_and_cues_and_shows_the_device_settings
         json!({ "name": "op", "streams": ["cam1"] }),
     ));
     let sender = stream_token(&created, "cam1", "sender");
-    let out = tempfile::Builder::new()
-        .prefix("punch-browser-operator-")
-        .tempdir()
-        .unwrap()
-        .keep();
-    let mut browser = Proc::shell(
+    let out = out_dir("punch-browser-operator-");
+    run_script(
+        "operator.mjs",
+        &[
+            ("OPERATOR_URL", &format!("{}/j/op?t={sender}", server.base)),
+            ("DASHBOARD_URL", created["url"].as_str().unwrap()),
+            ("BAD_URL", &format!("{}/j/op?t=not-a-token", server.base)),
+            ("STREAM", "cam1"),
+        ],
         &out,
-        "browser",
-        &format!(
-            "cd {} && OPERATOR_URL={} DASHBOARD_URL={} BAD_URL={} STREAM=cam1 OUT_DIR={} exec node operator.mjs",
-            sh_quote(&browser_dir.display().to_string()),
-            sh_quote(&format!("{}/j/op?t={sender}", server.base)),
-            sh_quote(created["url"].as_str().unwrap()),
-            sh_quote(&format!("{}/j/op?t=not-a-token", server.base)),
-            sh_quote(&out.display().to_string()),
-        ),
-    );
-    let status = finish(&mut browser);
-    assert!(
-        status.success() && browser.output().contains("OK"),
-        "browser test failed ({status}); screenshots in {}\n{}",
-        out.display(),
-        browser.output()
     );
     assert!(out.join("operator-on-air.png").exists());
     println!("screenshots in {}", out.display());
@@ -212,7 +217,7 @@ fn the_camera_operator_page_follows_tally_and_cues_and_shows_the_device_settings
 
 #[test]
 fn the_wall_of_an_eight_stream_session_fits_one_screen_and_opens_a_card() {
-    let browser_dir = browser_dir();
+    browser_dir();
     let rt = runtime();
     let server = rt.block_on(start_default());
     let names: Vec<String> = (1..=8).map(|n| format!("cam{n}")).collect();
@@ -229,27 +234,14 @@ fn the_wall_of_an_eight_stream_session_fits_one_screen_and_opens_a_card() {
         Some(json!({ "stream": "cam2", "state": "on-air" })),
     ));
     assert_eq!(status, 200, "{v}");
-    let out = tempfile::Builder::new()
-        .prefix("punch-browser-wall-")
-        .tempdir()
-        .unwrap()
-        .keep();
-    let mut browser = Proc::shell(
+    let out = out_dir("punch-browser-wall-");
+    run_script(
+        "wall.mjs",
+        &[
+            ("DASHBOARD_URL", created["url"].as_str().unwrap()),
+            ("ON_AIR", "cam2"),
+        ],
         &out,
-        "browser",
-        &format!(
-            "cd {} && DASHBOARD_URL={} ON_AIR=cam2 OUT_DIR={} exec node wall.mjs",
-            sh_quote(&browser_dir.display().to_string()),
-            sh_quote(created["url"].as_str().unwrap()),
-            sh_quote(&out.display().to_string()),
-        ),
-    );
-    let status = finish(&mut browser);
-    assert!(
-        status.success() && browser.output().contains("OK"),
-        "browser test failed ({status}); screenshots in {}\n{}",
-        out.display(),
-        browser.output()
     );
     assert!(out.join("wall-1920x1080.png").exists());
     println!("screenshots in {}", out.display());
@@ -260,7 +252,7 @@ fn a_peer_in_the_waiting_room_is_admitted_with_a_click() {
     use punch::protocol::{
         AdmissionState, ClientMessage, PeerMeta, Port, Register, Role, ServerMessage,
     };
-    let browser_dir = browser_dir();
+    browser_dir();
     let rt = runtime();
     let server = rt.block_on(start_default());
     let created = rt.block_on(create(
@@ -291,27 +283,14 @@ fn a_peer_in_the_waiting_room_is_admitted_with_a_click() {
         })
         .await
     });
-    let out = tempfile::Builder::new()
-        .prefix("punch-browser-admission-")
-        .tempdir()
-        .unwrap()
-        .keep();
-    let mut browser = Proc::shell(
+    let out = out_dir("punch-browser-admission-");
+    run_script(
+        "admission.mjs",
+        &[
+            ("DASHBOARD_URL", created["url"].as_str().unwrap()),
+            ("STREAM", "cam1"),
+        ],
         &out,
-        "browser",
-        &format!(
-            "cd {} && DASHBOARD_URL={} STREAM=cam1 OUT_DIR={} exec node admission.mjs",
-            sh_quote(&browser_dir.display().to_string()),
-            sh_quote(created["url"].as_str().unwrap()),
-            sh_quote(&out.display().to_string()),
-        ),
-    );
-    let status = finish(&mut browser);
-    assert!(
-        status.success() && browser.output().contains("OK"),
-        "browser test failed ({status}); screenshots in {}\n{}",
-        out.display(),
-        browser.output()
     );
     let stream = rt.block_on(admitted).unwrap();
     assert_eq!(stream, "cam1", "the peer was told its side");

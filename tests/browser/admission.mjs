@@ -8,8 +8,7 @@
 // Exit status 0 only after "OK". Tokens are redacted.
 
 import { mkdirSync } from 'node:fs';
-import path from 'node:path';
-import { CSP_PROBE, StepError, close, cspViolations, launch, log, requireEnv, run, step, watch } from './lib.mjs';
+import { close, CSP_PROBE, cspViolations, launch, log, requireEnv, run, screenshot, step, StepError, watch } from './lib.mjs';
 
 async function main() {
   const url = requireEnv('DASHBOARD_URL');
@@ -35,9 +34,7 @@ async function main() {
         const img = document.getElementById('venue-qr');
         return img && img.complete && img.naturalWidth > 0;
       }, null, { timeout: 10_000 });
-      const file = path.join(outDir, 'waiting-room.png');
-      await page.screenshot({ path: file, fullPage: true, timeout: 15_000 });
-      log(`  wrote ${file}`);
+      await screenshot(page, outDir, 'waiting-room.png');
     });
 
     await step('Admit gives it the side', async () => {

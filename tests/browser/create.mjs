@@ -7,8 +7,7 @@
 // session and opens its dashboard. Exit status 0 only after "OK". Tokens are redacted.
 
 import { mkdirSync } from 'node:fs';
-import path from 'node:path';
-import { CSP_PROBE, StepError, close, cspViolations, launch, log, requireEnv, run, step, watch } from './lib.mjs';
+import { close, CSP_PROBE, cspViolations, launch, log, requireEnv, run, screenshot, step, StepError, watch } from './lib.mjs';
 
 async function main() {
   const startUrl = requireEnv('START_URL');
@@ -53,9 +52,7 @@ async function main() {
       if (!/create key/i.test(text)) throw new StepError(`the message does not name the create key: "${text}"`);
       if (new URL(page.url()).pathname !== '/') throw new StepError(`left the page: ${page.url()}`);
       log(`  "${text}"`);
-      const file = path.join(outDir, 'refused.png');
-      await page.screenshot({ path: file, fullPage: true, timeout: 15_000 });
-      log(`  wrote ${file}`);
+      await screenshot(page, outDir, 'refused.png');
     });
 
     await step('submit with the right key: the new dashboard opens', async () => {
@@ -70,9 +67,7 @@ async function main() {
       const streams = await page.$$eval('section.stream', (l) => l.map((s) => s.getAttribute('data-stream')));
       if (streams.join(',') !== 'cam1,cam2') throw new StepError(`streams shown: ${streams.join(',')}`);
       log(`  dashboard of ${shown} with ${streams.join(', ')}`);
-      const file = path.join(outDir, 'created.png');
-      await page.screenshot({ path: file, fullPage: true, timeout: 15_000 });
-      log(`  wrote ${file}`);
+      await screenshot(page, outDir, 'created.png');
     });
     problems.push(...(await cspViolations(page, 'dashboard')));
 

@@ -8,8 +8,7 @@
 // Tokens are redacted from everything printed.
 
 import { mkdirSync } from 'node:fs';
-import path from 'node:path';
-import { CSP_PROBE, StepError, close, cspViolations, launch, log, requireEnv, run, step, watch } from './lib.mjs';
+import { close, CSP_PROBE, cspViolations, launch, log, requireEnv, run, screenshot, step, StepError, watch } from './lib.mjs';
 
 async function describeStream(page, selector) {
   return page
@@ -132,9 +131,7 @@ async function main() {
 
     // 5: screenshot.
     await step('screenshot the dashboard', async () => {
-      const file = path.join(outDir, 'dashboard.png');
-      await page.screenshot({ path: file, fullPage: true, timeout: 15_000 });
-      log(`  wrote ${file}`);
+      await screenshot(page, outDir, 'dashboard.png');
     });
     problems.push(...(await cspViolations(page, 'dashboard')));
 
@@ -153,9 +150,7 @@ async function main() {
       const title = await bad.$eval('body.error-page h1', (n) => n.textContent.trim());
       if (!title) throw new StepError('the error page h1 is empty');
       log(`  HTTP ${res.status()}: "${title}"`);
-      const file = path.join(outDir, 'error.png');
-      await bad.screenshot({ path: file, fullPage: true, timeout: 15_000 });
-      log(`  wrote ${file}`);
+      await screenshot(bad, outDir, 'error.png');
     });
     problems.push(...(await cspViolations(bad, 'error page')));
 

@@ -1,6 +1,7 @@
 // Shared by the browser tests (dashboard.mjs, create.mjs): steps with readable failures,
 // redaction of tokens, and the watch for console errors, failed assets and CSP violations.
 
+import path from 'node:path';
 import { chromium } from 'playwright-core';
 
 // Below the 120 s the Rust test waits, so a hang ends with this process's own message.
@@ -96,6 +97,15 @@ export function launch() {
       '--disable-quic',
     ],
   });
+}
+
+// Saves a screenshot of `page` as OUT_DIR/NAME (the whole page unless fullPage is false) and
+// says where.
+export async function screenshot(page, outDir, name, { fullPage = true } = {}) {
+  const file = path.join(outDir, name);
+  await page.screenshot({ path: file, fullPage, timeout: 15_000 });
+  log(`  wrote ${file}`);
+  return file;
 }
 
 // Closes the browser, at most 10 s.

@@ -10,8 +10,7 @@
 // Exit status 0 only after "OK". Tokens are redacted.
 
 import { mkdirSync } from 'node:fs';
-import path from 'node:path';
-import { CSP_PROBE, StepError, close, cspViolations, launch, log, requireEnv, run, step, watch } from './lib.mjs';
+import { close, CSP_PROBE, cspViolations, launch, log, requireEnv, run, screenshot, step, StepError, watch } from './lib.mjs';
 
 const CUE = 'Wide shot, then slow push in';
 
@@ -94,9 +93,7 @@ async function main() {
         const box = document.getElementById('op-cue');
         return box && !box.hidden && document.getElementById('op-cue-text').textContent === cue;
       }, CUE, { timeout: 10_000 });
-      const file = path.join(outDir, 'operator-on-air.png');
-      await page.screenshot({ path: file, fullPage: true, timeout: 15_000 });
-      log(`  wrote ${file}`);
+      await screenshot(page, outDir, 'operator-on-air.png');
     });
     problems.push(...(await cspViolations(page, 'operator page')));
 
@@ -107,9 +104,8 @@ async function main() {
       if (!res || res.status() !== 401) throw new StepError(`answered HTTP ${res ? res.status() : 'nothing'}`);
       const title = await strangerPage.$eval('h1', (n) => n.textContent.trim());
       if (!/token/i.test(title)) throw new StepError(`the error page says "${title}"`);
-      const file = path.join(outDir, 'operator-wrong-token.png');
-      await strangerPage.screenshot({ path: file, fullPage: true, timeout: 15_000 });
-      log(`  "${title}"; wrote ${file}`);
+      log(`  "${title}"`);
+      await screenshot(strangerPage, outDir, 'operator-wrong-token.png');
     });
 
     await step('check for console errors and CSP violations', async () => {

@@ -9,8 +9,7 @@
 // column. Exit status 0 only after "OK". Tokens are redacted.
 
 import { mkdirSync } from 'node:fs';
-import path from 'node:path';
-import { CSP_PROBE, StepError, close, cspViolations, launch, log, requireEnv, run, step, watch } from './lib.mjs';
+import { close, CSP_PROBE, cspViolations, launch, log, requireEnv, run, screenshot, step, StepError, watch } from './lib.mjs';
 
 async function main() {
   const url = requireEnv('DASHBOARD_URL');
@@ -48,9 +47,7 @@ async function main() {
       if (!fit.inside) throw new StepError('a tile is outside the screen');
       const tally = await page.$eval(`#wall .tile[data-stream="${onAir}"]`, (t) => [t.dataset.tally, t.querySelector('.tile-tally').textContent]);
       if (tally[0] !== 'on-air' || tally[1] !== 'ON AIR') throw new StepError(`the on-air tile shows ${tally}`);
-      const file = path.join(outDir, 'wall-1920x1080.png');
-      await page.screenshot({ path: file, timeout: 15_000 });
-      log(`  wrote ${file}`);
+      await screenshot(page, outDir, 'wall-1920x1080.png', { fullPage: false });
     });
 
     await step('a click on a tile opens its stream card', async () => {
@@ -75,9 +72,7 @@ async function main() {
       if (new Set(lefts).size !== 1) throw new StepError(`tiles in several columns: ${lefts}`);
       const wide = await phone.evaluate(() => document.documentElement.scrollWidth <= window.innerWidth);
       if (!wide) throw new StepError('the page scrolls sideways');
-      const file = path.join(outDir, 'wall-phone.png');
-      await phone.screenshot({ path: file, fullPage: true, timeout: 15_000 });
-      log(`  wrote ${file}`);
+      await screenshot(phone, outDir, 'wall-phone.png');
     });
 
     await step('check for console errors and CSP violations', async () => {

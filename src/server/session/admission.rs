@@ -3,14 +3,14 @@
 //! exactly as if they had registered with that side's token) or rejected. A peer may be
 //! admitted into a new stream, made for it.
 
-use super::core::{SessionCore, slot_index};
+use super::core::{SessionCore, check_meta, mapped_address, slot_index};
 use super::effects::{ConnId, Effects};
 use super::error::SessionError;
 use super::model::StreamRecord;
 use super::persist::StoreOp;
 use crate::protocol::{
-    Admission, AdmissionState, ErrorCode, MAX_LABEL_LEN, Register, Role, ServerMessage, TallyState,
-    WaitingPeer, validate_name,
+    Admission, AdmissionState, ErrorCode, Register, Role, ServerMessage, TallyState, WaitingPeer,
+    validate_name,
 };
 use crate::server::time::format_time;
 use crate::server::token::Scope;
@@ -41,30 +41,8 @@ impl SessionCore {
     ) {
         // everything the registration at admission checks of the message itself, now: an
         // admission must not fail on it later
-        for (field, value) in [("label", &r.meta.label), ("audio", &r.meta.audio)] {
-            if value
-                .as_ref()
-                .is_some_and(|v| v.chars().count() > MAX_LABEL_LEN)
-            {
-                fx.error(
-                    conn,
-                    ErrorCode::BadMessage,
-                    format!("meta.{field} is longer than {MAX_LABEL_LEN} characters"),
-                );
-                return;
-            }
-        }
-        if let Some(m) = r.nat.as_ref().and_then(|n| n.mapped.as_ref())
-            && (m.ip.parse::<std::net::IpAddr>().is_err() || m.port == 0)
-        {
-            fx.error(
-                conn,
-                ErrorCode::BadMessage,
-                format!(
-                    "nat.mapped must be an IP address and a port 1-65535, got {:?}:{}",
-                    m.ip, m.port
-                ),
-            );
+        if let Err(e) = check_meta(&r.meta).and(mapped_address(&r).map(|_| ())) {
+            fx.error(conn, ErrorCode::BadMessage, e);
             return;
         }
         let Some(info) = self.conns.get_mut(&conn) else {

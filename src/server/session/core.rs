@@ -12,8 +12,8 @@ use super::model::{LastPeer, SessionRecord};
 use super::path::{PathPolicy, Place, StreamRuntime};
 use super::persist::StoreOp;
 use crate::protocol::{
-    ClientMessage, Endpoint, ErrorCode, Health, MAX_LABEL_LEN, NatReport, Register, Registered,
-    Role, ServerMessage, SrtStatus, Tally,
+    ClientMessage, Endpoint, ErrorCode, Health, MAX_LABEL_LEN, NatReport, PeerMeta, Register,
+    Registered, Role, ServerMessage, SrtStatus, Tally,
 };
 use crate::server::limit::client_key;
 use crate::server::token::Scope;
@@ -105,6 +105,36 @@ pub struct SessionCore {
     activity_persisted_ms: i64,
     /// Closed or expired: every stream shows CLOSED.
     pub(super) closed: bool,
+}
+
+/// The free-text fields of a `register` within [`MAX_LABEL_LEN`] characters.
+pub(super) fn check_meta(meta: &PeerMeta) -> Result<(), String> {
+    for (field, value) in [("label", &meta.label), ("audio", &meta.audio)] {
+        if value
+            .as_ref()
+            .is_some_and(|v| v.chars().count() > MAX_LABEL_LEN)
+        {
+            return Err(format!(
+                "meta.{field} is longer than {MAX_LABEL_LEN} characters"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A `register`'s `nat.mapped`, canonical: it goes into the other side's SRT URI, so it must be
+/// a plain address and a port.
+pub(super) fn mapped_address(r: &Register) -> Result<Option<(IpAddr, u16)>, String> {
+    match r.nat.as_ref().and_then(|n| n.mapped.as_ref()) {
+        None => Ok(None),
+        Some(m) => match m.ip.parse::<IpAddr>() {
+            Ok(mip) if m.port != 0 => Ok(Some((mip.to_canonical(), m.port))),
+            _ => Err(format!(
+                "nat.mapped must be an IP address and a port 1-65535, got {:?}:{}",
+                m.ip, m.port
+            )),
+        },
+    }
 }
 
 /// Index of a role's side in `[sender, receiver]` arrays.
@@ -514,18 +544,9 @@ impl SessionCore {
             );
             return;
         }
-        for (field, value) in [("label", &r.meta.label), ("audio", &r.meta.audio)] {
-            if value
-                .as_ref()
-                .is_some_and(|v| v.chars().count() > MAX_LABEL_LEN)
-            {
-                fx.error(
-                    conn,
-                    ErrorCode::BadMessage,
-                    format!("meta.{field} is longer than {MAX_LABEL_LEN} characters"),
-                );
-                return;
-            }
+        if let Err(e) = check_meta(&r.meta) {
+            fx.error(conn, ErrorCode::BadMessage, e);
+            return;
         }
         if let Some((old_idx, old_role)) = info.slot
             && (old_idx, old_role) != (idx, r.role)
@@ -583,22 +604,12 @@ impl SessionCore {
         // The STUN-mapped address is where the SRT port is reachable; without discovery, the
         // signalling address with the declared port (right for port-preserving NATs).
         // A mapped address goes into the other side's SRT URI: it must be a plain address.
-        let mapped = match r.nat.as_ref().and_then(|n| n.mapped.as_ref()) {
-            None => None,
-            Some(m) => match m.ip.parse::<IpAddr>() {
-                Ok(mip) if m.port != 0 => Some((mip.to_canonical(), m.port)),
-                _ => {
-                    fx.error(
-                        conn,
-                        ErrorCode::BadMessage,
-                        format!(
-                            "nat.mapped must be an IP address and a port 1-65535, got {:?}:{}",
-                            m.ip, m.port
-                        ),
-                    );
-                    return;
-                }
-            },
+        let mapped = match mapped_address(&r) {
+            Ok(mapped) => mapped,
+            Err(e) => {
+                fx.error(conn, ErrorCode::BadMessage, e);
+                return;
+            }
         };
         let mapped = match mapped {
             Some((mip, port)) if !mapping_seen => {
