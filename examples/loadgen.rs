@@ -80,6 +80,7 @@ fn register(role: Role, port: u16) -> ClientMessage {
         meta: PeerMeta::default(),
         nat: None,
         reports: true,
+        receiver: None,
     })
 }
 

@@ -27,6 +27,7 @@ fn symmetric(stream: &str, role: Role) -> ClientMessage {
             mapping: NatMapping::EndpointDependent,
         }),
         reports: true,
+        receiver: None,
     })
 }
 

@@ -227,6 +227,7 @@ fn wrong_passphrase_is_one_clear_error() {
                     meta: Default::default(),
                     nat: None,
                     reports: true,
+                    receiver: None,
                 },
             )))
             .unwrap();

@@ -119,6 +119,7 @@ fn fake_peer(
                 mapping,
             }),
             reports: true,
+            receiver: None,
         }))
         .await
         .unwrap();

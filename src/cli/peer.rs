@@ -76,7 +76,7 @@ impl PeerHost for Printer {
             PeerEvent::Rejected(why) => say!("Rejected: {why}"),
             PeerEvent::Warning(w) => eprintln!("warning: {w}"),
             PeerEvent::Note(n) => eprintln!("{n}"),
-            PeerEvent::Session { .. } | PeerEvent::Srt(_) => {}
+            PeerEvent::Session { .. } | PeerEvent::Srt(_) | PeerEvent::FanOut(_) => {}
         }
     }
 }
@@ -109,6 +109,9 @@ pub async fn peer(
         stun: true,
         prime: true,
         peer_timeout: None,
+        // one tool, one link: a sender serves receiver 1 of a stream with several
+        receiver: None,
+        fan_out: false,
     });
     // The tool binds every interface of the server's address family.
     let local_address = tokio::net::lookup_host((uri.host.as_str(), uri.port))

@@ -32,6 +32,10 @@ pub struct StreamSpec {
     /// Who holds the receiver side (absent: a Punch peer).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub receiver: Option<SideSpec>,
+    /// How many receivers the stream has (1 when absent; at most `--max-receivers`): the
+    /// sender links with each on its own SRT connection, one receiver token serves them all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receivers: Option<u8>,
 }
 
 /// `POST /api/session/:id/cue`.
@@ -261,7 +265,30 @@ pub struct StreamView {
     /// Recent health, oldest first.
     pub history: Vec<HealthSample>,
     pub sender: PeerView,
+    /// The receiver (with several: receiver 1, also listed in `receivers`).
     pub receiver: PeerView,
+    /// With several receivers: one entry per receiver slot, each its own SRT link.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub receivers: Vec<ReceiverLink>,
+    /// With several receivers: the sender's total sending rate over all its links, bit/s
+    /// (its upload is the bound on how many receivers it can feed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sent_bitrate: Option<f64>,
+}
+
+/// One receiver slot of a stream with several receivers: its own link from the sender.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReceiverLink {
+    /// The slot, 1…N.
+    pub receiver: u8,
+    pub state: SessionState,
+    pub path: Option<MediaPath>,
+    pub path_reason: Option<String>,
+    pub level: Option<HealthLevel>,
+    pub level_reason: Option<String>,
+    /// The sender's end of this link (its health is this link's sending side).
+    pub sender: PeerView,
+    pub receiver_peer: PeerView,
 }
 
 /// `GET /api/session/:id`.

@@ -44,6 +44,21 @@ pub struct Register {
     /// a side for a third-party tool). Default `true`.
     #[serde(default = "yes", skip_serializing_if = "is_true")]
     pub reports: bool,
+    /// Which receiver slot (1…N) of a stream with several receivers this side links with. A
+    /// receiver without it takes the next free slot (the one it held before, if free); a
+    /// sender without it links with receiver 1. A sender serves N receivers with N
+    /// registrations, one connection and one SRT port each.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receiver: Option<u8>,
+}
+
+/// The default receiver count: one.
+pub(crate) fn one() -> u8 {
+    1
+}
+
+pub(crate) fn is_one(n: &u8) -> bool {
+    *n == 1
 }
 
 fn yes() -> bool {
@@ -92,6 +107,13 @@ pub struct Registered {
     pub you: Endpoint,
     /// The other side, once it is registered (a `peer` message follows too).
     pub peer: Option<PeerInfo>,
+    /// The receiver slot this registration links (streams with several receivers only): a
+    /// receiver registers it again when it reconnects, to keep its link.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receiver: Option<u8>,
+    /// How many receivers the stream has.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub receivers: u8,
 }
 
 /// Where the other side of the stream is and how to reach it.
@@ -181,8 +203,16 @@ pub struct StreamSummary {
     pub label: Option<String>,
     pub state: SessionState,
     pub sender: PeerStatus,
+    /// The first receiver's status; with several, `connected` counts the linked ones.
     pub receiver: PeerStatus,
     pub tally: TallyState,
+    /// Receivers the stream has. A sender whose stream has more than one links with each on
+    /// its own registration (`register.receiver`).
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub receivers: u8,
+    /// With several receivers: how many of them have a connected SRT link now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub linked: Option<u8>,
 }
 
 /// Sent on every change of the session's streams or peers.

@@ -17,8 +17,11 @@ pub struct Limits {
     pub max_sessions: usize,
     /// Live sessions created from one client address (IPv6: one /64).
     pub sessions_per_ip: usize,
-    /// Streams one session may have.
+    /// Streams one session may have; also the most receiver slots of all its streams
+    /// together (each slot is one SRT link from the sender, with its own path and relay).
     pub max_streams: usize,
+    /// Receivers one stream may have (`"receivers": N` at creation).
+    pub max_receivers: usize,
     /// WebSocket connections one session accepts, all scopes together.
     pub max_connections_per_session: usize,
     /// Of those, connections with the admin token (dashboards, the CLI).
@@ -69,6 +72,7 @@ impl Default for Limits {
             max_sessions: 20_000,
             sessions_per_ip: 100,
             max_streams: 32,
+            max_receivers: 16,
             max_connections_per_session: 64,
             admin_connections_per_session: 16,
             connections_per_side: 4,

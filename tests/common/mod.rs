@@ -165,6 +165,7 @@ pub fn register(stream: Option<&str>, role: Role, port: u16) -> ClientMessage {
         },
         nat: None,
         reports: true,
+        receiver: None,
     })
 }
 

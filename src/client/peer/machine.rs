@@ -54,6 +54,13 @@ pub struct PeerConfig {
     pub prime: bool,
     /// Give up when no peer's coordinates came this long after the first registration.
     pub peer_timeout: Option<Duration>,
+    /// The receiver slot to link with, on a stream with several receivers (`None`: a receiver
+    /// takes the next free one, a sender receiver 1 or, with `fan_out`, all of them).
+    pub receiver: Option<u8>,
+    /// A sender that links with every receiver of its stream: when the stream has several,
+    /// this connection watches instead of registering ([`PeerEvent::FanOut`]) and the host
+    /// runs one peer per receiver, each with `receiver` set.
+    pub fan_out: bool,
 }
 
 /// Why a peer stopped for good.
@@ -111,6 +118,9 @@ pub enum PeerEvent {
     },
     /// The SRT status reported to the server changed.
     Srt(SrtStatus),
+    /// The stream has this many receivers and the config asked to fan out: this connection
+    /// only watches; the host runs one peer per receiver slot.
+    FanOut(u8),
     /// Worth a log line.
     Note(String),
     /// Worth a warning.
@@ -153,6 +163,10 @@ pub struct PeerMachine {
     // -- kept across connections --
     /// The stream the server registered this peer on.
     stream: Option<String>,
+    /// The receiver slot the server gave this peer (several receivers): registered again.
+    slot: Option<u8>,
+    /// The stream has this many receivers and this peer fans out to them: it watches.
+    hosting: Option<u8>,
     /// Whether a registration ever succeeded (then connection failures are retried forever).
     ever_registered: bool,
     /// What STUN discovery found; kept across reconnects (the port is SRT's by then).
@@ -185,6 +199,12 @@ pub struct PeerMachine {
     registration_sent: bool,
     /// This connection was answered `registered`.
     registered_here: bool,
+    /// This connection had its `hello` (or gave up waiting for it).
+    hello_seen: bool,
+    /// This connection had its first `session` summary (a fanning-out sender waits for it).
+    summary_seen: bool,
+    /// This connection sent `watch`.
+    watching: bool,
     /// Registering waits for a discovery under way.
     register_after_discovery: bool,
     discovering: bool,
@@ -199,6 +219,8 @@ impl PeerMachine {
         PeerMachine {
             config,
             stream: None,
+            slot: None,
+            hosting: None,
             ever_registered: false,
             nat: None,
             server_ip: None,
@@ -214,6 +236,9 @@ impl PeerMachine {
             online: false,
             registration_sent: false,
             registered_here: false,
+            hello_seen: false,
+            summary_seen: false,
+            watching: false,
             register_after_discovery: false,
             discovering: false,
             hello_deadline: None,
@@ -237,6 +262,9 @@ impl PeerMachine {
         self.backoff = BACKOFF_START;
         self.registration_sent = false;
         self.registered_here = false;
+        self.hello_seen = false;
+        self.summary_seen = false;
+        self.watching = false;
         self.register_after_discovery = false;
         self.hello_deadline = Some(now + HELLO_WAIT);
         self.next_reprobe = Some(now + REPROBE);
@@ -310,6 +338,30 @@ impl PeerMachine {
         })
     }
 
+    /// What follows the `hello`: discovery then registration, or (a sender fanning out to
+    /// several receivers, which learns it from the first `session` summary) watching.
+    fn proceed(&mut self) -> Vec<Action> {
+        if self.config.fan_out && !self.summary_seen {
+            return Vec::new();
+        }
+        if self.hosting.is_some() {
+            if std::mem::replace(&mut self.watching, true) {
+                return Vec::new();
+            }
+            // the session was reached and is usable: reconnect for good from now on
+            self.ever_registered = true;
+            return vec![Action::Send(ClientMessage::Watch)];
+        }
+        if self.nat.is_none() && self.can_discover() {
+            self.register_after_discovery = true;
+            return self.discover().into_iter().collect();
+        }
+        if self.registration_sent {
+            return Vec::new();
+        }
+        vec![self.register()]
+    }
+
     fn register(&mut self) -> Action {
         self.registration_sent = true;
         Action::Send(ClientMessage::Register(Register {
@@ -322,6 +374,7 @@ impl PeerMachine {
             },
             nat: self.nat.clone(),
             reports: self.config.reports,
+            receiver: self.config.receiver.or(self.slot),
         }))
     }
 
@@ -338,18 +391,13 @@ impl PeerMachine {
                 self.stun_ports = hello.stun;
                 self.stun_tag = hello.stun_tag;
                 self.hello_deadline = None;
+                self.hello_seen = true;
                 // Discovery first, registration (again, if the hello came late) after it.
-                if self.nat.is_none() && self.can_discover() {
-                    self.register_after_discovery = true;
-                    return self.discover().into_iter().collect();
-                }
-                if self.registration_sent {
-                    return Vec::new();
-                }
-                vec![self.register()]
+                self.proceed()
             }
             ServerMessage::Registered(r) => {
                 self.stream = Some(r.stream.clone());
+                self.slot = r.receiver.or(self.slot);
                 self.registered_here = true;
                 if !self.ever_registered {
                     self.ever_registered = true;
@@ -397,14 +445,27 @@ impl PeerMachine {
             }
             ServerMessage::Session(update) => {
                 let mine = self.stream();
-                let stream_state = mine
+                let line = mine
                     .and_then(|m| update.streams.iter().find(|s| s.name == m))
-                    .or(update.streams.first())
-                    .map(|s| s.state);
-                vec![Action::Event(PeerEvent::Session {
+                    .or(update.streams.first());
+                let stream_state = line.map(|s| s.state);
+                let receivers = line.map_or(1, |s| s.receivers);
+                let mut out = Vec::new();
+                if self.config.fan_out && !self.summary_seen {
+                    self.summary_seen = true;
+                    if receivers > 1 && self.hosting != Some(receivers) {
+                        self.hosting = Some(receivers);
+                        out.push(Action::Event(PeerEvent::FanOut(receivers)));
+                    }
+                    if self.hello_seen {
+                        out.extend(self.proceed());
+                    }
+                }
+                out.push(Action::Event(PeerEvent::Session {
                     stream_state,
                     update,
-                })]
+                }));
+                out
             }
             ServerMessage::Error(e) => {
                 let session = &self.config.session;
@@ -560,7 +621,8 @@ impl PeerMachine {
         }
         if self.online && !self.registration_sent && self.hello_deadline.is_some_and(|d| d <= now) {
             self.hello_deadline = None;
-            out.push(self.register());
+            self.hello_seen = true;
+            out.extend(self.proceed());
         }
         if self.online && self.next_reprobe.is_some_and(|d| d <= now) {
             self.next_reprobe = Some(now + REPROBE);

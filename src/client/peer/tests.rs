@@ -23,6 +23,8 @@ fn config() -> PeerConfig {
         stun: true,
         prime: true,
         peer_timeout: None,
+        receiver: None,
+        fan_out: false,
     }
 }
 
@@ -54,6 +56,8 @@ fn registered(stream: &str) -> ServerMessage {
             port: 24419,
         },
         peer: None,
+        receiver: None,
+        receivers: 1,
     })
 }
 
@@ -456,6 +460,8 @@ fn session_updates_carry_this_streams_state_and_tally_is_filtered() {
         sender: PeerStatus::Registered,
         receiver: PeerStatus::Waiting,
         tally: TallyState::Off,
+        receivers: 1,
+        linked: None,
     };
     let update = SessionUpdate {
         state: SessionState::Waiting,
@@ -485,4 +491,87 @@ fn session_updates_carry_this_streams_state_and_tally_is_filtered() {
         &m.message(tally("cam1"), now)[..],
         [Action::Event(PeerEvent::Tally(_))]
     ));
+}
+
+fn summary_of(stream: &str, receivers: u8) -> ServerMessage {
+    ServerMessage::Session(SessionUpdate {
+        state: SessionState::Waiting,
+        streams: vec![StreamSummary {
+            name: stream.into(),
+            label: None,
+            state: SessionState::Waiting,
+            sender: PeerStatus::Waiting,
+            receiver: PeerStatus::Waiting,
+            tally: TallyState::Off,
+            receivers,
+            linked: (receivers > 1).then_some(0),
+        }],
+        connected: 0,
+        total: 1,
+    })
+}
+
+#[test]
+fn a_fanning_out_sender_watches_a_stream_with_several_receivers() {
+    let now = Instant::now();
+    let mut m = PeerMachine::new(PeerConfig {
+        fan_out: true,
+        ..config()
+    });
+    m.connected(now);
+    // the summary decides, so nothing happens at the hello (not even discovery)
+    assert!(m.message(hello(), now).is_empty());
+    let a = m.message(summary_of("cam1", 3), now);
+    assert_eq!(a[0], Action::Event(PeerEvent::FanOut(3)));
+    assert_eq!(a[1], Action::Send(ClientMessage::Watch));
+    assert!(register_in(&a).is_none());
+    // a reconnect watches again, and the host is not told twice
+    m.disconnected();
+    m.connected(now);
+    m.message(hello(), now);
+    let a = m.message(summary_of("cam1", 3), now);
+    assert_eq!(a[0], Action::Send(ClientMessage::Watch));
+    // with one receiver it registers as any sender (after discovery)
+    let mut m = PeerMachine::new(PeerConfig {
+        fan_out: true,
+        ..config()
+    });
+    m.connected(now);
+    m.message(hello(), now);
+    assert_eq!(m.message(summary_of("cam1", 1), now)[0], discover());
+}
+
+#[test]
+fn a_receiver_registers_the_slot_it_was_given_again() {
+    let now = Instant::now();
+    let mut m = PeerMachine::new(PeerConfig {
+        role: Role::Receiver,
+        stun: false,
+        ..config()
+    });
+    m.connected(now);
+    assert_eq!(
+        register_in(&m.message(hello(), now)).unwrap().receiver,
+        None
+    );
+    m.message(
+        ServerMessage::Registered(Registered {
+            stream: "cam1".into(),
+            role: Role::Receiver,
+            you: Endpoint {
+                ip: "203.0.113.2".into(),
+                port: 24419,
+            },
+            peer: None,
+            receiver: Some(2),
+            receivers: 3,
+        }),
+        now,
+    );
+    m.disconnected();
+    m.connected(now);
+    assert_eq!(
+        register_in(&m.message(hello(), now)).unwrap().receiver,
+        Some(2)
+    );
 }

@@ -22,7 +22,7 @@ use crate::protocol::{
     StreamTokens, uri::server_host, validate_name,
 };
 use crate::server::limit::client_key;
-use crate::server::session::model::{DeviceSide, SessionRecord, StreamRecord};
+use crate::server::session::model::{DeviceSide, SessionRecord, StreamRecord, link_name};
 use crate::server::session::persist::StoreOp;
 use crate::server::session::{self, check_pair, device_side};
 use crate::server::state::AppState;
@@ -128,8 +128,8 @@ fn parse_create(body: &[u8], state: &AppState) -> Result<CreateRequest, ApiError
                 let spec = match spec {
                     Value::Null => StreamSpec::default(),
                     Value::Object(o) => {
-                        const STREAM_FIELDS: [&str; 5] =
-                            ["label", "role", "audio", "sender", "receiver"];
+                        const STREAM_FIELDS: [&str; 6] =
+                            ["label", "role", "audio", "sender", "receiver", "receivers"];
                         if let Some(k) = o.keys().find(|k| !STREAM_FIELDS.contains(&k.as_str())) {
                             return Err(ApiError::bad_request(format!(
                                 "unknown field {k:?} in streams.{name}; expected {}",
@@ -152,6 +152,17 @@ fn parse_create(body: &[u8], state: &AppState) -> Result<CreateRequest, ApiError
                             audio: label_field(o, "audio", name)?,
                             sender: side("sender")?,
                             receiver: side("receiver")?,
+                            receivers: integer_in(
+                                o,
+                                "receivers",
+                                1,
+                                limits.max_receivers as u64,
+                                "receivers",
+                            )
+                            .map_err(|e| {
+                                ApiError::bad_request(format!("streams.{name}.{}", e.message))
+                            })?
+                            .map(|n| n as u8),
                         }
                     }
                     other => {
@@ -206,7 +217,22 @@ fn parse_create(body: &[u8], state: &AppState) -> Result<CreateRequest, ApiError
             }
         }
         check_pair(&pair).map_err(|e| ApiError::bad_request(format!("streams.{name}: {e}")))?;
+        if spec.receivers.unwrap_or(1) > 1 && pair.iter().any(Option::is_some) {
+            return Err(ApiError::bad_request(format!(
+                "streams.{name}: a stream with several receivers is sent and received by Punch peers; give a device its own stream"
+            )));
+        }
         devices.push(pair);
+    }
+    let slots: usize = streams
+        .iter()
+        .map(|(_, s)| usize::from(s.receivers.unwrap_or(1)))
+        .sum();
+    if slots > limits.max_streams {
+        return Err(ApiError::bad_request(format!(
+            "a session holds at most {} receivers over all its streams (each is its own SRT link); these streams have {slots}",
+            limits.max_streams
+        )));
     }
     let latency = integer_in(
         &obj,
@@ -300,17 +326,21 @@ pub(super) async fn create_session(
                 .streams
                 .iter()
                 .zip(&req.devices)
-                .map(|((name, spec), devices)| StreamRecord {
-                    name: name.clone(),
-                    label: spec.label.clone(),
-                    role: spec.role.clone(),
-                    audio: spec.audio.clone(),
-                    passphrase: random_string(32),
-                    latency: req.latency,
-                    tally: Default::default(),
-                    sender: None,
-                    receiver: None,
-                    devices: devices.clone(),
+                .flat_map(|((name, spec), devices)| {
+                    // one record per receiver slot, all with the stream's passphrase
+                    let passphrase = random_string(32);
+                    (1..=spec.receivers.unwrap_or(1)).map(move |slot| StreamRecord {
+                        name: link_name(name, slot),
+                        label: spec.label.clone(),
+                        role: spec.role.clone(),
+                        audio: spec.audio.clone(),
+                        passphrase: passphrase.clone(),
+                        latency: req.latency,
+                        tally: Default::default(),
+                        sender: None,
+                        receiver: None,
+                        devices: devices.clone(),
+                    })
                 })
                 .collect(),
         };
@@ -345,7 +375,7 @@ pub(super) async fn create_session(
     let key = &state.key;
     let token = key.issue(&rec.name, &rec.nonce, &Scope::Admin);
     let mut stream_tokens = std::collections::BTreeMap::new();
-    for s in &rec.streams {
+    for s in rec.streams.iter().filter(|s| s.slot() == 1) {
         let scoped = |role| {
             key.issue(
                 &rec.name,
@@ -371,7 +401,7 @@ pub(super) async fn create_session(
         qr: format!("{base}/s/{}/qr?t={token}", rec.name),
         session: rec.name.clone(),
         token,
-        streams: rec.streams.iter().map(|s| s.name.clone()).collect(),
+        streams: req.streams.iter().map(|(name, _)| name.clone()).collect(),
         latency: rec.latency,
         ttl: rec.ttl_s,
         state: SessionState::Waiting,

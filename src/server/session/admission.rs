@@ -168,16 +168,27 @@ impl SessionCore {
             stream: stream.to_string(),
             role,
         };
-        if self.conns.values().filter(|c| c.scope == side).count() >= self.limits.per_side {
+        let count = self.conns.values().filter(|c| c.scope == side).count();
+        if let Some(cap) = self.side_full(&side, count) {
             return Err(SessionError::new(
                 ErrorCode::TooManyConnections,
+                format!("the {role} of stream {stream:?} already has {cap} connections"),
+            ));
+        }
+        if role == Role::Sender && self.receiver_count(idx) > 1 {
+            return Err(SessionError::new(
+                ErrorCode::BadRequest,
                 format!(
-                    "the {role} of stream {stream:?} already has {} connections",
-                    self.limits.per_side
+                    "stream {stream:?} has several receivers: its sender is a punchsink with the stream's sender token, which links with each of them"
                 ),
             ));
         }
-        if self.device(idx, role).is_some() || self.holders[idx][slot_index(role)].is_some() {
+        // a receiver takes the first free receiver slot, as with the receiver token
+        let ip = self.conns[&conn].ip;
+        let link = self
+            .pick_link(idx, role, None, None, ip)
+            .map_err(|e| SessionError::new(ErrorCode::BadRequest, e))?;
+        if self.device(link, role).is_some() || self.holders[link][slot_index(role)].is_some() {
             return Err(SessionError::new(
                 ErrorCode::SlotTaken,
                 format!("the {role} of stream {stream:?} is taken; choose a free side"),

@@ -47,7 +47,7 @@ pub struct ConnLimits {
 #[derive(Debug)]
 pub(super) struct ConnInfo {
     /// Its client address (signalling), the SRT address without STUN discovery.
-    ip: IpAddr,
+    pub(super) ip: IpAddr,
     /// What its token allows.
     pub(super) scope: Scope,
     /// The `(stream, role)` it holds once registered.
@@ -293,11 +293,12 @@ impl SessionCore {
                     client_key(ip)
                 ));
             }
-            Scope::Stream { stream, role } if same_scope >= self.limits.per_side => {
-                return full(format!(
-                    "{} connections with the token of the {role} of stream {stream:?}",
-                    self.limits.per_side
-                ));
+            Scope::Stream { stream, role } => {
+                if let Some(cap) = self.side_full(&scope, same_scope) {
+                    return full(format!(
+                        "{cap} connections with the token of the {role} of stream {stream:?}"
+                    ));
+                }
             }
             _ => {}
         }
@@ -518,8 +519,16 @@ impl SessionCore {
             .clone()
             .or(token_stream.clone())
             .unwrap_or_else(|| self.rec.streams[0].name.clone());
-        let Some(idx) = self.rec.streams.iter().position(|s| s.name == stream_name) else {
-            let known: Vec<&str> = self.rec.streams.iter().map(|s| s.name.as_str()).collect();
+        let Some(head) = self
+            .rec
+            .streams
+            .iter()
+            .position(|s| s.name == stream_name && s.slot() == 1)
+        else {
+            let known: Vec<&str> = self
+                .stream_heads()
+                .map(|i| self.rec.streams[i].name.as_str())
+                .collect();
             fx.error(
                 conn,
                 ErrorCode::UnknownStream,
@@ -548,6 +557,19 @@ impl SessionCore {
             fx.error(conn, ErrorCode::BadMessage, e);
             return;
         }
+        let held = info
+            .slot
+            .filter(|(_, role)| *role == r.role)
+            .map(|(i, _)| i);
+        let idx = match self.pick_link(head, r.role, r.receiver, held, info.ip) {
+            Ok(idx) => idx,
+            Err(e) => {
+                fx.error(conn, ErrorCode::UnknownStream, e);
+                return;
+            }
+        };
+        let receivers = self.receiver_count(head);
+        let slot = (receivers > 1).then(|| self.rec.streams[idx].slot());
         if let Some((old_idx, old_role)) = info.slot
             && (old_idx, old_role) != (idx, r.role)
         {
@@ -556,7 +578,7 @@ impl SessionCore {
                 ErrorCode::AlreadyRegistered,
                 format!(
                     "this connection is already the {old_role} of stream {:?}; open another connection for another slot",
-                    self.rec.streams[old_idx].name
+                    self.rec.streams[old_idx].stream()
                 ),
             );
             return;
@@ -590,12 +612,18 @@ impl SessionCore {
                 .as_ref()
                 .map(|p| format!(" from {}:{}", p.address.ip, p.address.port))
                 .unwrap_or_default();
+            let what = match slot {
+                Some(k) if r.receiver.is_some() || r.role == Role::Sender => {
+                    format!("a {} connected on receiver {k}", r.role)
+                }
+                Some(_) => format!("all {receivers} receivers connected"),
+                None => format!("a {} connected", r.role),
+            };
             fx.error(
                 conn,
                 ErrorCode::SlotTaken,
                 format!(
-                    "stream {stream_name:?} already has a {} connected{from}; stop it first, or use another stream",
-                    r.role
+                    "stream {stream_name:?} already has {what}{from}; stop it first, or use another stream"
                 ),
             );
             return;
@@ -682,7 +710,7 @@ impl SessionCore {
             core.device_relay_peer(idx, fx);
             fx.store.push(StoreOp::Registered {
                 session: core.rec.name.clone(),
-                stream: stream_name.clone(),
+                stream: core.rec.streams[idx].name.clone(),
                 role: r.role,
                 peer,
             });
@@ -703,6 +731,8 @@ impl SessionCore {
                     role: r.role,
                     you: address,
                     peer,
+                    receiver: slot,
+                    receivers,
                 }),
             );
             if paired {

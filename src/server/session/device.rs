@@ -326,6 +326,11 @@ impl SessionCore {
                 "this server does not relay (--no-relay), and a caller device calls the relay: make it a listener device or hold the side with a Punch peer".into(),
             ));
         }
+        if side.is_some() && self.receiver_count(idx) > 1 {
+            return Err(bad(format!(
+                "stream {stream:?} has several receivers, which Punch peers send and receive; give a device its own stream"
+            )));
+        }
         let mut devices = self.rec.streams[idx].devices.clone();
         devices[me] = side;
         check_pair(&devices).map_err(bad)?;
@@ -414,8 +419,10 @@ impl SessionCore {
             if role.is_some_and(|want| want != r) {
                 continue;
             }
-            if let Some(h) = &self.holders[idx][slot_index(r)] {
-                fx.send(h.conn, ServerMessage::Cue(cue.clone()));
+            for link in self.links_of(idx) {
+                if let Some(h) = &self.holders[link][slot_index(r)] {
+                    fx.send(h.conn, ServerMessage::Cue(cue.clone()));
+                }
             }
         }
         // camera-operator pages watching with this stream's tokens

@@ -26,6 +26,7 @@ pub mod model;
 mod operate;
 mod path;
 pub mod persist;
+mod receivers;
 mod view;
 
 pub use actor::{AdmitTo, Outbound, SessionEnv, SessionHandle, spawn};

@@ -68,7 +68,37 @@ pub struct StreamRecord {
     pub devices: [Option<DeviceSide>; 2],
 }
 
+/// Separates a stream's name from its receiver slot in the record of slot 2 and up (stream
+/// names are letters, digits, `-` and `_`, so it cannot be part of one).
+const SLOT_SEPARATOR: char = '~';
+
+/// The record name of receiver slot `slot` (1…N) of `stream`. A stream with N receivers is N
+/// records, one per link from the sender: slot 1's is the stream's own name (so a stream with
+/// one receiver is what it always was), slot k's is `stream~k`.
+pub fn link_name(stream: &str, slot: u8) -> String {
+    if slot <= 1 {
+        stream.to_string()
+    } else {
+        format!("{stream}{SLOT_SEPARATOR}{slot}")
+    }
+}
+
 impl StreamRecord {
+    /// The stream this link belongs to (what users, tokens and URIs call it).
+    pub fn stream(&self) -> &str {
+        self.name
+            .split_once(SLOT_SEPARATOR)
+            .map_or(self.name.as_str(), |(s, _)| s)
+    }
+
+    /// The receiver slot this record links, 1…N.
+    pub fn slot(&self) -> u8 {
+        self.name
+            .split_once(SLOT_SEPARATOR)
+            .and_then(|(_, k)| k.parse().ok())
+            .unwrap_or(1)
+    }
+
     pub fn peer_mut(&mut self, role: Role) -> &mut Option<LastPeer> {
         match role {
             Role::Sender => &mut self.sender,

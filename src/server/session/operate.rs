@@ -12,7 +12,7 @@ use crate::protocol::{
 use crate::server::token::Scope;
 
 impl SessionCore {
-    /// Sets a stream's tally and tells both of its peers.
+    /// Sets a stream's tally and tells its peers (every link's, with several receivers).
     pub fn set_tally(
         &mut self,
         stream: &str,
@@ -23,20 +23,22 @@ impl SessionCore {
         let mut fx = Effects::default();
         fx.store.extend(self.touch(now));
         self.with_summary_change(&mut fx, |core, fx| {
-            core.rec.streams[idx].tally = state;
-            fx.store.push(StoreOp::Tally {
-                session: core.rec.name.clone(),
-                stream: stream.to_string(),
-                state,
-            });
-            for holder in core.holders[idx].iter().flatten() {
-                fx.send(
-                    holder.conn,
-                    ServerMessage::Tally(Tally {
-                        stream: stream.to_string(),
-                        state,
-                    }),
-                );
+            for link in core.links_of(idx) {
+                core.rec.streams[link].tally = state;
+                fx.store.push(StoreOp::Tally {
+                    session: core.rec.name.clone(),
+                    stream: core.rec.streams[link].name.clone(),
+                    state,
+                });
+                for holder in core.holders[link].iter().flatten() {
+                    fx.send(
+                        holder.conn,
+                        ServerMessage::Tally(Tally {
+                            stream: stream.to_string(),
+                            state,
+                        }),
+                    );
+                }
             }
         });
         Ok(fx)
@@ -64,7 +66,7 @@ impl SessionCore {
         self.rec
             .streams
             .iter()
-            .position(|s| s.name == stream)
+            .position(|s| s.name == stream && s.slot() == 1)
             .ok_or_else(|| SessionError::unknown_stream(&self.rec.name, stream))
     }
 
@@ -125,15 +127,17 @@ impl SessionCore {
         }
         let mut fx = Effects::default();
         fx.store.extend(self.touch(now));
-        self.rec.streams[idx].latency = latency;
-        fx.store.push(StoreOp::Latency {
-            session: self.rec.name.clone(),
-            stream: stream.to_string(),
-            latency,
-        });
-        let rt = &self.runtime[idx];
-        if rt.path.is_some() && rt.relay_pending.is_none() {
-            self.send_coordinates(idx, &mut fx);
+        for link in self.links_of(idx) {
+            self.rec.streams[link].latency = latency;
+            fx.store.push(StoreOp::Latency {
+                session: self.rec.name.clone(),
+                stream: self.rec.streams[link].name.clone(),
+                latency,
+            });
+            let rt = &self.runtime[link];
+            if rt.path.is_some() && rt.relay_pending.is_none() {
+                self.send_coordinates(link, &mut fx);
+            }
         }
         fx.view_changed = true;
         Ok(fx)

@@ -90,7 +90,7 @@ impl SessionCore {
             },
         };
         PeerInfo {
-            stream: s.name.clone(),
+            stream: s.stream().to_string(),
             ip,
             port,
             passphrase: s.passphrase.clone(),

@@ -4,6 +4,7 @@
 use super::core::{Holder, SessionCore, slot_index};
 use super::effects::ConnId;
 use super::health;
+use super::receivers::redact;
 use crate::protocol::{
     DeviceMode, DeviceView, Endpoint, MediaPath, PeerStatus, PeerView, Role, SessionState,
     SessionUpdate, SessionView, SrtStatus, StreamSummary, StreamView,
@@ -30,11 +31,10 @@ pub struct StreamCoordinates {
 
 impl SessionCore {
     pub fn coordinates(&self) -> Vec<StreamCoordinates> {
-        self.rec
-            .streams
-            .iter()
-            .enumerate()
-            .map(|(i, s)| {
+        // (links of receiver slot 2 and up are Punch peers' only: no connection strings)
+        self.stream_heads()
+            .map(|i| {
+                let s = &self.rec.streams[i];
                 let live = |role: Role| {
                     let h = self.holders[i][slot_index(role)].as_ref()?;
                     s.peer(role)
@@ -112,28 +112,21 @@ impl SessionCore {
 
     /// The session's state is its least advanced stream's.
     pub fn state(&self) -> SessionState {
-        (0..self.rec.streams.len())
-            .map(|i| self.stream_state(i))
+        self.stream_heads()
+            .map(|i| self.group_state(i))
             .min()
             .unwrap_or(SessionState::Waiting)
     }
 
     pub fn summary(&self) -> SessionUpdate {
         let streams: Vec<StreamSummary> = self
-            .rec
-            .streams
-            .iter()
-            .enumerate()
-            .map(|(i, s)| StreamSummary {
-                name: s.name.clone(),
-                label: s.label.clone(),
-                state: self.stream_state(i),
-                sender: self.peer_status(i, Role::Sender),
-                receiver: self.peer_status(i, Role::Receiver),
-                tally: s.tally,
-            })
+            .stream_heads()
+            .map(|i| self.stream_summary(i))
             .collect();
-        let connected = (0..streams.len()).filter(|i| self.link_up(*i)).count();
+        let connected = self
+            .stream_heads()
+            .filter(|&i| self.group_linked(i))
+            .count();
         SessionUpdate {
             state: self.state(),
             total: streams.len(),
@@ -149,7 +142,11 @@ impl SessionCore {
         match scope {
             Scope::Stream { stream, .. } => {
                 update.streams.retain(|s| &s.name == stream);
-                let idx = self.rec.streams.iter().position(|s| &s.name == stream);
+                let idx = self
+                    .rec
+                    .streams
+                    .iter()
+                    .position(|s| &s.name == stream && s.slot() == 1);
                 (update.state, update.connected, update.total) = self.one_stream(idx);
             }
             // a peer in the waiting room learns that the session is there, nothing of it
@@ -166,7 +163,7 @@ impl SessionCore {
     /// `(state, connected, total)` of a session seen as its one stream `idx`.
     fn one_stream(&self, idx: Option<usize>) -> (SessionState, usize, usize) {
         match idx {
-            Some(i) => (self.stream_state(i), usize::from(self.link_up(i)), 1),
+            Some(i) => (self.group_state(i), usize::from(self.group_linked(i)), 1),
             None => (self.state(), 0, 0),
         }
     }
@@ -225,10 +222,16 @@ impl SessionCore {
                     history: rt.health.history(),
                     sender: peer_view(i, Role::Sender),
                     receiver: peer_view(i, Role::Receiver),
+                    receivers: Vec::new(),
+                    sent_bitrate: None,
                 }
             })
             .collect();
-        let connected = (0..streams.len()).filter(|i| self.link_up(*i)).count();
+        let streams = self.group_views(streams);
+        let connected = self
+            .stream_heads()
+            .filter(|&i| self.group_linked(i))
+            .count();
         SessionView {
             session: self.rec.name.clone(),
             state: self.state(),
@@ -266,9 +269,19 @@ impl SessionCore {
         view.waiting.clear();
         view.join = false;
         view.streams.retain(|s| &s.name == stream);
-        let idx = self.rec.streams.iter().position(|s| &s.name == stream);
+        let idx = self
+            .rec
+            .streams
+            .iter()
+            .position(|s| &s.name == stream && s.slot() == 1);
         (view.state, view.connected, view.total) = self.one_stream(idx);
         for s in &mut view.streams {
+            // of the other links of a stream with several receivers: their status only
+            for link in &mut s.receivers {
+                let direct = link.path == Some(MediaPath::Direct);
+                redact(&mut link.sender, direct && *role == Role::Receiver);
+                redact(&mut link.receiver_peer, direct && *role == Role::Sender);
+            }
             if s.cue
                 .as_ref()
                 .is_some_and(|c| c.role.is_some_and(|r| r != *role))
@@ -282,21 +295,7 @@ impl SessionCore {
                 Role::Sender => &mut s.receiver,
                 Role::Receiver => &mut s.sender,
             };
-            *other = PeerView {
-                status: other.status,
-                srt: other.srt,
-                address: if direct_peer {
-                    other.address.take()
-                } else {
-                    None
-                },
-                meta: None,
-                registered_at: None,
-                last_health: None,
-                health_at: None,
-                nat: None,
-                device: None,
-            };
+            redact(other, direct_peer);
         }
         view
     }

@@ -63,6 +63,7 @@ fn register(stream: Option<&str>, role: Role, port: u16) -> ClientMessage {
         meta: PeerMeta::default(),
         nat: None,
         reports: true,
+        receiver: None,
     })
 }
 
@@ -234,6 +235,7 @@ fn register_nat(role: Role, port: u16, mapped: (&str, u16), mapping: NatMapping)
             mapping,
         }),
         reports: true,
+        receiver: None,
     })
 }
 
@@ -566,3 +568,4 @@ fn a_mapped_address_must_be_an_address() {
 mod admission;
 mod devices;
 mod hardening;
+mod receivers;
