@@ -55,6 +55,9 @@ struct State {
     tally: TallyState,
     /// The stream the server registered this element on (for bus messages).
     stream: Option<String>,
+    /// The receiver slot this element links (a stream with several receivers; bus messages
+    /// carry it).
+    receiver: Option<u8>,
     /// The SRT link was connected at the last look at the inner element's statistics.
     link_up: bool,
     /// When the inner element failed lately (the restart policy's window).
@@ -413,7 +416,8 @@ impl Engine {
             _ => false,
         };
         if !from_inner {
-            return Some(msg);
+            // from elements the media added (a punchsink's receiver legs)
+            return self.media.child_message(self, msg);
         }
         match msg.view() {
             gst::MessageView::Error(e) => {
@@ -601,6 +605,15 @@ impl Engine {
         self.state.lock().unwrap().stream = Some(stream.to_string());
     }
 
+    pub fn set_receiver(&self, receiver: Option<u8>) {
+        self.state.lock().unwrap().receiver = receiver;
+    }
+
+    /// The stream has several receivers: the media links with each (`punchsink`).
+    pub fn fan_out(self: &Arc<Self>, receivers: u8) {
+        self.media.fan_out(self, receivers);
+    }
+
     pub fn set_tally(&self, stream: &str, tally: TallyState) {
         let Some(bin) = self.bin() else { return };
         self.state.lock().unwrap().tally = tally;
@@ -613,7 +626,12 @@ impl Engine {
         );
     }
 
-    pub fn post(&self, structure: gst::Structure) {
+    /// Posts a `punch-*` element message; on a stream with several receivers it names the
+    /// receiver slot this element links (`receiver`).
+    pub fn post(&self, mut structure: gst::Structure) {
+        if let Some(k) = self.state.lock().unwrap().receiver {
+            structure.set("receiver", u32::from(k));
+        }
         if let Some(bin) = self.bin() {
             let _ = bin.post_message(gst::message::Element::builder(structure).src(&bin).build());
         }

@@ -65,6 +65,18 @@ pub trait Media: Send + Sync + 'static {
     fn stalled(&self, _stats: &gst::StructureRef) -> Option<String> {
         None
     }
+    /// The stream has `receivers` receivers and this element links with all of them (called
+    /// on the plugin runtime, at most once per run).
+    fn fan_out(&self, _engine: &std::sync::Arc<Engine>, _receivers: u8) {}
+    /// A message from an element inside the bin other than the inner SRT element; returns what
+    /// to pass on.
+    fn child_message(
+        &self,
+        _engine: &std::sync::Arc<Engine>,
+        msg: gst::Message,
+    ) -> Option<gst::Message> {
+        Some(msg)
+    }
     /// Options this side adds to the inner element's SRT URI (`&key=value…`).
     fn srt_options(&self, _latency_ms: u32) -> String {
         String::new()

@@ -13,6 +13,9 @@ pub const DEFAULT_HEALTH_INTERVAL_MS: u32 = 1000;
 pub const DEFAULT_PEER_TIMEOUT_S: u32 = 0;
 pub const DEFAULT_STUN: bool = true;
 pub const DEFAULT_PRIME_TTL: u32 = punch::client::nat::PRIME_TTL;
+pub const DEFAULT_RECEIVER: u32 = 0;
+/// The highest receiver slot a stream can have (`punch serve --max-receivers` is at most this).
+pub const MAX_RECEIVER: u32 = 64;
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -33,6 +36,9 @@ pub struct Settings {
     pub prime_ttl: u32,
     /// A PEM file of CA certificates trusted for `punchs://` besides the system's.
     pub ca_file: Option<String>,
+    /// The receiver slot to link with on a stream with several receivers; 0: the next free
+    /// one (punchsrc), every one (punchsink).
+    pub receiver: u32,
     /// Why the last `uri` set was refused: reported at NULL→READY, since a property set before
     /// the element has a bus (gst-launch) cannot post an error.
     pub uri_error: Option<String>,
@@ -54,6 +60,7 @@ impl Default for Settings {
             stun: DEFAULT_STUN,
             prime_ttl: DEFAULT_PRIME_TTL,
             ca_file: None,
+            receiver: DEFAULT_RECEIVER,
             uri_error: None,
         }
     }
@@ -88,6 +95,10 @@ impl Settings {
                 (self.latency != DEFAULT_LATENCY).then(|| self.latency.to_string()),
             ),
             ("label", self.label.clone()),
+            (
+                "receiver",
+                (self.receiver != DEFAULT_RECEIVER).then(|| self.receiver.to_string()),
+            ),
         ] {
             if let Some(v) = value {
                 uri.params.push((key.into(), v));
@@ -129,9 +140,16 @@ impl Settings {
                 "peer-timeout" => {
                     next.peer_timeout_s = value.parse().map_err(|_| bad("expected seconds"))?
                 }
+                "receiver" => {
+                    next.receiver = value
+                        .parse()
+                        .ok()
+                        .filter(|v| *v <= MAX_RECEIVER)
+                        .ok_or_else(|| bad("expected a receiver slot 1-64, or 0"))?
+                }
                 _ => {
                     return Err(format!(
-                        "unknown URI parameter {key:?} (known: token, local-port, local-address, latency, label, health-interval, peer-timeout)"
+                        "unknown URI parameter {key:?} (known: token, local-port, local-address, latency, label, health-interval, peer-timeout, receiver)"
                     ));
                 }
             }
@@ -269,6 +287,13 @@ pub fn properties() -> Vec<glib::ParamSpec> {
             .blurb("PEM file of CA certificates trusted for punchs:// besides the system's (a server with a private CA)")
             .mutable_ready()
             .build(),
+        glib::ParamSpecUInt::builder("receiver")
+            .nick("Receiver")
+            .blurb("On a stream with several receivers: the receiver slot (1-N) to link with. 0 = punchsrc takes the next free slot (the one it had, when it returns), punchsink links with every receiver, one SRT connection each")
+            .maximum(MAX_RECEIVER)
+            .default_value(DEFAULT_RECEIVER)
+            .mutable_ready()
+            .build(),
         glib::ParamSpecEnum::builder_with_default("session-state", PunchSessionState::None)
             .nick("Session state")
             .blurb("State of this element's stream on the server (notifies)")
@@ -336,6 +361,7 @@ pub fn set_property(
         "stun" => settings.stun = value.get().expect("type checked upstream"),
         "prime-ttl" => settings.prime_ttl = value.get().expect("type checked upstream"),
         "ca-file" => settings.ca_file = string(),
+        "receiver" => settings.receiver = value.get().expect("type checked upstream"),
         other => unreachable!("not a writable property: {other}"),
     }
     Ok(())
@@ -358,6 +384,7 @@ pub fn property(settings: &Settings, name: &str) -> Option<glib::Value> {
         "stun" => settings.stun.to_value(),
         "prime-ttl" => settings.prime_ttl.to_value(),
         "ca-file" => settings.ca_file.to_value(),
+        "receiver" => settings.receiver.to_value(),
         _ => return None,
     })
 }

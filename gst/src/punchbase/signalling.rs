@@ -59,6 +59,9 @@ impl Config {
                 prime: settings.prime_ttl > 0,
                 peer_timeout: (settings.peer_timeout_s > 0)
                     .then(|| Duration::from_secs(settings.peer_timeout_s.into())),
+                receiver: u8::try_from(settings.receiver).ok().filter(|k| *k > 0),
+                // a punchsink links with every receiver of its stream, one leg each
+                fan_out: role == Role::Sender && settings.receiver == 0,
             },
             driver: DriverConfig {
                 server: target.server,
@@ -208,6 +211,7 @@ impl PeerHost for Host {
                     r.you.port
                 );
                 self.engine.set_stream(&r.stream);
+                self.engine.set_receiver(r.receiver);
                 self.stream = Some(r.stream);
             }
             PeerEvent::Tally(t) => self.engine.set_tally(&t.stream, t.state),
@@ -262,6 +266,13 @@ impl PeerHost for Host {
                         .field("streams", streams.join(","))
                         .build(),
                 );
+            }
+            PeerEvent::FanOut(receivers) => {
+                gst::info!(
+                    cat,
+                    "the stream has {receivers} receivers: one SRT link to each"
+                );
+                self.engine.fan_out(receivers);
             }
             PeerEvent::Srt(status) => gst::info!(cat, "SRT {status:?}"),
             PeerEvent::Note(note) => gst::info!(cat, "{note}"),

@@ -95,6 +95,13 @@ impl ElementImpl for PunchSink {
 
 impl BinImpl for PunchSink {}
 
+impl PunchSink {
+    /// Makes this element one receiver's leg of a fanning-out `punchsink` (`fanout.rs`).
+    pub(super) fn make_leg(&self) {
+        self.settings.lock().unwrap().leg = true;
+    }
+}
+
 impl PunchBaseImpl for PunchSink {
     fn media(&self) -> Box<dyn Media> {
         Box::new(SinkMedia::new(self.settings.clone()))

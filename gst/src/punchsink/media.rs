@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use gst::prelude::*;
 use punch::protocol::Role;
 
+use super::fanout::FanOut;
 use super::flow::{self, Admission, Gate, StallWatch};
 use super::imp::CAT;
 use crate::punchbase::{Engine, Media, health};
@@ -27,6 +28,9 @@ pub struct SinkSettings {
     pub hold_timeout_s: u32,
     /// libsrt's sending rate cap (bit/s); 0 = [`flow::auto_max_bitrate`].
     pub max_bitrate: u64,
+    /// This element is one receiver's leg of another `punchsink` (`fanout.rs`): it drops while
+    /// its link is down, whatever upstream is, so that it never holds the other legs up.
+    pub leg: bool,
 }
 
 impl Default for SinkSettings {
@@ -34,6 +38,7 @@ impl Default for SinkSettings {
         SinkSettings {
             hold_timeout_s: DEFAULT_HOLD_TIMEOUT_S,
             max_bitrate: 0,
+            leg: false,
         }
     }
 }
@@ -45,13 +50,17 @@ pub struct SinkMedia {
     gate: Arc<Gate>,
     /// Recognises a link that stopped carrying data.
     watch: Mutex<StallWatch>,
+    /// The legs, when the stream has several receivers.
+    fan: Arc<FanOut>,
 }
 
 impl SinkMedia {
     pub fn new(settings: Arc<Mutex<SinkSettings>>) -> SinkMedia {
+        let gate = Arc::new(Gate::default());
         SinkMedia {
             settings,
-            gate: Arc::new(Gate::default()),
+            fan: Arc::new(FanOut::new(gate.clone())),
+            gate,
             watch: Mutex::new(StallWatch::default()),
         }
     }
@@ -63,6 +72,7 @@ struct Pads {
     engine: Weak<Engine>,
     gate: Arc<Gate>,
     settings: Arc<Mutex<SinkSettings>>,
+    fan: Arc<FanOut>,
 }
 
 impl Pads {
@@ -74,6 +84,10 @@ impl Pads {
     /// wait for the link.
     fn learn_liveness(&self, pad: &gst::GhostPad) {
         if self.gate.live().is_some() {
+            return;
+        }
+        if self.settings.lock().unwrap().leg {
+            self.gate.set_live(true);
             return;
         }
         let mut query = gst::query::Latency::new();
@@ -181,6 +195,8 @@ impl Pads {
             gst::EventView::FlushStart(_) => self.gate.set_flushing(true),
             gst::EventView::FlushStop(_) => self.gate.set_flushing(false),
             gst::EventView::StreamStart(_) => self.gate.new_stream(),
+            // the legs drain and end on their own; the bin's EOS is theirs
+            gst::EventView::Eos(_) if self.fan.active() => {}
             gst::EventView::Eos(_) => {
                 let running = self.engine.upgrade().is_some_and(|e| e.inner_running());
                 if !running {
@@ -227,6 +243,7 @@ impl Media for SinkMedia {
             engine,
             gate: self.gate.clone(),
             settings: self.settings.clone(),
+            fan: self.fan.clone(),
         };
         let list_pads = pads.clone();
         gst::GhostPad::builder_from_template(templ)
@@ -274,6 +291,7 @@ impl Media for SinkMedia {
             engine: Arc::downgrade(engine),
             gate: self.gate.clone(),
             settings: self.settings.clone(),
+            fan: self.fan.clone(),
         };
         ghost.add_probe(
             gst::PadProbeType::EVENT_DOWNSTREAM | gst::PadProbeType::EVENT_FLUSH,
@@ -340,6 +358,16 @@ impl Media for SinkMedia {
              lower the input bitrate or set max-bitrate",
             idle.as_secs_f64()
         ))
+    }
+
+    fn fan_out(&self, engine: &Arc<Engine>, receivers: u8) {
+        let Some(bin) = engine.bin() else { return };
+        let (fan, engine) = (self.fan.clone(), engine.clone());
+        bin.call_async(move |_| fan.build(&engine, receivers));
+    }
+
+    fn child_message(&self, engine: &Arc<Engine>, msg: gst::Message) -> Option<gst::Message> {
+        self.fan.leg_message(engine, msg)
     }
 
     fn srt_options(&self, latency_ms: u32) -> String {

@@ -9,7 +9,9 @@
 //!
 //! * `imp.rs`: the GObject (the sink's own properties, the URI handler);
 //! * `media.rs`: what the sink does with GStreamer (pads, events, the inner `srtsink`);
-//! * `flow.rs`: the decisions: hold or drop, stalled or not, the rate cap.
+//! * `flow.rs`: the decisions: hold or drop, stalled or not, the rate cap;
+//! * `fanout.rs`: a stream with several receivers: one leg (a `punchsink` of its own) per
+//!   receiver behind a `tee`.
 //!
 //! ```sh
 //! gst-launch-1.0 videotestsrc is-live=true ! video/x-raw,width=1280,height=720,framerate=25/1 \
@@ -24,6 +26,7 @@
 use gst::glib;
 use gst::prelude::*;
 
+mod fanout;
 mod flow;
 mod imp;
 mod media;
