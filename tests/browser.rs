@@ -297,3 +297,62 @@ fn a_peer_in_the_waiting_room_is_admitted_with_a_click() {
     assert_eq!(stream, "cam1", "the peer was told its side");
     println!("screenshots in {}", out.display());
 }
+
+#[test]
+fn a_stream_with_several_receivers_shows_each_link_and_what_the_sender_sends_in_all() {
+    use punch::protocol::{ClientMessage, Health, Register, Role, SrtStatus, StatusReport};
+    browser_dir();
+    let rt = runtime();
+    let server = rt.block_on(start_default());
+    let created = rt.block_on(create(
+        &server.base,
+        json!({ "name": "fan", "streams": { "pgm": { "receivers": 3, "label": "PGM return" }, "cam1": null } }),
+    ));
+    let send = stream_token(&created, "pgm", "sender");
+    let recv = stream_token(&created, "pgm", "receiver");
+    let base = server.base.clone();
+    // the sender's three legs and three receivers, two links up with health
+    let peers = rt.block_on(async move {
+        let mut all = Vec::new();
+        for k in 1..=3u8 {
+            for (token, role) in [(&send, Role::Sender), (&recv, Role::Receiver)] {
+                let mut sig = connect(&base, "fan", token).await;
+                let ClientMessage::Register(r) = register(Some("pgm"), role, 9000 + u16::from(k))
+                else {
+                    unreachable!()
+                };
+                let receiver = (role == Role::Sender).then_some(k);
+                sig.send(&ClientMessage::Register(Register { receiver, ..r }))
+                    .await
+                    .unwrap();
+                if k < 3 {
+                    sig.send(&ClientMessage::Status(StatusReport {
+                        srt: SrtStatus::Connected,
+                    }))
+                    .await
+                    .unwrap();
+                    sig.send(&ClientMessage::Health(Health {
+                        rtt: Some(8.0),
+                        bitrate: Some(2_500_000.0),
+                        ..Health::default()
+                    }))
+                    .await
+                    .unwrap();
+                }
+                all.push(sig);
+            }
+        }
+        all
+    });
+    let out = out_dir("punch-browser-receivers-");
+    run_script(
+        "receivers.mjs",
+        &[
+            ("DASHBOARD_URL", created["url"].as_str().unwrap()),
+            ("STREAM", "pgm"),
+        ],
+        &out,
+    );
+    drop(peers);
+    println!("screenshots in {}", out.display());
+}

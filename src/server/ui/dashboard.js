@@ -280,6 +280,71 @@
 
   // ---- sparkline -------------------------------------------------------------------------
 
+  // The receivers of a stream with several: one row per receiver slot (its own SRT link from
+  // the sender), and what the sender sends in all.
+  class ReceiversPanel {
+    constructor() {
+      this.total = el('span', { class: 'receivers-total' });
+      this.list = el('ol', { class: 'receiver-list' });
+      this.rows = new Map();
+      this.root = el(
+        'div',
+        { class: 'panel receivers-panel', hidden: true },
+        el('div', { class: 'panel-head' }, el('h3', { text: 'Receivers' }), this.total),
+        this.list,
+      );
+    }
+
+    update(s) {
+      const links = Array.isArray(s.receivers) ? s.receivers.filter((l) => l && isNum(l.receiver)) : [];
+      this.root.hidden = links.length === 0;
+      const linked = links.filter((l) => l.state === 'CONNECTED' || l.state === 'RELAYING').length;
+      setText(
+        this.total,
+        linked + ' of ' + links.length + ' linked · sending ' + (isNum(s.sent_bitrate) ? fmtBitrate(s.sent_bitrate) : '—') + ' in all',
+      );
+      const seen = new Set();
+      for (const l of links) {
+        seen.add(l.receiver);
+        let row = this.rows.get(l.receiver);
+        if (!row) {
+          row = {
+            name: el('span', { class: 'receiver-name' }),
+            state: el('span', { class: 'state-badge' }),
+            path: el('span', { class: 'receiver-path' }),
+            figures: el('span', { class: 'receiver-figures' }),
+          };
+          row.root = el('li', { class: 'receiver-row', 'data-receiver': String(l.receiver) }, row.name, row.state, row.path, row.figures);
+          this.rows.set(l.receiver, row);
+          this.list.append(row.root);
+        }
+        const state = typeof l.state === 'string' ? l.state : 'WAITING';
+        const peer = l.receiver_peer && typeof l.receiver_peer === 'object' ? l.receiver_peer : {};
+        const label = peer.meta && typeof peer.meta.label === 'string' && peer.meta.label ? peer.meta.label : null;
+        const addr = peer.address && typeof peer.address.ip === 'string' ? peer.address.ip + ':' + peer.address.port : null;
+        setText(row.name, 'Receiver ' + l.receiver + (label ? ' · ' + label : addr ? ' · ' + addr : ''));
+        setAttr(row.root, 'data-state', state);
+        setAttr(row.state, 'data-state', state);
+        setText(row.state, state);
+        setText(row.path, l.path === 'direct' ? 'Direct' : l.path === 'relay' ? 'Relayed' : '');
+        // the sender's figures on this link (what it sends to this receiver), else the receiver's
+        const sent = l.sender && l.sender.last_health ? l.sender.last_health : null;
+        const h = sent || peer.last_health || {};
+        const parts = [];
+        if (isNum(h.bitrate)) parts.push(fmtBitrate(h.bitrate));
+        if (isNum(h.rtt)) parts.push('RTT ' + fmtMs(h.rtt));
+        if (isNum(h.loss) && h.loss > 0) parts.push('loss ' + fmtPct(h.loss));
+        setText(row.figures, parts.join(' · '));
+      }
+      for (const [k, row] of this.rows) {
+        if (!seen.has(k)) {
+          row.root.remove();
+          this.rows.delete(k);
+        }
+      }
+    }
+  }
+
   class Sparkline {
     constructor(kind, label, format) {
       this.kind = kind;
@@ -699,6 +764,8 @@
       // Sides.
       this.peers = { sender: new PeerPanel(this, 'sender'), receiver: new PeerPanel(this, 'receiver') };
 
+      this.receivers = new ReceiversPanel();
+
       // History.
       this.sparks = [new Sparkline('bitrate', 'Bitrate', fmtBitrate), new Sparkline('rtt', 'RTT', fmtMs)];
 
@@ -731,6 +798,7 @@
         head,
         el('div', { class: 'controls' }, tallyBox, latencyBox, cueBox),
         el('div', { class: 'peers' }, this.peers.sender.root, this.peers.receiver.root),
+        this.receivers.root,
         el('div', { class: 'history' }, ...this.sparks.map((s) => s.root)),
         this.connectDetails,
       );
@@ -800,6 +868,7 @@
 
       this.peers.sender.update(s.sender);
       this.peers.receiver.update(s.receiver);
+      this.receivers.update(s);
       for (const spark of this.sparks) spark.update(s.history);
     }
 
@@ -1186,13 +1255,14 @@
       tally: el('span', { class: 'tile-tally' }),
       bitrate: el('span', { class: 'tile-metric' }),
       rtt: el('span', { class: 'tile-metric' }),
+      receivers: el('span', { class: 'tile-metric tile-receivers' }),
     };
     t.root = el(
       'button',
       { class: 'tile', type: 'button', 'data-stream': name, 'data-state': 'WAITING', 'data-level': 'none', 'data-tally': 'off' },
       el('span', { class: 'tile-head' }, t.label, t.tally),
       t.state,
-      el('span', { class: 'tile-metrics' }, t.bitrate, t.rtt),
+      el('span', { class: 'tile-metrics' }, t.bitrate, t.rtt, t.receivers),
     );
     t.root.addEventListener('click', () => openCard(name));
     return t;
@@ -1219,9 +1289,13 @@
       setText(t.label, s.label || s.name);
       setText(t.state, STATE_WORD[state] + (level !== 'none' ? ' · ' + LEVEL_TEXT[level] : ''));
       setText(t.tally, tally === 'on-air' ? 'ON AIR' : tally === 'preview' ? 'PREVIEW' : '');
-      // the sender's figures (what it sends), else the receiver's
+      // the sender's figures (what it sends, in all with several receivers), else the receiver's
       const h = [s.sender, s.receiver].map((p) => (p && p.last_health) || null).find((x) => x) || {};
-      setText(t.bitrate, isNum(h.bitrate) ? fmtBitrate(h.bitrate) : '—');
+      const links = Array.isArray(s.receivers) ? s.receivers : [];
+      const sent = links.length > 0 && isNum(s.sent_bitrate) ? s.sent_bitrate : h.bitrate;
+      const linked = links.filter((l) => l && (l.state === 'CONNECTED' || l.state === 'RELAYING')).length;
+      setText(t.receivers, links.length > 0 ? linked + '/' + links.length + ' receivers' : '');
+      setText(t.bitrate, isNum(sent) ? fmtBitrate(sent) : '—');
       setText(t.rtt, isNum(h.rtt) ? 'RTT ' + fmtMs(h.rtt) : 'RTT —');
       setAttr(t.root, 'aria-label', (s.label || s.name) + ': ' + STATE_WORD[state] + (tally !== 'off' ? ', ' + tally : ''));
       order.push(t.root);
