@@ -56,18 +56,39 @@ async fn a_join_token_waits_until_admitted_or_rejected_and_does_nothing_else() {
         .await;
         assert_eq!(status, 403, "{path}: {v}");
     }
+    // Watching with it (the venue page) reads the peers waiting from the watcher's place only.
     let mut watcher = connect(&srv.base, "venue", &join).await;
     watcher.send(&ClientMessage::Watch).await.unwrap();
-    assert!(
-        expect_error(&mut watcher, ErrorCode::Forbidden)
-            .await
-            .contains("cannot watch")
-    );
+    let venue_view = |want: usize| {
+        move |m: &ServerMessage| match m {
+            ServerMessage::View(v) if v.waiting.len() == want => {
+                assert!(
+                    v.streams.is_empty() && !v.join,
+                    "the venue page reads no stream: {v:?}"
+                );
+                Some(v.waiting.clone())
+            }
+            _ => None,
+        }
+    };
+    expect_msg(
+        &mut watcher,
+        "the venue view, nobody waiting",
+        venue_view(0),
+    )
+    .await;
 
     // A camera operator arrives and waits.
     let mut cam = connect(&srv.base, "venue", &join).await;
     cam.send(&register(None, Role::Sender, 9000)).await.unwrap();
     let peer = waits(&mut cam).await;
+    let waiting = expect_msg(
+        &mut watcher,
+        "the venue view with the camera",
+        venue_view(1),
+    )
+    .await;
+    assert_eq!(waiting[0].label.as_deref(), Some("sender-9000"));
     let (_, v) = get_session(&srv.base, "venue", &admin).await;
     assert_eq!(v["waiting"][0]["peer"], peer.as_str(), "{v}");
     assert_eq!(v["waiting"][0]["label"], "sender-9000");
@@ -140,6 +161,13 @@ async fn a_join_token_waits_until_admitted_or_rejected_and_does_nothing_else() {
     let (_, v) = get_session(&srv.base, "venue", &admin).await;
     assert!(v.get("waiting").is_none(), "{v}");
     assert_eq!(v["streams"][0]["sender"]["status"], "registered", "{v}");
+    // the venue page sees it leave the room
+    expect_msg(
+        &mut watcher,
+        "the venue view after the admission",
+        venue_view(0),
+    )
+    .await;
 
     // Another arrives; cam1's sender is taken ...
     let mut other = connect(&srv.base, "venue", &join).await;

@@ -260,41 +260,67 @@ fn a_peer_in_the_waiting_room_is_admitted_with_a_click() {
         json!({ "name": "room", "streams": ["cam1"], "join": true }),
     ));
     let join = created["join_token"].as_str().unwrap().to_string();
-    // a camera operator's peer waits with the venue token
-    let base = server.base.clone();
-    let admitted = rt.spawn(async move {
-        let mut sig = connect(&base, "room", &join).await;
-        sig.send(&ClientMessage::Register(Register {
-            stream: None,
-            port: Port(9000),
-            role: Role::Sender,
-            meta: PeerMeta {
-                label: Some("Camera Ana".into()),
-                ..Default::default()
-            },
-            nat: None,
-            reports: true,
-            receiver: None,
-        }))
-        .await
-        .unwrap();
-        expect_msg(&mut sig, "admission admitted", |m| match m {
-            ServerMessage::Admission(a) if a.state == AdmissionState::Admitted => a.stream.clone(),
-            _ => None,
+    let venue = format!("{}/j/room?t={join}", server.base);
+    // two camera operators' peers wait with the venue token, one after the other
+    let wait = |label: &'static str, port: u16| {
+        let (base, join) = (server.base.clone(), join.clone());
+        async move {
+            let mut sig = connect(&base, "room", &join).await;
+            sig.send(&ClientMessage::Register(Register {
+                stream: None,
+                port: Port(port),
+                role: Role::Sender,
+                meta: PeerMeta {
+                    label: Some(label.into()),
+                    ..Default::default()
+                },
+                nat: None,
+                reports: true,
+                receiver: None,
+            }))
+            .await
+            .unwrap();
+            expect_msg(&mut sig, "admission waiting", |m| match m {
+                ServerMessage::Admission(a) if a.state == AdmissionState::Waiting => Some(()),
+                _ => None,
+            })
+            .await;
+            sig
+        }
+    };
+    let ana = rt.block_on(wait("Camera Ana", 9000));
+    let ben = rt.block_on(wait("Camera Ben", 9001));
+    let admitted = |mut sig: punch::client::Signalling| {
+        rt.spawn(async move {
+            let stream = expect_msg(&mut sig, "admission admitted", |m| match m {
+                ServerMessage::Admission(a) if a.state == AdmissionState::Admitted => {
+                    a.stream.clone()
+                }
+                _ => None,
+            })
+            .await;
+            // (held open: the dashboard is to see the side registered)
+            (stream, sig)
         })
-        .await
-    });
+    };
+    let (ana, ben) = (admitted(ana), admitted(ben));
     let out = out_dir("punch-browser-admission-");
     run_script(
         "admission.mjs",
         &[
             ("DASHBOARD_URL", created["url"].as_str().unwrap()),
+            ("VENUE_URL", &venue),
             ("STREAM", "cam1"),
+            ("NEW_STREAM", "cam9"),
         ],
         &out,
     );
-    let stream = rt.block_on(admitted).unwrap();
-    assert_eq!(stream, "cam1", "the peer was told its side");
+    assert_eq!(rt.block_on(ana).unwrap().0, "cam1", "Ana was told her side");
+    assert_eq!(
+        rt.block_on(ben).unwrap().0,
+        "cam9",
+        "Ben was told his new stream"
+    );
     println!("screenshots in {}", out.display());
 }
 

@@ -17,8 +17,14 @@ use serde_json::json;
 async fn creation_checks_the_receiver_count() {
     let srv = start_default().await;
     for (body, says) in [
-        (json!({"streams": {"pgm": {"receivers": 0}}}), "streams.pgm.receivers must be a whole number of receivers between 1 and 16"),
-        (json!({"streams": {"pgm": {"receivers": 17}}}), "between 1 and 16, got 17"),
+        (
+            json!({"streams": {"pgm": {"receivers": 0}}}),
+            "streams.pgm.receivers must be a whole number of receivers between 1 and 16",
+        ),
+        (
+            json!({"streams": {"pgm": {"receivers": 17}}}),
+            "between 1 and 16, got 17",
+        ),
         (json!({"streams": {"pgm": {"receivers": "3"}}}), "got \"3\""),
         (
             json!({"streams": {"pgm": {"receivers": 2, "receiver": {"device": "caller"}}}}),
@@ -45,7 +51,12 @@ async fn creation_checks_the_receiver_count() {
     .await;
     let (status, v) = create_raw(&srv.base, r#"{"streams": {"pgm": {"receivers": 3}}}"#).await;
     assert_eq!(status, 400, "{v}");
-    assert!(v["error"]["message"].as_str().unwrap().contains("between 1 and 2"));
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("between 1 and 2")
+    );
 }
 
 fn with_slot(role: Role, port: u16, receiver: Option<u8>) -> ClientMessage {
@@ -111,7 +122,11 @@ async fn every_receiver_gets_its_own_link_and_the_api_lists_them_after_a_restart
         let r = registered(&mut sig).await;
         assert_eq!(r.receiver, Some(n as u8));
         let to_receiver = peer(&mut sig).await;
-        assert_eq!(to_receiver.port, 9000 + n, "receiver {n} links with the sender's leg {n}");
+        assert_eq!(
+            to_receiver.port,
+            9000 + n,
+            "receiver {n} links with the sender's leg {n}"
+        );
         let to_leg = peer(&mut legs[usize::from(n) - 1]).await;
         assert_eq!((to_leg.stream.as_str(), to_leg.port), ("pgm", 7000 + n));
         assert_eq!(to_leg.passphrase, to_receiver.passphrase);
@@ -119,7 +134,10 @@ async fn every_receiver_gets_its_own_link_and_the_api_lists_them_after_a_restart
     }
     // a fourth finds them all taken
     let mut fourth = connect(&srv.base, "show", &recv).await;
-    fourth.send(&with_slot(Role::Receiver, 7009, None)).await.unwrap();
+    fourth
+        .send(&with_slot(Role::Receiver, 7009, None))
+        .await
+        .unwrap();
     let why = expect_error(&mut fourth, ErrorCode::SlotTaken).await;
     assert!(why.contains("all 3 receivers"), "{why}");
 
@@ -156,12 +174,22 @@ async fn every_receiver_gets_its_own_link_and_the_api_lists_them_after_a_restart
         if shows(&v) {
             break v;
         }
-        assert!(began.elapsed() < WAIT, "the view never showed the links: {v}");
+        assert!(
+            began.elapsed() < WAIT,
+            "the view never showed the links: {v}"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     };
-    assert_eq!(view["streams"].as_array().unwrap().len(), 2, "links are not streams: {view}");
+    assert_eq!(
+        view["streams"].as_array().unwrap().len(),
+        2,
+        "links are not streams: {view}"
+    );
     assert_eq!(view["streams"][0]["name"], "pgm");
-    assert_eq!(view["streams"][0]["receivers"][1]["receiver_peer"]["address"]["port"], 7002);
+    assert_eq!(
+        view["streams"][0]["receivers"][1]["receiver_peer"]["address"]["port"],
+        7002
+    );
     // a receiver's token reads its stream, not the other receivers' details
     let (_, mine) = get_session(&srv.base, "show", &recv).await;
     assert_eq!(mine["streams"].as_array().unwrap().len(), 1);
@@ -193,7 +221,10 @@ async fn every_receiver_gets_its_own_link_and_the_api_lists_them_after_a_restart
     let (status, v) = get_session(&srv.base, "show", &admin).await;
     assert_eq!(status, 200, "{v}");
     let pgm = &v["streams"][0];
-    assert_eq!((pgm["name"].as_str(), pgm["tally"].as_str()), (Some("pgm"), Some("on-air")));
+    assert_eq!(
+        (pgm["name"].as_str(), pgm["tally"].as_str()),
+        (Some("pgm"), Some("on-air"))
+    );
     let slots: Vec<u64> = pgm["receivers"]
         .as_array()
         .unwrap()
@@ -207,6 +238,9 @@ async fn every_receiver_gets_its_own_link_and_the_api_lists_them_after_a_restart
     );
     // and the receiver that comes back from where it was gets its slot again
     let mut again = connect(&srv.base, "show", &recv).await;
-    again.send(&with_slot(Role::Receiver, 7003, Some(3))).await.unwrap();
+    again
+        .send(&with_slot(Role::Receiver, 7003, Some(3)))
+        .await
+        .unwrap();
     assert_eq!(registered(&mut again).await.receiver, Some(3));
 }

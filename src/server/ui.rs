@@ -137,6 +137,28 @@ pub fn operator(view: &SessionView, stream: &str, role: Role, punch: &str) -> Re
     html(StatusCode::OK, body)
 }
 
+/// `GET /j/:id?t=JOIN`: the venue page, the camera-operator page of the waiting room: the
+/// cameras waiting from the reader's place ("waiting for the producer", with their labels) and
+/// the `punch://` URI to point cameras at.
+pub fn venue(view: &SessionView, punch: &str) -> Response {
+    let initial = serde_json::json!({
+        "session": view.session,
+        "stream": null,
+        "role": null,
+        "punch": punch,
+        "view": view,
+    });
+    let body = fill(
+        OPERATOR_HTML,
+        &[
+            ("stream", &escape_html(&view.session)),
+            ("role", "waiting room"),
+            ("initial", &json_for_script(&initial.to_string())),
+        ],
+    );
+    html(StatusCode::OK, body)
+}
+
 /// `GET /`: the form that creates a session; its create-key field shows when the server needs
 /// one.
 pub fn create_page(key_required: bool) -> Response {

@@ -6,7 +6,11 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use super::auth::{AdminSession, AuthedSession, base_url, token_from};
+use std::net::SocketAddr;
+
+use axum::extract::ConnectInfo;
+
+use super::auth::{AdminSession, AuthedSession, base_url, client_ip, token_from};
 use super::error::ApiError;
 use super::sessions::stream_uri;
 use crate::protocol::{ErrorCode, Role};
@@ -47,14 +51,28 @@ fn operator_side(session: &AuthedSession) -> Result<(String, Role), ApiError> {
     }
 }
 
-/// `GET /j/:id?t=STREAM_TOKEN`: the camera-operator page of one side, or a page saying why not.
+/// `GET /j/:id?t=STREAM_TOKEN`: the camera-operator page of one side; with the join token the
+/// venue page (the cameras waiting from the reader's place, the URI to point cameras at); or a
+/// page saying why not.
 pub(super) async fn operator_page(
     State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     session: Result<AuthedSession, ApiError>,
     headers: HeaderMap,
 ) -> Response {
     let page = async {
         let session = session?;
+        if session.claims.scope == Scope::Join {
+            let place = client_ip(&state, peer, &headers);
+            let view = session.handle.view_from(&Scope::Join, place).await?;
+            let punch = join_uri(
+                &state,
+                &base_url(&state, &headers),
+                &session.id,
+                &session.handle.nonce,
+            )?;
+            return Ok(ui::venue(&view, &punch));
+        }
         let (stream, role) = operator_side(&session)?;
         let view = session.handle.view(&session.claims.scope).await?;
         let punch = stream_uri(&state, &base_url(&state, &headers), &session, &stream, role)?;
@@ -73,6 +91,15 @@ pub(super) async fn operator_qr(
     session: AuthedSession,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    if session.claims.scope == Scope::Join {
+        let base = base_url(&state, &headers);
+        return qr_response(&join_uri(
+            &state,
+            &base,
+            &session.id,
+            &session.handle.nonce,
+        )?);
+    }
     let (stream, role) = operator_side(&session)?;
     let view = session.handle.view(&session.claims.scope).await?;
     let device = view
@@ -124,8 +151,18 @@ pub(super) async fn session_qr(
     ))
 }
 
-/// `GET /s/:id/join-qr?t=ADMIN`: the venue QR code, the `punch://` URI with the session's join
-/// token (its peers wait in the waiting room); `404` for a session without one.
+/// The `punch://` URI with the session's join token: what cameras at the venue point at (its
+/// peers wait in the waiting room).
+fn join_uri(state: &AppState, base: &str, id: &str, nonce: &str) -> Result<String, ApiError> {
+    let token = state.key.issue(id, nonce, &Scope::Join);
+    crate::protocol::uri::PunchUri::for_server(base, id, None, &token)
+        .map(|u| u.to_string())
+        .map_err(|e| ApiError::new(ErrorCode::Internal, e))
+}
+
+/// `GET /s/:id/join-qr?t=ADMIN`: the venue QR code: the link to the venue page
+/// (`/j/:id?t=JOIN`), which shows the `punch://` URI for the cameras and each camera's wait;
+/// `404` for a session without a waiting room.
 pub(super) async fn join_qr(
     State(state): State<Arc<AppState>>,
     AdminSession(session): AdminSession,
@@ -145,14 +182,11 @@ pub(super) async fn join_qr(
     let token = state
         .key
         .issue(&session.id, &session.handle.nonce, &Scope::Join);
-    let uri = crate::protocol::uri::PunchUri::for_server(
-        &base_url(&state, &headers),
-        &session.id,
-        None,
-        &token,
-    )
-    .map_err(|e| ApiError::new(ErrorCode::Internal, e))?;
-    qr_response(&uri.to_string())
+    qr_response(&format!(
+        "{}/j/{}?t={token}",
+        base_url(&state, &headers),
+        session.id
+    ))
 }
 
 /// `GET /s/:id/qr/:stream/:role`: what one camera operator needs, the link to the

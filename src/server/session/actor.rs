@@ -54,6 +54,8 @@ enum Command {
     View {
         /// What the asking token may read.
         scope: Scope,
+        /// Where a join token's reader is: it reads the peers waiting from there.
+        place: Option<IpAddr>,
         reply: oneshot::Sender<SessionView>,
     },
     Tally {
@@ -181,7 +183,28 @@ impl SessionHandle {
     /// The session's view, as a token of `scope` may read it.
     pub async fn view(&self, scope: &Scope) -> Result<SessionView, SessionError> {
         let scope = scope.clone();
-        self.request(|reply| Command::View { scope, reply }).await
+        self.request(|reply| Command::View {
+            scope,
+            place: None,
+            reply,
+        })
+        .await
+    }
+
+    /// The view of a reader at client address `place`: with the join token, the peers waiting
+    /// from there (the venue page); otherwise as [`Self::view`].
+    pub async fn view_from(
+        &self,
+        scope: &Scope,
+        place: IpAddr,
+    ) -> Result<SessionView, SessionError> {
+        let scope = scope.clone();
+        self.request(|reply| Command::View {
+            scope,
+            place: Some(place),
+            reply,
+        })
+        .await
     }
 
     pub async fn set_tally(&self, stream: String, state: TallyState) -> Result<(), SessionError> {
@@ -417,11 +440,15 @@ impl Actor {
                 let fx = self.core.detach(conn, now);
                 let _ = self.apply(fx).await; // a failed store is logged and retried
             }
-            Command::View { scope, reply } => {
+            Command::View {
+                scope,
+                place,
+                reply,
+            } => {
                 if let Some(op) = self.core.touch(now) {
                     self.env.store.send(op).await;
                 }
-                let _ = reply.send(self.core.view_for(&scope));
+                let _ = reply.send(self.core.view_at(&scope, place));
             }
             Command::Tally {
                 stream,

@@ -12,6 +12,9 @@ use crate::protocol::{
     Admission, AdmissionState, ErrorCode, Register, Role, ServerMessage, TallyState, WaitingPeer,
     validate_name,
 };
+use std::net::IpAddr;
+
+use crate::server::limit::client_key;
 use crate::server::time::format_time;
 use crate::server::token::Scope;
 
@@ -48,6 +51,14 @@ impl SessionCore {
         let Some(info) = self.conns.get_mut(&conn) else {
             return;
         };
+        if info.watching {
+            fx.error(
+                conn,
+                ErrorCode::AlreadyRegistered,
+                "this connection watches the waiting room (the venue page); register from another connection",
+            );
+            return;
+        }
         // registering again (a new NAT mapping) keeps its place in the room
         let since_ms = info.waiting.as_ref().map_or(now, |w| w.since_ms);
         info.waiting = Some(Waiting {
@@ -240,9 +251,20 @@ impl SessionCore {
 
     /// The waiting room, oldest first, for the admin's view.
     pub(super) fn waiting_room(&self) -> Vec<WaitingPeer> {
+        self.waiting_where(|_| true)
+    }
+
+    /// The peers waiting from client address `ip` (IPv6: its /64), for the venue page there.
+    pub(super) fn waiting_from(&self, ip: IpAddr) -> Vec<WaitingPeer> {
+        let place = client_key(ip);
+        self.waiting_where(|at| client_key(at) == place)
+    }
+
+    fn waiting_where(&self, from: impl Fn(IpAddr) -> bool) -> Vec<WaitingPeer> {
         let mut room: Vec<(i64, WaitingPeer)> = self
             .conns
             .iter()
+            .filter(|(_, c)| from(c.ip))
             .filter_map(|(id, c)| {
                 let w = c.waiting.as_ref()?;
                 Some((

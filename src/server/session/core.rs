@@ -429,16 +429,9 @@ impl SessionCore {
             );
             return;
         }
-        if info.scope == Scope::Join {
-            fx.error(
-                conn,
-                ErrorCode::Forbidden,
-                "a join token registers and waits for the producer to give it a side; it cannot watch the session",
-            );
-            return;
-        }
         // The admin token watches the session; a stream token its own stream (the
-        // camera-operator page), as much of it as the token may read. Pages watching with a
+        // camera-operator page), as much of it as the token may read; the join token the peers
+        // waiting from the watcher's own place (the venue page), nothing of the session. Pages watching with a
         // stream token leave one of its connections free for the side's element.
         if let Scope::Stream { stream, role } = &info.scope {
             let scope = info.scope.clone();

@@ -9,6 +9,9 @@ use crate::protocol::{
     DeviceMode, DeviceView, Endpoint, MediaPath, PeerStatus, PeerView, Role, SessionState,
     SessionUpdate, SessionView, SrtStatus, StreamSummary, StreamView,
 };
+use std::net::IpAddr;
+
+use crate::server::limit::client_key;
 use crate::server::time::format_time;
 use crate::server::token::Scope;
 
@@ -63,17 +66,32 @@ impl SessionCore {
     /// The views due to the connections that watch (dashboards, camera-operator pages): one
     /// per token scope, with its connections.
     pub fn watcher_views(&self) -> Vec<(SessionView, Vec<ConnId>)> {
-        let mut groups: Vec<(&Scope, Vec<ConnId>)> = Vec::new();
+        // (join-token watchers read by place)
+        let mut groups: Vec<(&Scope, Option<IpAddr>, Vec<ConnId>)> = Vec::new();
         for (id, c) in self.conns.iter().filter(|(_, c)| c.watching) {
-            match groups.iter_mut().find(|(s, _)| *s == &c.scope) {
-                Some((_, conns)) => conns.push(*id),
-                None => groups.push((&c.scope, vec![*id])),
+            let place = (c.scope == Scope::Join).then_some(c.ip);
+            let same = |s: &Scope, p: Option<IpAddr>| {
+                s == &c.scope && p.map(client_key) == place.map(client_key)
+            };
+            match groups.iter_mut().find(|(s, p, _)| same(s, *p)) {
+                Some((_, _, conns)) => conns.push(*id),
+                None => groups.push((&c.scope, place, vec![*id])),
             }
         }
         groups
             .into_iter()
-            .map(|(scope, conns)| (self.view_for(scope), conns))
+            .map(|(scope, place, conns)| (self.view_at(scope, place), conns))
             .collect()
+    }
+
+    /// [`Self::view_for`], and for the join token read from `place`: the peers waiting from
+    /// there (the same client address, IPv6 the same /64), nothing else of the session.
+    pub fn view_at(&self, scope: &Scope, place: Option<IpAddr>) -> SessionView {
+        let mut view = self.view_for(scope);
+        if let (Scope::Join, Some(ip)) = (scope, place) {
+            view.waiting = self.waiting_from(ip);
+        }
+        view
     }
 
     pub(super) fn peer_status(&self, idx: usize, role: Role) -> PeerStatus {

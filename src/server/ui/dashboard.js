@@ -64,6 +64,8 @@
     mode: null,
     // The waiting room: the stream the operator chose for each waiting peer, and what was drawn.
     waitingChoice: new Map(),
+    // the name typed for a new stream, per waiting peer (the room is redrawn as it changes)
+    waitingName: new Map(),
     waitingKey: '',
     ws: null,
     wsLive: false,
@@ -1170,6 +1172,10 @@
 
   function freeStreams(view, role) {
     return view.streams.filter((s) => {
+      // a stream with several receivers takes receivers while a slot is free (its sender is
+      // a punchsink with the stream's token)
+      const links = s && Array.isArray(s.receivers) ? s.receivers : [];
+      if (links.length > 0) return role === 'receiver' && links.some((l) => l && l.receiver_peer && l.receiver_peer.status === 'waiting');
       const side = s && s[role];
       return side && side.status === 'waiting' && !side.device;
     });
@@ -1205,6 +1211,9 @@
         else if (has(w.stream)) select.value = w.stream;
 
         const newName = el('input', { class: 'admit-new', type: 'text', placeholder: 'name of the new stream', hidden: true });
+        // and so does a name being typed
+        newName.value = app.waitingName.get(w.peer) || '';
+        newName.addEventListener('input', () => app.waitingName.set(w.peer, newName.value));
         const admit = el('button', { class: 'admit', type: 'button', text: 'Admit' });
         const showNew = () => {
           newName.hidden = select.value !== NEW_STREAM;

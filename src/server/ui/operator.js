@@ -1,7 +1,10 @@
 // The camera-operator page (GET /j/:session?t=STREAM_TOKEN): full-screen tally, the last cue,
 // the link's state and health, and the settings of this side. It paints from the view embedded
 // in the page, then follows `view` and `cue` messages on the session WebSocket, watching with the
-// stream token (which reads this stream only). Everything shown is set as text, never markup.
+// stream token (which reads this stream only). With the join token it is the venue page: the
+// cameras waiting from this place ("waiting for the producer", each with its label), and the
+// punch:// URI to point cameras at (the join token reads nothing else). Everything shown is set
+// as text, never markup.
 'use strict';
 (function () {
   const initial = JSON.parse(document.getElementById('punch-initial').textContent);
@@ -84,7 +87,38 @@
     return typeof v === 'number' && Number.isFinite(v) ? v.toFixed(digits) + ' ' + unit : null;
   }
 
+  // The venue page: who waits from here. A camera that is no longer listed was given its place
+  // (or turned down); its own element or app says which.
+  const seenWaiting = new Map();
+  function applyVenue(view) {
+    const waiting = view && Array.isArray(view.waiting) ? view.waiting.filter((w) => w && typeof w.peer === 'string') : [];
+    const list = $('op-waiting-list');
+    const now = new Set(waiting.map((w) => w.peer));
+    for (const w of waiting) {
+      let item = seenWaiting.get(w.peer);
+      if (!item) {
+        item = document.createElement('li');
+        item.className = 'op-waiting-peer';
+        seenWaiting.set(w.peer, item);
+        list.append(item);
+      }
+      const since = Date.parse(w.since);
+      const label = typeof w.label === 'string' && w.label ? w.label : 'A ' + (w.role === 'receiver' ? 'decoder' : 'camera');
+      text(item, label + ' — waiting for the producer' + (Number.isFinite(since) ? ' since ' + new Date(since).toLocaleTimeString() : ''));
+      item.dataset.state = 'waiting';
+    }
+    for (const [peer, item] of seenWaiting) {
+      if (!now.has(peer) && item.dataset.state === 'waiting') {
+        item.dataset.state = 'left';
+        text(item, item.textContent.split(' — ')[0] + ' — no longer waiting: the producer decided');
+      }
+    }
+    $('op-waiting-none').hidden = waiting.length > 0;
+    showSettings(null);
+  }
+
   function apply(view) {
+    if (role === null) return applyVenue(view);
     const s = view && Array.isArray(view.streams) ? view.streams.find((x) => x.name === stream) : null;
     if (!s) return;
     const tally = TALLY[s.tally] ? s.tally : 'off';
@@ -138,6 +172,13 @@
     });
   }
 
+  if (role === null) {
+    // the venue page: the waiting room instead of a side's tally and link
+    $('op-tally').hidden = true;
+    document.querySelector('.op-link').hidden = true;
+    $('op-waiting').hidden = false;
+    text($('op-settings-title'), 'What to point the cameras at');
+  }
   apply(initial.view);
   connect();
 })();

@@ -98,3 +98,46 @@ fn a_waiting_peer_registering_again_keeps_its_place_and_one_place_cannot_fill_th
         .unwrap();
     assert!(sent_to(&fx, 1).is_empty() && sent_to(&fx, 6).is_empty());
 }
+
+#[test]
+fn the_venue_page_reads_only_the_peers_waiting_from_its_own_place() {
+    let mut core = SessionCore::new(record(&["cam"]), limits(16), PathPolicy::default());
+    // a camera waiting at the venue, another elsewhere
+    core.attach(1, ip("203.0.113.5"), Scope::Join, 0).unwrap();
+    core.handle(1, register(None, Role::Sender, 9000), 1);
+    core.attach(2, ip("198.51.100.7"), Scope::Join, 0).unwrap();
+    core.handle(2, register(None, Role::Sender, 9001), 1);
+    // the venue page watches with the join token from the venue's address
+    core.attach(3, ip("203.0.113.5"), Scope::Join, 2).unwrap();
+    let fx = core.handle(3, ClientMessage::Watch, 2);
+    assert!(fx.view_changed, "the page gets its first view");
+    let views = core.watcher_views();
+    assert_eq!(views.len(), 1);
+    let (view, conns) = &views[0];
+    assert_eq!(conns, &vec![3]);
+    assert_eq!(
+        view.waiting.len(),
+        1,
+        "only the venue's camera: {:?}",
+        view.waiting
+    );
+    assert!(view.streams.is_empty() && !view.join);
+    // IPv6: one /64 is one place
+    let here = core.view_at(&Scope::Join, Some(ip("2001:db8:1:2::9")));
+    assert!(here.waiting.is_empty());
+    core.attach(4, ip("2001:db8:1:2::1"), Scope::Join, 3)
+        .unwrap();
+    core.handle(4, register(None, Role::Receiver, 9002), 3);
+    let here = core.view_at(&Scope::Join, Some(ip("2001:db8:1:2::9")));
+    assert_eq!(here.waiting.len(), 1);
+    // without a place (`GET /api/session/:id`) the join token reads nobody
+    assert!(core.view_for(&Scope::Join).waiting.is_empty());
+    // a page that watches holds no side and cannot register from that connection
+    let fx = core.handle(3, register(None, Role::Sender, 9003), 4);
+    assert!(error_sent(&fx, 3, ErrorCode::AlreadyRegistered).contains("venue page"));
+    assert_eq!(
+        core.view().waiting.len(),
+        3,
+        "the page did not join the room"
+    );
+}
