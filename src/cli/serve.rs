@@ -78,9 +78,9 @@ pub struct ServeArgs {
     /// Longest inactivity TTL a session may ask for, in seconds (60-31536000).
     #[arg(long, default_value_t = 86_400, value_parser = within(60u64..=31_536_000), allow_negative_numbers = true)]
     max_ttl: u64,
-    /// Most receivers one stream may have (1-64): each is its own SRT link from the sender,
-    /// so the sender's upload bandwidth is the real bound.
-    #[arg(long, default_value_t = 16, value_parser = within(1usize..=64), allow_negative_numbers = true)]
+    /// Most receivers one stream may have (1-32; a session has at most 32 in all): each is its
+    /// own SRT link from the sender, so the sender's upload bandwidth is the real bound.
+    #[arg(long, default_value_t = 16, value_parser = within(1usize..=32), allow_negative_numbers = true)]
     max_receivers: usize,
     /// Most sessions held at once (1-1000000).
     #[arg(long, default_value_t = 20_000, value_parser = within(1usize..=1_000_000), allow_negative_numbers = true)]

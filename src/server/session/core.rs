@@ -263,8 +263,10 @@ impl SessionCore {
                 ),
             ));
         }
-        if self.conns.len() >= self.limits.total {
-            return full(format!("{} connections", self.limits.total));
+        // each receiver slot beyond a stream's first brings a sender leg and a receiver
+        let total = self.limits.total + 2 * (self.rec.streams.len() - self.stream_heads().count());
+        if self.conns.len() >= total {
+            return full(format!("{total} connections"));
         }
         let same_scope = self.conns.values().filter(|c| c.scope == scope).count();
         match &scope {
