@@ -93,6 +93,23 @@ async fn session_create_show_tally_close() {
         "{err}"
     );
 
+    // a programme return to three monitors, and a waiting room
+    let (ok, out, err) = run(vec![
+        "session", "create", "clishow", "--stream", "pgm:3", "--stream", "cam1", "--join",
+    ])
+    .await;
+    assert!(ok, "{err}");
+    assert!(out.contains("Waiting room"), "{out}");
+    let (ok, out, err) = run(vec!["session", "show", "clishow"]).await;
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("receiver 1") && out.contains("receiver 3"),
+        "the receivers are listed: {out}"
+    );
+    let (ok, _, err) = run(vec!["session", "create", "--stream", "pgm:x"]).await;
+    assert!(!ok);
+    assert!(err.contains("':N' is the number of receivers"), "{err}");
+
     let (ok, out, err) = run(vec!["session", "close", "clitest"]).await;
     assert!(ok, "{err}");
     assert!(out.contains("closed"));

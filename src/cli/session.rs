@@ -17,9 +17,13 @@ pub enum SessionCommand {
     Create {
         /// Session name (letters, digits, '-' and '_'); generated when omitted.
         name: Option<String>,
-        /// A stream of the session (repeat for several cameras); default: one stream "default".
-        #[arg(long = "stream", value_name = "NAME")]
+        /// A stream of the session (repeat for several cameras); NAME:N gives it N receivers
+        /// (a programme return to N monitors); default: one stream "default".
+        #[arg(long = "stream", value_name = "NAME[:N]")]
         streams: Vec<String>,
+        /// Give the session a waiting room: cameras with its join token wait to be admitted.
+        #[arg(long)]
+        join: bool,
         /// SRT latency in milliseconds (20–8000).
         #[arg(long)]
         latency: Option<u32>,
@@ -121,14 +125,15 @@ pub async fn session(cmd: SessionCommand) -> Result<(), String> {
         SessionCommand::Create {
             name,
             streams,
+            join,
             latency,
             ttl,
             create_key,
             server,
         } => {
-            let mut body = json!({ "name": name, "latency": latency, "ttl": ttl });
+            let mut body = json!({ "name": name, "latency": latency, "ttl": ttl, "join": join });
             if !streams.is_empty() {
-                body["streams"] = json!(streams);
+                body["streams"] = streams_body(&streams)?;
             }
             let rest = server.rest().map_err(said)?;
             let created = rest
@@ -313,6 +318,28 @@ fn qr_terminal(data: &str) -> Result<String, String> {
         .build())
 }
 
+/// `--stream` values as the creation body's `streams`: a map of name to its settings.
+fn streams_body(streams: &[String]) -> Result<serde_json::Value, String> {
+    let mut map = serde_json::Map::new();
+    for s in streams {
+        let (name, spec) = match s.split_once(':') {
+            None => (s.as_str(), serde_json::Value::Null),
+            Some((name, n)) => match n.parse::<u8>() {
+                Ok(n) if n >= 1 => (name, json!({ "receivers": n })),
+                _ => {
+                    return Err(format!(
+                        "--stream {s}: after the name, ':N' is the number of receivers (1 or more), got {n:?}"
+                    ));
+                }
+            },
+        };
+        if map.insert(name.to_string(), spec).is_some() {
+            return Err(format!("--stream {name} is given twice"));
+        }
+    }
+    Ok(serde_json::Value::Object(map))
+}
+
 fn print_view(v: &SessionView) {
     println!(
         "Session {}  {}  ({}/{} streams connected, latency {} ms)",
@@ -363,6 +390,28 @@ fn print_view(v: &SessionView) {
                 "    {role:<8} {:<10} {addr:<22} {health}",
                 format!("{:?}", p.status).to_lowercase()
             );
+        }
+        for link in &s.receivers {
+            let p = &link.receiver_peer;
+            let addr = p
+                .address
+                .as_ref()
+                .map(|a| format!("{}:{}", a.ip, a.port))
+                .unwrap_or("-".into());
+            let bitrate = link
+                .sender
+                .last_health
+                .as_ref()
+                .and_then(|h| h.bitrate)
+                .map(|b| format!("sending {:.1} Mbit/s", b / 1e6))
+                .unwrap_or_default();
+            println!(
+                "      receiver {:<3} {:<10} {addr:<22} {bitrate}",
+                link.receiver, link.state
+            );
+        }
+        if let Some(total) = s.sent_bitrate {
+            println!("      sent in all: {:.1} Mbit/s", total / 1e6);
         }
     }
 }
