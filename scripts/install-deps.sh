@@ -18,6 +18,9 @@ PACKAGES=(
   iproute2 nftables conntrack
   # a real TLS reverse proxy in front of the server (the --trust-proxy test)
   nginx
+  # systemd-analyze verify checks packaging/punch.service; openssl pins the test certificate
+  # for the browser over built-in TLS
+  systemd openssl
 )
 
 SUDO=""

@@ -382,3 +382,53 @@ fn a_stream_with_several_receivers_shows_each_link_and_what_the_sender_sends_in_
     drop(peers);
     println!("screenshots in {}", out.display());
 }
+
+/// The base64 SHA-256 of the SubjectPublicKeyInfo of the certificate in `cert` (what Chromium's
+/// `--ignore-certificate-errors-spki-list` pins), by openssl.
+fn spki_pin(cert: &std::path::Path) -> String {
+    require("openssl", "openssl");
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "openssl x509 -in {} -pubkey -noout | openssl pkey -pubin -outform der | openssl dgst -sha256 -binary | base64",
+            sh_quote(&cert.display().to_string())
+        ))
+        .output()
+        .expect("openssl runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+#[test]
+fn the_dashboard_works_over_built_in_tls() {
+    use punch::client::tls::Trust;
+    browser_dir();
+    let ca = common::certs::TestCa::new("Punch browser CA", &["localhost"]);
+    let rt = runtime();
+    let server = rt.block_on(start(punch::server::ServerConfig {
+        tls: Some(punch::server::tls::TlsFiles {
+            cert: ca.cert.clone(),
+            key: ca.key.clone(),
+        }),
+        ..punch::server::ServerConfig::default()
+    }));
+    let base = format!("https://localhost:{}", server.server.local_addr().port());
+    let rest = punch::client::rest::Rest::with(&base, WAIT, &Trust::with_ca_file(&ca.ca)).unwrap();
+    let created = rt
+        .block_on(rest.create(&json!({ "name": "secure" }), None))
+        .unwrap();
+    let out = out_dir("punch-browser-https-");
+    run_script(
+        "https.mjs",
+        &[
+            ("DASHBOARD_URL", &created.url),
+            ("TRUST_SPKI", &spki_pin(&ca.cert)),
+        ],
+        &out,
+    );
+    println!("screenshots in {}", out.display());
+}

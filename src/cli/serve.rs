@@ -65,6 +65,23 @@ pub struct ServeArgs {
     /// used in dashboard and QR links. Default: the Host the client used.
     #[arg(long, env = "PUNCH_PUBLIC_URL")]
     public_url: Option<String>,
+    /// Serve HTTPS and WSS on --listen with this certificate chain (PEM, the server's first);
+    /// links and QR codes become https:// and punchs://. Reloaded on SIGHUP.
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "tls_key",
+        env = "PUNCH_TLS_CERT"
+    )]
+    tls_cert: Option<std::path::PathBuf>,
+    /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "tls_cert",
+        env = "PUNCH_TLS_KEY"
+    )]
+    tls_key: Option<std::path::PathBuf>,
     /// Trust X-Forwarded-For / Forwarded / X-Forwarded-Proto (only behind your own reverse proxy).
     #[arg(long)]
     trust_proxy: bool,
@@ -203,6 +220,13 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
         default_ttl_s: args.ttl,
         secret,
         create_key: create_key.clone(),
+        tls: match (&args.tls_cert, &args.tls_key) {
+            (Some(cert), Some(key)) => Some(crate::server::tls::TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+            }),
+            _ => None,
+        },
         ..ServerConfig::default()
     };
     config.stun_port = (!args.no_stun).then_some(args.stun_port);
@@ -228,7 +252,10 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
     limits.stun_per_second = f64::from(args.stun_rate);
     limits.stun_burst = f64::from(args.stun_rate) * 2.0;
     let stop = shutdown_signal()?;
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .map_err(|e| format!("cannot handle SIGHUP: {e}"))?;
     let server = Server::start(config).await?;
+    let scheme = if server.is_tls() { "https" } else { "http" };
     if create_key.is_none() && !args.listen.ip().is_loopback() {
         tracing::warn!(
             "listening on {} without --create-key: anyone who reaches this server can create sessions (fine on a closed LAN; set --create-key or PUNCH_CREATE_KEY on the internet)",
@@ -241,13 +268,19 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
     } else {
         addr
     };
-    say!("Punch server listening on http://{addr}");
+    say!("Punch server listening on {scheme}://{addr}");
     match &args.public_url {
         Some(u) => say!("Peers and browsers reach it at {u}"),
         None => say!(
-            "Peers reach it at http://<this machine's address>:{} (set --public-url if it sits behind a proxy or DNS name)",
+            "Peers reach it at {scheme}://<this machine's address>:{} (set --public-url if it sits behind a proxy or DNS name)",
             addr.port()
         ),
+    }
+    if server.is_tls() {
+        say!(
+            "TLS: kill -HUP {} reloads the certificate",
+            std::process::id()
+        );
     }
     match server.stun_ports() {
         Some([p, alt]) => say!(
@@ -270,7 +303,10 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
         }
     );
     if args.demo {
-        let base = args.public_url.clone().unwrap_or(format!("http://{local}"));
+        let base = args
+            .public_url
+            .clone()
+            .unwrap_or(format!("{scheme}://{local}"));
         let created = match Rest::new(&base) {
             Ok(rest) => {
                 rest.create(&json!({ "name": null }), create_key.as_deref())
@@ -288,7 +324,23 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
         }
     }
     say!("Press Ctrl-C to stop.");
-    stop.await;
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            _ = &mut stop => break,
+            _ = hangup.recv() => match server.reload_tls() {
+                Ok(true) => {
+                    tracing::info!("TLS certificate reloaded");
+                    say!("TLS certificate reloaded");
+                }
+                Ok(false) => tracing::info!("SIGHUP: nothing to reload (no --tls-cert)"),
+                Err(e) => {
+                    tracing::error!("TLS certificate not reloaded, the old one stays: {e}");
+                    eprintln!("TLS certificate not reloaded, the old one stays: {e}");
+                }
+            },
+        }
+    }
     tracing::info!("shutting down");
     server.shutdown().await;
     Ok(())

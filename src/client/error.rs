@@ -37,10 +37,32 @@ pub fn with_causes(e: &dyn std::error::Error) -> String {
         }
         source = cause.source();
     }
-    if text.contains("certificate") {
-        text.push_str(" (a server whose certificate a private CA signed: --ca-file / ca-file)");
+    if let Some(why) = certificate_problem(&text) {
+        text.push_str(&format!(" ({why})"));
     }
     text
+}
+
+/// What a refused server certificate means, for people (from rustls's reasons).
+fn certificate_problem(text: &str) -> Option<&'static str> {
+    if !text.contains("certificate") {
+        return None;
+    }
+    Some(
+        if text.contains("UnknownIssuer") || text.contains("unknown issuer") {
+            "unknown issuer: no CA this client trusts signed the server's certificate; for a private CA give --ca-file / ca-file"
+        } else if text.contains("NotValidForName") || text.contains("not valid for name") {
+            "name mismatch: the server's certificate is not for the host name in the URL"
+        } else if text.contains("Expired") || text.contains("expired") {
+            "expired: the server's certificate is past its end date (or this machine's clock is wrong)"
+        } else if text.contains("NotValidYet") || text.contains("not valid yet") {
+            "not valid yet: the server's certificate starts later (or this machine's clock is wrong)"
+        } else if text.contains("Revoked") {
+            "revoked: the server's certificate was withdrawn"
+        } else {
+            "the server's certificate was refused; a server whose certificate a private CA signed needs --ca-file / ca-file"
+        },
+    )
 }
 
 impl ClientError {

@@ -101,6 +101,8 @@ impl Default for Limits {
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     pub listen: SocketAddr,
+    /// Built-in TLS on the listen port (HTTPS, WSS; links become `https://`, `punchs://`).
+    pub tls: Option<super::tls::TlsFiles>,
     /// SQLite database path, or `:memory:`.
     pub db: String,
     /// Base URL peers and browsers use to reach this server; derived from the `Host` header when unset.
@@ -126,6 +128,7 @@ impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             listen: "127.0.0.1:0".parse().unwrap(),
+            tls: None,
             db: ":memory:".into(),
             public_url: None,
             trust_proxy: false,

@@ -3,7 +3,8 @@
 //! the request head (from the connection's opening or the first byte of a request), the request
 //! body (from its head), and an idle kept-alive connection. A connection that breaks one is
 //! closed; a WebSocket upgrade leaves these rules (it has its own keepalive) but keeps its place
-//! in the per-address count for as long as it is open.
+//! in the per-address count for as long as it is open. With built-in TLS the handshake comes
+//! first, and must be done within the head timeout.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -34,6 +35,8 @@ pub struct ConnectionRules {
     pub header_timeout: Duration,
     pub body_timeout: Duration,
     pub keepalive_timeout: Duration,
+    /// Built-in TLS: every connection is HTTPS (and WSS).
+    pub tls: Option<Arc<super::tls::Tls>>,
 }
 
 /// A request body that did not arrive in time.
@@ -242,7 +245,7 @@ pub async fn serve(
     }
 }
 
-/// Serves one connection under the rules.
+/// Serves one connection under the rules, after its TLS handshake when there is TLS.
 async fn connection(
     tcp: TcpStream,
     peer: SocketAddr,
@@ -253,6 +256,38 @@ async fn connection(
 ) {
     // Signalling messages are tiny and latency-bound: never let Nagle hold them back.
     let _ = tcp.set_nodelay(true);
+    let Some(tls) = rules.tls.clone() else {
+        return serve_http(tcp, peer, place, router, rules, cancel).await;
+    };
+    let handshake = tls.acceptor().accept(tcp);
+    let stream = tokio::select! {
+        _ = cancel.cancelled() => return,
+        done = tokio::time::timeout(rules.header_timeout, handshake) => match done {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(e)) => {
+                tracing::debug!(client = %peer, "TLS handshake failed: {e}");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!(client = %peer, "TLS handshake too slow");
+                return;
+            }
+        },
+    };
+    serve_http(stream, peer, place, router, rules, cancel).await
+}
+
+/// Serves HTTP (and upgrades) on one connection's byte stream.
+async fn serve_http<S>(
+    stream: S,
+    peer: SocketAddr,
+    place: Option<Place>,
+    router: Router,
+    rules: ConnectionRules,
+    cancel: CancellationToken,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let activity: Shared = Arc::new(Mutex::new(Activity {
         in_flight: 0,
         idle_since: Instant::now(),
@@ -260,7 +295,7 @@ async fn connection(
         served: false,
     }));
     let io = TokioIo::new(Watched {
-        inner: tcp,
+        inner: stream,
         activity: activity.clone(),
         _place: place,
     });

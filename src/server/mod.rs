@@ -21,6 +21,7 @@ mod state;
 pub mod store;
 mod stun;
 mod time;
+pub mod tls;
 pub mod token;
 mod ui;
 mod ws;
@@ -51,6 +52,8 @@ pub struct Server {
     tracker: TaskTracker,
     /// The accept loop.
     serve: tokio::task::JoinHandle<()>,
+    /// Built-in TLS, reloaded by [`Server::reload_tls`].
+    tls: Option<Arc<tls::Tls>>,
     /// One task per HTTP connection (until it is upgraded).
     connections: TaskTracker,
     store: Store,
@@ -60,6 +63,11 @@ pub struct Server {
 impl Server {
     /// Opens the database, restores its sessions, binds the listener and starts serving.
     pub async fn start(config: ServerConfig) -> Result<Server, String> {
+        // the certificate first: a wrong one must not leave a half-started server
+        let tls = match &config.tls {
+            Some(files) => Some(Arc::new(tls::Tls::load(files.clone())?)),
+            None => None,
+        };
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
@@ -155,6 +163,7 @@ impl Server {
             header_timeout: limits.header_timeout,
             body_timeout: limits.body_timeout,
             keepalive_timeout: limits.keepalive_timeout,
+            tls: tls.clone(),
         };
         let connections = TaskTracker::new();
         let serve = tokio::spawn(listener::serve(
@@ -164,7 +173,8 @@ impl Server {
             cancel.clone(),
             connections.clone(),
         ));
-        tracing::info!("listening on http://{addr}");
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        tracing::info!("listening on {scheme}://{addr}");
         if let Some([primary, alternate]) = state.stun_ports {
             tracing::info!("STUN on udp/{primary} and udp/{alternate}");
         }
@@ -181,10 +191,25 @@ impl Server {
             cancel,
             tracker,
             serve,
+            tls,
             connections,
             store,
             store_thread,
         })
+    }
+
+    /// Reads the TLS certificate and key again (SIGHUP): new connections get them, open ones
+    /// are not touched; on an error the certificate in use stays. `Ok(false)` without TLS.
+    pub fn reload_tls(&self) -> Result<bool, String> {
+        match &self.tls {
+            Some(tls) => tls.reload().map(|()| true),
+            None => Ok(false),
+        }
+    }
+
+    /// Whether the server speaks TLS on its port.
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
     }
 
     pub fn local_addr(&self) -> SocketAddr {

@@ -82,11 +82,15 @@ export async function cspViolations(page, label) {
 }
 
 // Debian's chromium, headless, nothing fetched from outside.
+// TRUST_SPKI (optional): the base64 SHA-256 of a server key's SubjectPublicKeyInfo that
+// Chromium is to trust (a test server's certificate from a test CA), and only that one.
 export function launch() {
+  const trust = process.env.TRUST_SPKI ? [`--ignore-certificate-errors-spki-list=${process.env.TRUST_SPKI}`] : [];
   return chromium.launch({
     executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
     timeout: 30_000,
     args: [
+      ...trust,
       '--headless',
       '--no-sandbox',
       '--disable-gpu',

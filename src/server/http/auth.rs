@@ -79,13 +79,14 @@ pub(super) fn base_url(state: &AppState, headers: &HeaderMap) -> String {
         .unwrap_or_else(|| state.config.listen.to_string());
     // Behind a TLS proxy the links must say https:// (and punch URIs punchs://), or tokens go
     // in clear: the proxy says so in X-Forwarded-Proto or Forwarded's proto.
-    let https = state.config.trust_proxy
-        && headers
-            .get("x-forwarded-proto")
-            .and_then(|v| v.to_str().ok())
-            .map(|v| v.split(',').next_back().unwrap_or("").trim().to_string())
-            .or_else(|| forwarded(headers, "proto"))
-            .is_some_and(|p| p.eq_ignore_ascii_case("https"));
+    let https = state.config.tls.is_some()
+        || state.config.trust_proxy
+            && headers
+                .get("x-forwarded-proto")
+                .and_then(|v| v.to_str().ok())
+                .map(|v| v.split(',').next_back().unwrap_or("").trim().to_string())
+                .or_else(|| forwarded(headers, "proto"))
+                .is_some_and(|p| p.eq_ignore_ascii_case("https"));
     format!("{}://{host}", if https { "https" } else { "http" })
 }
 
