@@ -38,17 +38,30 @@ pub fn escape(s: &str) -> String {
     out
 }
 
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// One line of text per event.
+    Text,
+    /// One JSON object per line (`timestamp`, `level`, `fields` with `message` and the event's
+    /// fields, `span`s): for log shippers.
+    Json,
+}
+
 /// Sets up the log: `RUST_LOG` (default `info`), no colours (their escape codes would be
-/// escaped too), control characters escaped.
-pub fn init() {
+/// escaped too), control characters escaped (JSON escapes them itself).
+pub fn init(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
         .with_ansi(false)
-        .with_writer(|| Escaping(std::io::stderr()))
-        .try_init();
+        .with_writer(|| Escaping(std::io::stderr()));
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
 }
 
 #[cfg(test)]

@@ -44,7 +44,7 @@ enum Command {
     ///
     /// Peers and browsers reach it at --public-url (default: whatever host they used to reach
     /// it). Sessions live in the SQLite file given by --db and survive restarts.
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Create, inspect, close sessions and set tally on a running server.
     #[command(subcommand)]
     Session(session::SessionCommand),
@@ -139,7 +139,7 @@ pub fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Serve(args) => serve::serve(args).await,
+            Command::Serve(args) => serve::serve(*args).await,
             Command::Session(cmd) => session::session(cmd).await,
             Command::Doctor {
                 server,

@@ -82,6 +82,13 @@ pub struct ServeArgs {
         env = "PUNCH_TLS_KEY"
     )]
     tls_key: Option<std::path::PathBuf>,
+    /// Serve /metrics (Prometheus) on this address only, plain HTTP, instead of on --listen:
+    /// e.g. 127.0.0.1:9187 or a private monitoring address.
+    #[arg(long, value_name = "ADDR", env = "PUNCH_METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
+    /// How the log on stderr is written: text, or json (one object per line, for log shippers).
+    #[arg(long, value_enum, default_value = "text", env = "PUNCH_LOG_FORMAT")]
+    log_format: logging::LogFormat,
     /// Trust X-Forwarded-For / Forwarded / X-Forwarded-Proto (only behind your own reverse proxy).
     #[arg(long)]
     trust_proxy: bool,
@@ -186,7 +193,7 @@ fn parse_port_range(s: &str) -> Result<(u16, u16), String> {
 }
 
 pub async fn serve(args: ServeArgs) -> Result<(), String> {
-    logging::init();
+    logging::init(args.log_format);
     crate::client::net::raise_fd_limit();
     let secret = match (&args.secret_file, std::env::var("PUNCH_SECRET").ok()) {
         (Some(path), _) => {
@@ -220,6 +227,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
         default_ttl_s: args.ttl,
         secret,
         create_key: create_key.clone(),
+        metrics_listen: args.metrics_listen,
         tls: match (&args.tls_cert, &args.tls_key) {
             (Some(cert), Some(key)) => Some(crate::server::tls::TlsFiles {
                 cert: cert.clone(),
@@ -281,6 +289,10 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
             "TLS: kill -HUP {} reloads the certificate",
             std::process::id()
         );
+    }
+    match server.metrics_addr() {
+        Some(m) => say!("Metrics (Prometheus): http://{m}/metrics"),
+        None => say!("Metrics (Prometheus): {scheme}://{addr}/metrics"),
     }
     match server.stun_ports() {
         Some([p, alt]) => say!(

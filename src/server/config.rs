@@ -103,6 +103,8 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// Built-in TLS on the listen port (HTTPS, WSS; links become `https://`, `punchs://`).
     pub tls: Option<super::tls::TlsFiles>,
+    /// Serve `/metrics` on this address (plain HTTP) instead of the main port.
+    pub metrics_listen: Option<SocketAddr>,
     /// SQLite database path, or `:memory:`.
     pub db: String,
     /// Base URL peers and browsers use to reach this server; derived from the `Host` header when unset.
@@ -129,6 +131,7 @@ impl Default for ServerConfig {
         ServerConfig {
             listen: "127.0.0.1:0".parse().unwrap(),
             tls: None,
+            metrics_listen: None,
             db: ":memory:".into(),
             public_url: None,
             trust_proxy: false,

@@ -14,6 +14,7 @@ mod connect;
 mod http;
 mod limit;
 mod listener;
+pub mod metrics;
 mod registry;
 pub mod relay;
 mod session;
@@ -54,6 +55,8 @@ pub struct Server {
     serve: tokio::task::JoinHandle<()>,
     /// Built-in TLS, reloaded by [`Server::reload_tls`].
     tls: Option<Arc<tls::Tls>>,
+    /// Where `/metrics` is served when it has a listener of its own.
+    metrics_addr: Option<SocketAddr>,
     /// One task per HTTP connection (until it is upgraded).
     connections: TaskTracker,
     store: Store,
@@ -72,6 +75,14 @@ impl Server {
             .await
             .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        let metrics_listener = match config.metrics_listen {
+            Some(at) => Some(
+                tokio::net::TcpListener::bind(at)
+                    .await
+                    .map_err(|e| format!("cannot listen for metrics on {at}: {e}"))?,
+            ),
+            None => None,
+        };
         let stun_sockets = match config.stun_port {
             Some(port) => {
                 let at = SocketAddr::new(config.listen.ip(), port);
@@ -90,8 +101,13 @@ impl Server {
             relay_config.bind = config.listen.ip();
         }
         let relay = Arc::new(RelayService::new(relay_config));
-        let (store, store_thread, loaded) =
-            store::open(&config.db, config.secret.clone(), now_ms())?;
+        let metrics = Arc::new(metrics::Metrics::new());
+        let (store, store_thread, loaded) = store::open(
+            &config.db,
+            config.secret.clone(),
+            now_ms(),
+            Some(metrics.store_commit.clone()),
+        )?;
         if config.db == ":memory:" && config.secret.is_none() {
             tracing::warn!("in-memory database: sessions and tokens will not survive a restart");
         }
@@ -119,6 +135,7 @@ impl Server {
                 ..config.path.clone()
             },
             relay: relay.clone(),
+            metrics: metrics.clone(),
         };
         for (name, t) in loaded.tombstones {
             registry.restore_tombstone(name, t);
@@ -138,6 +155,7 @@ impl Server {
             cancel: cancel.clone(),
             next_conn_id: AtomicU64::new(1),
             stats: Stats::default(),
+            metrics,
             create_limiter: limit::KeyedLimiter::per_minute(config.limits.creates_per_minute),
             stun_ports,
             stun_ledger: Arc::default(),
@@ -166,6 +184,27 @@ impl Server {
             tls: tls.clone(),
         };
         let connections = TaskTracker::new();
+        // `/metrics` on a listener of its own: plain HTTP, for the monitoring network
+        let metrics_addr = match metrics_listener {
+            Some(l) => {
+                let addr = l.local_addr().map_err(|e| e.to_string())?;
+                let rules = listener::ConnectionRules {
+                    per_ip: None,
+                    tls: None,
+                    ..rules.clone()
+                };
+                tracker.spawn(listener::serve(
+                    l,
+                    http::metrics_router(state.clone()),
+                    rules,
+                    cancel.clone(),
+                    connections.clone(),
+                ));
+                tracing::info!("metrics on http://{addr}/metrics");
+                Some(addr)
+            }
+            None => None,
+        };
         let serve = tokio::spawn(listener::serve(
             listener,
             app,
@@ -192,6 +231,7 @@ impl Server {
             tracker,
             serve,
             tls,
+            metrics_addr,
             connections,
             store,
             store_thread,
@@ -205,6 +245,11 @@ impl Server {
             Some(tls) => tls.reload().map(|()| true),
             None => Ok(false),
         }
+    }
+
+    /// The `--metrics-listen` address, if `/metrics` has its own listener.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     /// Whether the server speaks TLS on its port.

@@ -39,6 +39,8 @@ pub struct AppState {
     /// Source of connection ids.
     pub next_conn_id: AtomicU64,
     pub stats: Stats,
+    /// `GET /metrics`.
+    pub metrics: Arc<super::metrics::Metrics>,
     /// Sessions created per client address.
     pub create_limiter: KeyedLimiter<std::net::IpAddr>,
     /// `[primary, alternate]` STUN ports, when the service runs.

@@ -109,10 +109,12 @@ fn lock(path: &str) -> Result<File, String> {
 
 /// Opens (or creates) the SQLite database at `path` (`:memory:` for none), takes its lock,
 /// loads live sessions and tombstones, and starts the writer thread.
+/// `commit_seconds`: observes each transaction's time (the server's metrics).
 pub fn open(
     path: &str,
     secret_override: Option<Vec<u8>>,
     now_ms: i64,
+    commit_seconds: Option<prometheus::Histogram>,
 ) -> Result<(Store, StoreThread, Loaded), String> {
     let (conn, lock) = if path == ":memory:" {
         (Connection::open_in_memory(), None)
@@ -137,7 +139,7 @@ pub fn open(
     let (store, rx) = Store::channel(QUEUE_DEPTH);
     let join = std::thread::Builder::new()
         .name("punch-store".into())
-        .spawn(move || Writer::new(conn).run(rx))
+        .spawn(move || Writer::new(conn, commit_seconds).run(rx))
         .map_err(|e| format!("cannot start the database thread: {e}"))?;
     Ok((store, StoreThread { join, _lock: lock }, loaded))
 }
@@ -307,13 +309,16 @@ struct Writer {
     conn: Connection,
     /// The `synchronous` setting in force (changed per batch).
     durable: bool,
+    /// Where each transaction's time goes.
+    commit_seconds: Option<prometheus::Histogram>,
 }
 
 impl Writer {
-    fn new(conn: Connection) -> Self {
+    fn new(conn: Connection, commit_seconds: Option<prometheus::Histogram>) -> Self {
         Writer {
             conn,
             durable: false,
+            commit_seconds,
         }
     }
 
@@ -327,11 +332,16 @@ impl Writer {
             })?;
             self.durable = durable;
         }
+        let started = std::time::Instant::now();
         let tx = self.conn.transaction()?;
         for op in ops {
             apply(&tx, op)?;
         }
-        tx.commit()
+        tx.commit()?;
+        if let Some(h) = &self.commit_seconds {
+            h.observe(started.elapsed().as_secs_f64());
+        }
+        Ok(())
     }
 
     fn run(mut self, mut rx: mpsc::Receiver<Job>) {

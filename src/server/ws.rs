@@ -47,7 +47,10 @@ struct Connection {
 impl Connection {
     async fn send_text(&mut self, text: Utf8Bytes) -> Flow {
         match timeout(self.write_timeout, self.socket.send(Message::Text(text))).await {
-            Ok(Ok(())) => Flow::Continue,
+            Ok(Ok(())) => {
+                self.state.metrics.ws_out.inc();
+                Flow::Continue
+            }
             _ => Flow::Stop,
         }
     }
@@ -60,6 +63,7 @@ impl Connection {
     }
 
     async fn send_error(&mut self, code: ErrorCode, message: String) -> Flow {
+        self.state.metrics.refused(code);
         self.send_message(&ServerMessage::Error(ErrorBody { code, message }))
             .await
     }
@@ -174,6 +178,7 @@ pub async fn run(
     }
     if let Err(e) = session.attach(conn, ip, scope, out_tx).await {
         let (msg, code) = refusal(&e);
+        state.metrics.refused(e.code);
         c.send_message(&msg).await;
         c.close(code, &e.message).await;
         return;

@@ -39,7 +39,15 @@ use ui_routes::{create_page, dashboard, session_qr, stream_qr};
 
 pub fn router(state: Arc<AppState>) -> Router {
     let body_limit = state.config.limits.http_max_body;
-    Router::new()
+    // `/metrics` here unless it has a listener of its own (`--metrics-listen`)
+    let metrics_here = state.config.metrics_listen.is_none();
+    let router = Router::new();
+    let router = if metrics_here {
+        router.route("/metrics", get(metrics))
+    } else {
+        router
+    };
+    router
         .route("/", get(create_page))
         .route("/api/session", post(create_session))
         .route("/api/session/{id}", get(get_session).delete(delete_session))
@@ -101,6 +109,25 @@ fn find_source<'a, T: std::error::Error + 'static>(
         at = e.source();
     }
     None
+}
+
+/// The `--metrics-listen` listener's routes: `/metrics` only.
+pub fn metrics_router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .fallback(|| async { ApiError::not_found("only /metrics is served here") })
+        .with_state(state)
+}
+
+/// `GET /metrics`: the Prometheus text exposition (`metrics.rs`).
+async fn metrics(State(state): State<Arc<AppState>>) -> impl axum::response::IntoResponse {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.metrics.render(&state),
+    )
 }
 
 async fn healthz(State(state): State<Arc<AppState>>) -> Json<Value> {

@@ -311,6 +311,8 @@ pub struct SessionEnv {
     pub policy: PathPolicy,
     /// Where relays come from.
     pub relay: Arc<RelayService>,
+    /// The server's metrics.
+    pub metrics: Arc<crate::server::metrics::Metrics>,
 }
 
 /// Dashboards get at most one view per this interval (health arrives every second per peer).
@@ -333,6 +335,7 @@ pub fn spawn(rec: SessionRecord, env: SessionEnv) -> SessionHandle {
         view_due: None,
         view_sent: tokio::time::Instant::now() - VIEW_INTERVAL,
         relay_freed: env.relay.freed(),
+        meter: crate::server::metrics::SessionMeter::new(env.metrics.clone()),
         env: env.clone(),
     };
     env.tracker.spawn(actor.run(rx));
@@ -351,6 +354,8 @@ struct Actor {
     view_sent: tokio::time::Instant,
     /// Changes when a relay anywhere ends: streams waiting for relay capacity ask again.
     relay_freed: tokio::sync::watch::Receiver<u64>,
+    /// This session's part of the metrics (given back when the task ends).
+    meter: crate::server::metrics::SessionMeter,
     env: SessionEnv,
 }
 
@@ -404,6 +409,7 @@ impl Actor {
                     }
                 }
             }
+            self.meter.publish(self.core.gauges());
         }
     }
 
@@ -437,6 +443,7 @@ impl Actor {
             }
             Command::Detach { conn } => {
                 self.outs.remove(&conn);
+                self.meter.left(conn);
                 let fx = self.core.detach(conn, now);
                 let _ = self.apply(fx).await; // a failed store is logged and retried
             }
@@ -612,7 +619,11 @@ impl Actor {
             self.view_due = Some(self.view_sent + VIEW_INTERVAL);
         }
         let mut slow = Vec::new();
+        self.meter.paired(fx.pairings);
         for (target, msg) in fx.out {
+            if let Target::Conn(conn) = &target {
+                self.meter.sent(*conn, &msg);
+            }
             let text: bytes::Bytes = match serde_json::to_string(&msg) {
                 Ok(t) => t.into(),
                 Err(e) => {

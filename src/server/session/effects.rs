@@ -51,6 +51,8 @@ pub struct Effects {
     pub view_changed: bool,
     /// Connections to close (after their messages above), and why.
     pub close: Vec<(ConnId, String)>,
+    /// Links whose two sides were handed coordinates (for the metrics).
+    pub pairings: u32,
 }
 
 impl Effects {

@@ -103,6 +103,7 @@ impl SessionCore {
 
     /// Sends both holders of stream `idx` their coordinates.
     pub(super) fn send_coordinates(&self, idx: usize, fx: &mut Effects) {
+        fx.pairings += 1;
         for role in [Role::Sender, Role::Receiver] {
             if let Some(h) = &self.holders[idx][slot_index(role)] {
                 fx.send(h.conn, ServerMessage::Peer(self.peer_info_for(idx, role)));

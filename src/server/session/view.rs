@@ -12,6 +12,7 @@ use crate::protocol::{
 use std::net::IpAddr;
 
 use crate::server::limit::client_key;
+use crate::server::metrics::SessionGauges;
 use crate::server::time::format_time;
 use crate::server::token::Scope;
 
@@ -92,6 +93,26 @@ impl SessionCore {
             view.waiting = self.waiting_from(ip);
         }
         view
+    }
+
+    /// What this session adds to the server's gauges (`/metrics`).
+    pub fn gauges(&self) -> SessionGauges {
+        let mut g = SessionGauges {
+            state: Some(self.state()),
+            ..SessionGauges::default()
+        };
+        for (idx, sides) in self.holders.iter().enumerate() {
+            for (i, holder) in sides.iter().enumerate() {
+                g.peers[i] += i64::from(holder.is_some());
+            }
+            if self.link_up(idx) {
+                let device = [Role::Sender, Role::Receiver]
+                    .iter()
+                    .any(|r| self.device(idx, *r).is_some());
+                g.links[SessionGauges::path_index(self.runtime[idx].path, device)] += 1;
+            }
+        }
+        g
     }
 
     pub(super) fn peer_status(&self, idx: usize, role: Role) -> PeerStatus {
