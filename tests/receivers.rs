@@ -214,6 +214,24 @@ async fn every_receiver_gets_its_own_link_and_the_api_lists_them_after_a_restart
         .await;
     }
 
+    // connection strings are for one link: the stream says why it has none
+    let (status, v) = api_request(
+        &srv.base,
+        Method::GET,
+        "/api/session/show/connect",
+        &admin,
+        None,
+    )
+    .await;
+    assert_eq!(status, 409, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("has 3 receivers"),
+        "{v}"
+    );
+
     // a restart keeps the stream and its three receivers
     drop((legs, receivers, fourth));
     srv.server.shutdown().await;

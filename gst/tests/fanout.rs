@@ -347,3 +347,80 @@ fn a_receiver_joining_late_decodes_within_a_second_of_its_link() {
     drop((first, late));
     stop(&tx);
 }
+
+#[test]
+fn a_receiver_link_that_fails_for_good_restarts_alone_and_the_others_go_on() {
+    require(&[
+        "videotestsrc",
+        "openh264enc",
+        "openh264dec",
+        "h264parse",
+        "mpegtsmux",
+        "tsdemux",
+    ]);
+    let env = Env::new();
+    let created = env.create(json!({
+        "name": "leg-fails",
+        "latency": LATENCY_MS,
+        "streams": { "pgm": { "receivers": 2 } }
+    }));
+    let (tx, sender_bus) = camera(&env.uri(&created, "pgm", "sender"), 50);
+    // receiver 2 never comes: its leg gives up after 2 s (peer-timeout), and again after each
+    // restart
+    tx.by_name("punch")
+        .unwrap()
+        .set_property("peer-timeout", 2u32);
+    let warnings = Arc::new(Mutex::new(Vec::<String>::new()));
+    let log = warnings.clone();
+    let bus = sender_bus.clone();
+    tx.bus().unwrap().set_sync_handler(move |_, msg| {
+        match msg.view() {
+            gst::MessageView::Warning(w) => log.lock().unwrap().push(w.error().to_string()),
+            gst::MessageView::Error(e) => bus.lock().unwrap().errors.push(e.error().to_string()),
+            _ => {}
+        }
+        gst::BusSyncReply::Drop
+    });
+    play(&tx);
+    let rx = Decoder::new(&env.uri(&created, "pgm", "receiver"));
+    rx.wait_frames(25, "receiver 1");
+    let from = Instant::now();
+    // past two failures of the empty leg, with a restart in between
+    let start = Instant::now();
+    while warnings
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|w| w.contains("receiver 2"))
+        .count()
+        < 2
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the empty leg did not fail twice: {:?}",
+            warnings.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let gap = rx.largest_gap(from, Instant::now());
+    let bound = Duration::from_millis(2 * 1000 / FPS + LATENCY_MS);
+    assert!(
+        gap < bound,
+        "receiver 1 had a {gap:?} gap while receiver 2's link failed"
+    );
+    assert!(
+        warnings.lock().unwrap()[0].contains("the other receivers are not affected"),
+        "{:?}",
+        warnings.lock().unwrap()
+    );
+    // and the restarted leg works: receiver 2 comes and decodes
+    let rx2 = Decoder::new(&env.uri(&created, "pgm", "receiver"));
+    rx2.wait_frames(25, "receiver 2, on the restarted leg");
+    assert!(
+        sender_bus.lock().unwrap().errors.is_empty(),
+        "{:?}",
+        sender_bus.lock().unwrap().errors
+    );
+    drop((rx, rx2));
+    stop(&tx);
+}

@@ -203,7 +203,7 @@ pub struct StreamSummary {
     pub label: Option<String>,
     pub state: SessionState,
     pub sender: PeerStatus,
-    /// The first receiver's status; with several, `connected` counts the linked ones.
+    /// The first receiver's status (with several, `linked` counts the linked ones).
     pub receiver: PeerStatus,
     pub tally: TallyState,
     /// Receivers the stream has. A sender whose stream has more than one links with each on
@@ -213,6 +213,10 @@ pub struct StreamSummary {
     /// With several receivers: how many of them have a connected SRT link now.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub linked: Option<u8>,
+    /// With several receivers: each receiver's link state, receiver 1 first (a peer reads its
+    /// own link's).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub links: Vec<SessionState>,
 }
 
 /// Sent on every change of the session's streams or peers.

@@ -39,6 +39,19 @@ impl PunchBase {
         self.engine.get().expect("constructed")
     }
 
+    /// Starts this element's run again (signalling, the inner element) without a state change.
+    pub fn restart_run(&self) -> Result<(), String> {
+        let engine = self.engine();
+        if !engine.active() {
+            return Ok(());
+        }
+        engine.stop();
+        let settings = self.settings.lock().unwrap().clone();
+        let config = signalling::Config::new(&settings, engine.media.role())?;
+        engine.clone().start(config);
+        Ok(())
+    }
+
     /// For `URIHandler::uri`.
     pub fn uri(&self) -> Option<String> {
         self.settings.lock().unwrap().uri()

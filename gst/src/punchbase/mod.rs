@@ -124,6 +124,13 @@ unsafe impl<T: PunchBaseImpl> IsSubclassable<T> for PunchBase {
     }
 }
 
+/// Starts `element`'s run again — its signalling connection and its inner element — without a
+/// state change: how a `punchsink` leg recovers (setting it to NULL would stop the stream its
+/// queue feeds it, and with it the `tee` and the other legs).
+pub fn restart_run(element: &PunchBase) -> Result<(), String> {
+    element.imp().restart_run()
+}
+
 /// The URI schemes both elements handle.
 pub const PROTOCOLS: &[&str] = &["punch", "punchs"];
 

@@ -33,6 +33,8 @@ use crate::punchbase::Engine;
 /// never more than this many bytes.
 const LEG_QUEUE_TIME: gst::ClockTime = gst::ClockTime::from_seconds(1);
 const LEG_QUEUE_BYTES: u32 = 16 * 1024 * 1024;
+/// A leg whose queue overflows asks for a key frame at most this often.
+const OVERRUN_KEY_FRAME_EVERY: Duration = Duration::from_secs(1);
 /// How long a failed leg rests before it starts again.
 pub const LEG_RESTART: Duration = Duration::from_secs(2);
 
@@ -128,6 +130,26 @@ impl FanOut {
                 .property_from_str("leaky", "downstream")
                 .build()?;
             let leg = new_leg(parent, k)?;
+            // a leg that drops data (a slow receiver) gets a key frame soon after, instead of
+            // a broken picture until the next one
+            let last = std::sync::Mutex::new(None::<std::time::Instant>);
+            queue.connect("overrun", false, move |args| {
+                let queue = args[0].get::<gst::Element>().ok()?;
+                let mut last = last.lock().unwrap();
+                if last.is_some_and(|t| t.elapsed() < OVERRUN_KEY_FRAME_EVERY) {
+                    return None;
+                }
+                *last = Some(std::time::Instant::now());
+                queue.call_async(|queue| {
+                    if let Some(pad) = queue.static_pad("sink") {
+                        let event = gst_video::UpstreamForceKeyUnitEvent::builder()
+                            .all_headers(true)
+                            .build();
+                        pad.push_event(event);
+                    }
+                });
+                None
+            });
             bin.add_many([&queue, leg.upcast_ref()])?;
             queue.link(&leg)?;
             let src = tee
@@ -214,9 +236,14 @@ impl FanOut {
         crate::RUNTIME.spawn(async move {
             tokio::time::sleep(LEG_RESTART).await;
             let Some(leg) = leg.upgrade() else { return };
+            // its run again, not its state: the queue in front goes on feeding it, and the tee
+            // the others
             leg.call_async(|leg| {
-                let _ = leg.set_state(gst::State::Null);
-                let _ = leg.sync_state_with_parent();
+                if let Some(base) = leg.downcast_ref::<crate::punchbase::PunchBase>()
+                    && let Err(e) = crate::punchbase::restart_run(base)
+                {
+                    gst::warning!(CAT, obj = leg, "cannot start the leg again: {e}");
+                }
             });
         });
     }

@@ -124,6 +124,8 @@ impl Pads {
                 self.absorb_failure(res)
             }
             Admission::Drop => Ok(gst::FlowSuccess::Ok),
+            // a leg never stops its queue's stream: the tee and the other legs depend on it
+            Admission::Flushing if self.settings.lock().unwrap().leg => Ok(gst::FlowSuccess::Ok),
             Admission::Flushing => Err(gst::FlowError::Flushing),
             Admission::TimedOut => {
                 if let Some(bin) = parent.and_then(|p| p.downcast_ref::<gst::Element>()) {
@@ -146,6 +148,9 @@ impl Pads {
         &self,
         res: Result<gst::FlowSuccess, gst::FlowError>,
     ) -> Result<gst::FlowSuccess, gst::FlowError> {
+        if res.is_err() && self.settings.lock().unwrap().leg {
+            return Ok(gst::FlowSuccess::Ok);
+        }
         match res {
             Err(gst::FlowError::Error | gst::FlowError::NotLinked | gst::FlowError::Flushing)
                 if self.engine.upgrade().is_some_and(|e| e.active()) =>

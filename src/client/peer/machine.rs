@@ -326,7 +326,12 @@ impl PeerMachine {
     }
 
     fn can_discover(&self) -> bool {
-        self.config.stun && self.stun_ports.is_some() && !self.peered && !self.discovering
+        // (a sender that fans out only watches: its legs discover from their own ports)
+        self.config.stun
+            && self.stun_ports.is_some()
+            && !self.peered
+            && !self.discovering
+            && self.hosting.is_none()
     }
 
     fn discover(&mut self) -> Option<Action> {
@@ -448,7 +453,13 @@ impl PeerMachine {
                 let line = mine
                     .and_then(|m| update.streams.iter().find(|s| s.name == m))
                     .or(update.streams.first());
-                let stream_state = line.map(|s| s.state);
+                // with several receivers, this peer's own link's state
+                let stream_state = line.map(|s| {
+                    self.slot
+                        .or(self.config.receiver)
+                        .and_then(|k| s.links.get(usize::from(k).checked_sub(1)?).copied())
+                        .unwrap_or(s.state)
+                });
                 let receivers = line.map_or(1, |s| s.receivers);
                 let mut out = Vec::new();
                 if self.config.fan_out && !self.summary_seen {
@@ -477,13 +488,20 @@ impl PeerMachine {
                         self.fail(FailureKind::NotAuthorized, message),
                     ],
                     ErrorCode::UnknownStream => vec![self.fail(FailureKind::NotFound, message)],
-                    ErrorCode::SlotTaken if self.ever_registered => vec![
-                        Action::Event(PeerEvent::Note(format!(
-                            "slot still held ({}); retrying",
-                            e.message
-                        ))),
-                        Action::Reconnect { after: SLOT_RETRY },
-                    ],
+                    ErrorCode::SlotTaken if self.ever_registered => {
+                        // a receiver slot it remembered (not one it was configured with) may
+                        // have gone to another receiver meanwhile: take any free one next
+                        if self.config.receiver.is_none() {
+                            self.slot = None;
+                        }
+                        vec![
+                            Action::Event(PeerEvent::Note(format!(
+                                "slot still held ({}); retrying",
+                                e.message
+                            ))),
+                            Action::Reconnect { after: SLOT_RETRY },
+                        ]
+                    }
                     ErrorCode::SlotTaken => vec![self.fail(FailureKind::Busy, message)],
                     code => vec![Action::Event(PeerEvent::Warning(format!(
                         "server reported {code}: {}",

@@ -462,6 +462,7 @@ fn session_updates_carry_this_streams_state_and_tally_is_filtered() {
         tally: TallyState::Off,
         receivers: 1,
         linked: None,
+        links: Vec::new(),
     };
     let update = SessionUpdate {
         state: SessionState::Waiting,
@@ -505,6 +506,7 @@ fn summary_of(stream: &str, receivers: u8) -> ServerMessage {
             tally: TallyState::Off,
             receivers,
             linked: (receivers > 1).then_some(0),
+            links: Vec::new(),
         }],
         connected: 0,
         total: 1,
@@ -573,5 +575,17 @@ fn a_receiver_registers_the_slot_it_was_given_again() {
     assert_eq!(
         register_in(&m.message(hello(), now)).unwrap().receiver,
         Some(2)
+    );
+    // another receiver has it now: the next registration takes any free slot
+    let taken = ServerMessage::Error(crate::protocol::ErrorBody {
+        code: crate::protocol::ErrorCode::SlotTaken,
+        message: "taken".into(),
+    });
+    let a = m.message(taken, now);
+    assert!(a.iter().any(|x| matches!(x, Action::Reconnect { .. })));
+    m.connected(now);
+    assert_eq!(
+        register_in(&m.message(hello(), now)).unwrap().receiver,
+        None
     );
 }

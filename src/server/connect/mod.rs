@@ -301,6 +301,7 @@ mod tests {
             )),
             relay_ports: relay,
             devices: [None, None],
+            receivers: 1,
         }
     }
 

@@ -147,6 +147,16 @@ pub(super) async fn connection_strings(
     let mut streams = std::collections::BTreeMap::new();
     let mut missing = std::collections::BTreeMap::new();
     for c in &selected {
+        if c.receivers > 1 {
+            missing.insert(
+                c.name.clone(),
+                format!(
+                    "stream {} has {} receivers, each its own SRT link from the sender: connection strings cannot name them all. Run punchsink for the sender, and punchsrc (or punch peer) for each receiver",
+                    c.name, c.receivers
+                ),
+            );
+            continue;
+        }
         let uris = [
             stream_uri(&state, &base, &session, &c.name, Role::Sender)?,
             stream_uri(&state, &base, &session, &c.name, Role::Receiver)?,

@@ -96,7 +96,7 @@ impl SessionCore {
     }
 
     /// Adds stream `name` to the session (a peer is admitted into a new stream), with
-    /// `passphrase`, at most `max` streams in all.
+    /// `passphrase`, at most `max` streams (receiver slots, counted over every stream) in all.
     pub fn add_stream(
         &mut self,
         name: &str,
@@ -113,7 +113,9 @@ impl SessionCore {
             )));
         }
         if self.rec.streams.len() >= max {
-            return Err(bad(format!("a session holds at most {max} streams")));
+            return Err(bad(format!(
+                "a session holds at most {max} streams (receiver slots over all its streams)"
+            )));
         }
         let stream = StreamRecord {
             name: name.to_string(),
@@ -194,10 +196,14 @@ impl SessionCore {
                 ),
             ));
         }
-        // a receiver takes the first free receiver slot, as with the receiver token
+        // a receiver takes a free receiver slot, as with the receiver token (what it asked for
+        // is kept only if there is such a slot)
         let ip = self.conns[&conn].ip;
+        let asked = waiting_receiver(self.conns.get(&conn))
+            .filter(|k| usize::from(*k) <= self.links_of(idx).len());
+        let port = waiting_port(self.conns.get(&conn));
         let link = self
-            .pick_link(idx, role, None, None, ip)
+            .pick_link(idx, role, asked, None, (ip, [port, port]))
             .map_err(|e| SessionError::new(ErrorCode::BadRequest, e))?;
         if self.device(link, role).is_some() || self.holders[link][slot_index(role)].is_some() {
             return Err(SessionError::new(
@@ -226,6 +232,8 @@ impl SessionCore {
         let mut r = waiting.register;
         r.stream = Some(stream.to_string());
         r.role = role;
+        // the slot just checked
+        r.receiver = (self.receiver_count(idx) > 1).then(|| self.rec.streams[link].slot());
         self.register_as(conn, r, waiting.mapping_seen, now, &mut fx);
         fx.view_changed = true;
         Ok(fx)
@@ -282,4 +290,15 @@ impl SessionCore {
         room.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.peer.cmp(&b.1.peer)));
         room.into_iter().map(|(_, w)| w).collect()
     }
+}
+
+/// The receiver slot a waiting peer asked for.
+fn waiting_receiver(info: Option<&super::core::ConnInfo>) -> Option<u8> {
+    info?.waiting.as_ref()?.register.receiver
+}
+
+/// The UDP port a waiting peer declared.
+fn waiting_port(info: Option<&super::core::ConnInfo>) -> u16 {
+    info.and_then(|c| c.waiting.as_ref())
+        .map_or(0, |w| w.register.port.0)
 }

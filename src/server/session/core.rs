@@ -286,7 +286,10 @@ impl SessionCore {
                 if self
                     .conns
                     .values()
-                    .filter(|c| c.scope == Scope::Join && client_key(c.ip) == client_key(ip))
+                    // (venue pages that watch do not take a camera's place)
+                    .filter(|c| {
+                        c.scope == Scope::Join && !c.watching && client_key(c.ip) == client_key(ip)
+                    })
                     .count()
                     >= JOIN_PER_CLIENT =>
             {
@@ -556,7 +559,14 @@ impl SessionCore {
             .slot
             .filter(|(_, role)| *role == r.role)
             .map(|(i, _)| i);
-        let idx = match self.pick_link(head, r.role, r.receiver, held, info.ip) {
+        let ports = [
+            r.port.0,
+            r.nat
+                .as_ref()
+                .and_then(|n| n.mapped.as_ref())
+                .map_or(r.port.0, |m| m.port),
+        ];
+        let idx = match self.pick_link(head, r.role, r.receiver, held, (info.ip, ports)) {
             Ok(idx) => idx,
             Err(e) => {
                 fx.error(conn, ErrorCode::UnknownStream, e);

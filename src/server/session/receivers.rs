@@ -33,15 +33,17 @@ impl SessionCore {
 
     /// The link a registration of `role` on the stream `head` takes: `asked` if given; else a
     /// sender links with receiver 1, and a receiver takes the slot this connection holds, else
-    /// the free slot its address held last, else the first free one (none free: slot 1, which
-    /// then answers `slot_taken`).
+    /// the free slot whose last receiver had this address (`ip` and one of `ports`: the same
+    /// receiver back), else a free slot nobody held yet, else the first free one (none free:
+    /// slot 1, which then answers `slot_taken`). Free slots held before come last, so that a
+    /// newcomer does not take the slot of a receiver whose signalling is reconnecting.
     pub(super) fn pick_link(
         &self,
         head: usize,
         role: Role,
         asked: Option<u8>,
         held: Option<usize>,
-        ip: std::net::IpAddr,
+        (ip, ports): (std::net::IpAddr, [u16; 2]),
     ) -> Result<usize, String> {
         let links = self.links_of(head);
         if let Some(k) = asked {
@@ -69,13 +71,15 @@ impl SessionCore {
             .filter(|&i| self.holders[i][slot_index(Role::Receiver)].is_none())
             .collect();
         let ip = ip.to_string();
+        let last = |i: usize| self.rec.streams[i].receiver.as_ref();
         let was_here = free.iter().copied().find(|&i| {
-            self.rec.streams[i]
-                .receiver
-                .as_ref()
-                .is_some_and(|p| p.address.ip == ip)
+            last(i).is_some_and(|p| p.address.ip == ip && ports.contains(&p.address.port))
         });
-        Ok(was_here.or(free.first().copied()).unwrap_or(head))
+        let never_held = free.iter().copied().find(|&i| last(i).is_none());
+        Ok(was_here
+            .or(never_held)
+            .or(free.first().copied())
+            .unwrap_or(head))
     }
 
     /// The state of stream `head` as a whole: its most advanced link's.
@@ -116,6 +120,11 @@ impl SessionCore {
             tally: s.tally,
             receivers: self.receiver_count(head),
             linked: several.then(|| links.iter().filter(|&&i| self.link_up(i)).count() as u8),
+            links: if several {
+                links.iter().map(|&i| self.stream_state(i)).collect()
+            } else {
+                Vec::new()
+            },
         }
     }
 
@@ -133,6 +142,10 @@ impl SessionCore {
                     view.state = self.group_state(head);
                     let mut total = 0.0;
                     let mut any = false;
+                    // the stream is as healthy as its worst link, and needs the latency its
+                    // most demanding link needs
+                    let mut worst = None;
+                    let mut recommendation = view.recommendation.clone();
                     for &i in &links {
                         let Some(link) = (if i == head {
                             Some(view.clone())
@@ -141,12 +154,27 @@ impl SessionCore {
                         }) else {
                             continue;
                         };
-                        if self.holders[i][slot_index(Role::Sender)].is_some()
+                        if self.link_up(i)
+                            && self.holders[i][slot_index(Role::Sender)].is_some()
                             && let Some(b) =
                                 link.sender.last_health.as_ref().and_then(|h| h.bitrate)
                         {
                             total += b;
                             any = true;
+                        }
+                        let slot = self.rec.streams[i].slot();
+                        if let Some(level) = link.level
+                            && worst.as_ref().is_none_or(|(w, _)| level > *w)
+                        {
+                            let why = link.level_reason.clone().unwrap_or_default();
+                            worst = Some((level, format!("receiver {slot}: {why}")));
+                        }
+                        if let Some(r) = &link.recommendation
+                            && recommendation
+                                .as_ref()
+                                .is_none_or(|have| r.latency > have.latency)
+                        {
+                            recommendation = Some(r.clone());
                         }
                         view.receivers.push(ReceiverLink {
                             receiver: self.rec.streams[i].slot(),
@@ -160,6 +188,9 @@ impl SessionCore {
                         });
                     }
                     view.sent_bitrate = any.then_some(total);
+                    view.level = worst.as_ref().map(|(l, _)| *l);
+                    view.level_reason = worst.map(|(_, why)| why);
+                    view.recommendation = recommendation;
                 }
                 Some(view)
             })

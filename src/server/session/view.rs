@@ -31,6 +31,8 @@ pub struct StreamCoordinates {
     /// `[sender, receiver]`: the fields of a device holding the side (a caller's once its
     /// relay runs).
     pub devices: [Option<DeviceView>; 2],
+    /// How many receivers the stream has (connection strings are for one link only).
+    pub receivers: u8,
 }
 
 impl SessionCore {
@@ -53,6 +55,7 @@ impl SessionCore {
                     sender: live(Role::Sender),
                     receiver: live(Role::Receiver),
                     relay_ports: self.runtime[i].relay_ports,
+                    receivers: self.receiver_count(i),
                     devices: [Role::Sender, Role::Receiver].map(|r| {
                         let ready = self.device(i, r).is_some_and(|d| {
                             d.mode != DeviceMode::Caller || self.runtime[i].relay_ports.is_some()

@@ -1193,7 +1193,8 @@
     setText(document.getElementById('waiting-count'), waiting.length ? waiting.length + ' waiting' : 'nobody waiting');
     const list = document.getElementById('waiting-list');
     const side = (p) => [p && p.status, !!(p && p.device)];
-    const key = JSON.stringify([waiting, view.streams.map((s) => [s.name, side(s.sender), side(s.receiver)])]);
+    const links = (s) => (Array.isArray(s.receivers) ? s.receivers.map((l) => l && l.receiver_peer && l.receiver_peer.status) : []);
+    const key = JSON.stringify([waiting, view.streams.map((s) => [s.name, side(s.sender), side(s.receiver), links(s)])]);
     if (key === app.waitingKey) return;
     app.waitingKey = key;
     list.replaceChildren(

@@ -130,6 +130,16 @@ fn the_venue_page_reads_only_the_peers_waiting_from_its_own_place() {
     core.handle(4, register(None, Role::Receiver, 9002), 3);
     let here = core.view_at(&Scope::Join, Some(ip("2001:db8:1:2::9")));
     assert_eq!(here.waiting.len(), 1);
+    // venue pages do not take the cameras' places (4 per client address)
+    for conn in 10..14 {
+        core.attach(conn, ip("203.0.113.5"), Scope::Join, 4)
+            .unwrap();
+        core.handle(conn, ClientMessage::Watch, 4);
+    }
+    for conn in 20..23 {
+        core.attach(conn, ip("203.0.113.5"), Scope::Join, 4)
+            .unwrap_or_else(|e| panic!("camera {conn}: {}", e.message));
+    }
     // without a place (`GET /api/session/:id`) the join token reads nobody
     assert!(core.view_for(&Scope::Join).waiting.is_empty());
     // a page that watches holds no side and cannot register from that connection

@@ -133,7 +133,15 @@ fn each_receiver_slot_is_its_own_link_from_the_sender() {
         pgm.receivers[2].receiver_peer.address.as_ref().unwrap().ip,
         "198.51.100.3"
     );
-    // the sender's health on each link adds up to what it sends in all
+    // the sender's health on each live link adds up to what it sends in all (link 1 is up too
+    // now)
+    core.handle(
+        1,
+        ClientMessage::Status(StatusReport {
+            srt: SrtStatus::Connected,
+        }),
+        7,
+    );
     for conn in [1, 2] {
         core.handle(
             conn,
@@ -161,15 +169,111 @@ fn each_receiver_slot_is_its_own_link_from_the_sender() {
     // a link's record name is not a stream name users can reach
     assert!(core.set_tally("pgm~2", TallyState::Off, 8).is_err());
 
+    // the summary carries each link's state: a receiver reads its own
+    assert_eq!(
+        line(&core).links,
+        vec![
+            SessionState::Connected,
+            SessionState::Connected,
+            SessionState::Ready
+        ]
+    );
+
     // receiver 2 leaves and comes back from where it was: its slot again, its sender re-paired
     core.detach(12, 9);
-    assert_eq!(line(&core).linked, Some(0));
+    assert_eq!(line(&core).linked, Some(1), "link 1 is still up");
     core.attach(20, ip("198.51.100.2"), scope(Role::Receiver), 10)
         .unwrap();
-    let fx = core.handle(20, register_slot(Role::Receiver, 7002, None), 10);
+    let fx = core.handle(20, register_slot(Role::Receiver, 7000, None), 10);
     assert_eq!(registered(&fx, 20).receiver, Some(2));
-    assert_eq!(peers_sent(&fx, 2)[0].port, 7002);
+    assert_eq!(peers_sent(&fx, 2)[0].port, 7000);
     assert!(peers_sent(&fx, 1).is_empty() && peers_sent(&fx, 3).is_empty());
+}
+
+#[test]
+fn a_newcomer_does_not_take_the_slot_of_a_receiver_that_is_reconnecting() {
+    let mut core = SessionCore::new(
+        record(&["pgm", "pgm~2", "pgm~3"]),
+        limits(32),
+        PathPolicy::default(),
+    );
+    core.attach(1, ip("203.0.113.9"), scope(Role::Receiver), 0)
+        .unwrap();
+    core.handle(1, register_slot(Role::Receiver, 7001, None), 1);
+    // its signalling drops (its SRT may go on); another monitor behind the same NAT arrives
+    core.detach(1, 2);
+    core.attach(2, ip("203.0.113.9"), scope(Role::Receiver), 3)
+        .unwrap();
+    let fx = core.handle(2, register_slot(Role::Receiver, 7002, None), 3);
+    assert_eq!(
+        registered(&fx, 2).receiver,
+        Some(2),
+        "a slot nobody held, not the one that is coming back"
+    );
+    // the first comes back with the slot it remembers
+    core.attach(3, ip("203.0.113.9"), scope(Role::Receiver), 4)
+        .unwrap();
+    let fx = core.handle(3, register_slot(Role::Receiver, 7001, Some(1)), 4);
+    assert_eq!(registered(&fx, 3).receiver, Some(1));
+}
+
+#[test]
+fn the_stream_is_as_healthy_as_its_worst_link() {
+    let mut core = SessionCore::new(record(&["pgm", "pgm~2"]), limits(32), PathPolicy::default());
+    for (conn, role, port, slot) in [
+        (1, Role::Sender, 9001, Some(1)),
+        (2, Role::Sender, 9002, Some(2)),
+        (11, Role::Receiver, 7001, None),
+        (12, Role::Receiver, 7002, None),
+    ] {
+        core.attach(conn, ip("198.51.100.4"), scope(role), 0)
+            .unwrap();
+        core.handle(conn, register_slot(role, port, slot), 1);
+    }
+    for conn in [1, 2, 11, 12] {
+        core.handle(
+            conn,
+            ClientMessage::Status(StatusReport {
+                srt: SrtStatus::Connected,
+            }),
+            2,
+        );
+    }
+    let health = |loss| {
+        ClientMessage::Health(Health {
+            rtt: Some(10.0),
+            loss: Some(loss),
+            bitrate: Some(1_000_000.0),
+            ..Health::default()
+        })
+    };
+    core.handle(11, health(0.0), 3);
+    core.handle(12, health(8.0), 3);
+    let view = core.view();
+    let pgm = &view.streams[0];
+    assert_eq!(pgm.level, Some(crate::protocol::HealthLevel::Red));
+    assert!(
+        pgm.level_reason
+            .as_deref()
+            .unwrap()
+            .starts_with("receiver 2: "),
+        "{:?}",
+        pgm.level_reason
+    );
+    // a leg whose link is down counts nothing in the sender's total
+    core.handle(1, health(0.0), 4);
+    core.handle(2, health(0.0), 4);
+    assert_eq!(core.view().streams[0].sent_bitrate, Some(2_000_000.0));
+    for conn in [2, 12] {
+        core.handle(
+            conn,
+            ClientMessage::Status(StatusReport {
+                srt: SrtStatus::Disconnected,
+            }),
+            5,
+        );
+    }
+    assert_eq!(core.view().streams[0].sent_bitrate, Some(1_000_000.0));
 }
 
 #[test]
