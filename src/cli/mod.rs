@@ -63,6 +63,14 @@ enum Command {
         #[command(flatten)]
         trust: TrustArg,
     },
+    /// Write the protocol's generated spec: the OpenAPI document of the HTTP API and the JSON
+    /// Schema of the WebSocket messages (what the server serves at /api/openapi.json and
+    /// /api/schema/messages.json), as docs/spec/ holds them.
+    Spec {
+        /// The directory to write openapi.json and messages.schema.json into.
+        #[arg(default_value = "docs/spec")]
+        dir: std::path::PathBuf,
+    },
     /// Hold one side of a stream for another SRT tool (srt-live-transmit, OBS, vMix, ...).
     ///
     /// Registers with the session from the given local UDP port (after STUN discovery from that
@@ -153,6 +161,7 @@ pub fn main() -> ExitCode {
                 label,
                 trust,
             } => peer::peer(&uri, port, role, label, trust.trust()).await,
+            Command::Spec { dir } => write_spec(&dir),
         }
     });
     match result {
@@ -177,4 +186,15 @@ pub(crate) fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>,
             _ = term.recv() => {}
         }
     })
+}
+
+/// `punch spec DIR`.
+fn write_spec(dir: &std::path::Path) -> Result<(), String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    for (name, text) in crate::server::spec::files() {
+        let path = dir.join(name);
+        std::fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        println!("wrote {}", path.display());
+    }
+    Ok(())
 }

@@ -127,13 +127,22 @@ impl Signalling {
 
     /// The next server message; `Ok(None)` once the server closed the connection.
     pub async fn recv(&mut self) -> Result<Option<ServerMessage>, ClientError> {
+        Ok(self.recv_text().await?.map(|(_, msg)| msg))
+    }
+
+    /// The next server message with its text as it came (for tools that log or check it).
+    pub async fn recv_text(&mut self) -> Result<Option<(String, ServerMessage)>, ClientError> {
         loop {
             match self.socket.next().await {
                 None | Some(Ok(Message::Close(_))) => return Ok(None),
                 Some(Ok(Message::Text(text))) => {
-                    return serde_json::from_str(text.as_str()).map(Some).map_err(|e| {
-                        ClientError::Protocol(format!("unexpected message {text}: {e}"))
-                    });
+                    let text = text.as_str().to_string();
+                    return match serde_json::from_str(&text) {
+                        Ok(msg) => Ok(Some((text, msg))),
+                        Err(e) => Err(ClientError::Protocol(format!(
+                            "unexpected message {text}: {e}"
+                        ))),
+                    };
                 }
                 Some(Ok(_)) => continue,
                 Some(Err(e)) => return Err(ClientError::Protocol(e.to_string())),

@@ -13,12 +13,14 @@ use super::values::{
 
 /// `{"error": {...}}`, the body of every HTTP error.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "spec", derive(schemars::JsonSchema))]
 pub struct ErrorResponse {
     pub error: ErrorBody,
 }
 
 /// Per-stream settings given at creation (`streams` as a map).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "spec", derive(schemars::JsonSchema))]
 pub struct StreamSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub label: Option<String>,
@@ -40,6 +42,7 @@ pub struct StreamSpec {
 
 /// `POST /api/session/:id/cue`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "spec", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CueRequest {
     pub stream: String,
@@ -51,6 +54,7 @@ pub struct CueRequest {
 
 /// Tokens for the two sides of one stream.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "spec", derive(schemars::JsonSchema))]
 pub struct StreamTokens {
     pub sender: String,
     pub receiver: String,
@@ -68,6 +72,7 @@ impl StreamTokens {
 
 /// `201` answer to `POST /api/session`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "spec", derive(schemars::JsonSchema))]
 pub struct CreatedSession {
     pub session: String,
     /// Admin token of this session.
@@ -92,6 +97,7 @@ pub struct CreatedSession {
 
 /// `POST /api/session/:id/admission`: give a waiting peer a side, or turn it down.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "spec", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct AdmissionRequest {
     pub peer: String,
@@ -108,6 +114,7 @@ pub struct AdmissionRequest {
 
 /// A peer in the waiting room (`GET /api/session/:id`, admin token).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "spec", derive(schemars::JsonSchema))]
 pub struct WaitingPeer {
     pub peer: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -122,6 +129,7 @@ pub struct WaitingPeer {
 
 /// `POST /api/session/:id/tally`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "spec", derive(schemars::JsonSchema))]
 pub struct TallyRequest {
     pub stream: String,
     pub state: TallyState,
@@ -129,6 +137,7 @@ pub struct TallyRequest {
 
 /// The fields vMix's SRT dialog asks for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "spec", derive(schemars::JsonSchema))]
 pub struct VmixFields {
     #[serde(rename = "type")]
     pub kind: String,
@@ -144,6 +153,7 @@ pub struct VmixFields {
 
 /// Ready-to-paste settings for one side of a stream, one per client.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "spec", derive(schemars::JsonSchema))]
 pub struct ConnectionStrings {
     /// URI for `punchsink`/`punchsrc` (stream-scoped token).
     pub punch: String,
@@ -161,6 +171,7 @@ pub struct ConnectionStrings {
 
 /// Both sides of one stream: `a` is the sender (camera), `b` the receiver (decoder).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "spec", derive(schemars::JsonSchema))]
 pub struct StreamConnect {
     pub for_peer_a: ConnectionStrings,
     pub for_peer_b: ConnectionStrings,
@@ -169,6 +180,7 @@ pub struct StreamConnect {
 /// `GET /api/session/:id/connect`: per stream, and for a single-stream session also at the
 /// top level (the original service's shape). `409` while no stream has both sides registered.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "spec", derive(schemars::JsonSchema))]
 pub struct ConnectResponse {
     pub session: String,
     pub streams: BTreeMap<String, StreamConnect>,
@@ -183,6 +195,7 @@ pub struct ConnectResponse {
 
 /// `POST /api/session/:id/latency`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "spec", derive(schemars::JsonSchema))]
 pub struct LatencyRequest {
     pub stream: String,
     /// New SRT latency, milliseconds.
@@ -191,6 +204,7 @@ pub struct LatencyRequest {
 
 /// One side of a stream in `GET /api/session/:id`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "spec", derive(schemars::JsonSchema))]
 pub struct PeerView {
     pub status: PeerStatus,
     /// Public address of the current (or last) holder.
@@ -209,6 +223,7 @@ pub struct PeerView {
 
 /// The SRT latency the server recommends for a stream from its recent health.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "spec", derive(schemars::JsonSchema))]
 pub struct LatencyRecommendation {
     /// Recommended SRT latency, milliseconds.
     pub latency: u32,
@@ -226,6 +241,7 @@ pub struct LatencyRecommendation {
 
 /// One point of a stream's recent history (dashboard sparklines).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "spec", derive(schemars::JsonSchema))]
 pub struct HealthSample {
     /// Unix time, milliseconds.
     pub t: i64,
@@ -235,6 +251,7 @@ pub struct HealthSample {
 
 /// One stream in `GET /api/session/:id`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "spec", derive(schemars::JsonSchema))]
 pub struct StreamView {
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -278,6 +295,7 @@ pub struct StreamView {
 
 /// One receiver slot of a stream with several receivers: its own link from the sender.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "spec", derive(schemars::JsonSchema))]
 pub struct ReceiverLink {
     /// The slot, 1…N.
     pub receiver: u8,
@@ -293,6 +311,7 @@ pub struct ReceiverLink {
 
 /// `GET /api/session/:id`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "spec", derive(schemars::JsonSchema))]
 pub struct SessionView {
     pub session: String,
     pub state: SessionState,
@@ -310,4 +329,90 @@ pub struct SessionView {
     /// The session has a waiting room (it was created with `"join": true`; admin only).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub join: bool,
+}
+
+/// `POST /api/session`: the request body. Every field may be absent or `null` (its default).
+/// (The server reads the body field by field, to say exactly what is wrong with one; this type
+/// is what it accepts, for clients and for the generated spec.)
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "spec", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct CreateRequest {
+    /// Session name (1-64 of `A-Z a-z 0-9 - _`); default: `punch-` and 8 random characters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The streams: a list of names, or a map of name to its settings (`null`: defaults).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub streams: Option<StreamList>,
+    /// SRT latency of every stream, milliseconds (20-8000; default 200).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency: Option<u32>,
+    /// Inactivity TTL, seconds (1 to the server's `--max-ttl`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<u64>,
+    /// SRT key length, bytes: 16, 24 or 32.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pbkeylen: Option<u8>,
+    /// Give the session a waiting room (the answer carries `join_token`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub join: Option<bool>,
+}
+
+/// `streams` of a [`CreateRequest`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "spec", derive(schemars::JsonSchema))]
+#[serde(untagged)]
+pub enum StreamList {
+    /// Stream names, default settings.
+    Names(Vec<String>),
+    /// Stream name to its settings, in the order given.
+    Specs(BTreeMap<String, Option<StreamSpec>>),
+}
+
+/// `DELETE /api/session/:id`: the session is closed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "spec", derive(schemars::JsonSchema))]
+pub struct ClosedSession {
+    pub session: String,
+    /// Always `CLOSED`.
+    pub state: SessionState,
+}
+
+/// `POST /api/session/:id/admission`: what was done.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "spec", derive(schemars::JsonSchema))]
+pub struct AdmissionAnswer {
+    pub peer: String,
+    /// Admitted: the side it now holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<Role>,
+    /// Turned down.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub rejected: bool,
+}
+
+/// `GET /healthz`: counters. No names, addresses or tokens.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "spec", derive(schemars::JsonSchema))]
+pub struct ServerHealth {
+    /// Always `ok` when the server answers.
+    pub status: String,
+    /// Live sessions.
+    pub sessions: usize,
+    /// WebSocket connections open.
+    pub connections: usize,
+    /// WebSocket messages received.
+    pub messages: u64,
+    /// UDP ports of the STUN service (primary, alternate), if it runs.
+    pub stun: Option<[u16; 2]>,
+    pub stun_requests: u64,
+    pub stun_limited: u64,
+    /// Relays running.
+    pub relays: usize,
+    pub relay_packets: u64,
+    pub relay_bytes: u64,
+    pub relay_dropped: u64,
+    pub relay_strangers: u64,
 }

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 /// How a device holds its side of a stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "spec", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum DeviceMode {
     /// The device calls the Punch server's relay; the Punch side listens behind it.
@@ -30,6 +31,7 @@ impl DeviceMode {
 /// Who holds one side of a stream: `"sender"`/`"receiver"` in a stream's settings at
 /// creation, and the body of `PUT /api/session/:id/stream/:stream/:role`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "spec", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SideSpec {
     /// Absent (or `rendezvous`): a Punch peer.
@@ -46,6 +48,7 @@ pub struct SideSpec {
 
 /// How the Punch side runs SRT for its peer (in `peer` messages).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "spec", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum LinkMode {
     /// Both sides rendezvous (two Punch peers).
@@ -67,6 +70,7 @@ impl LinkMode {
 /// What a person types into a device, in `GET /api/session/:id` (`sender.device`,
 /// `receiver.device`) and on the camera-operator page.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "spec", derive(schemars::JsonSchema))]
 pub struct DeviceView {
     pub mode: DeviceMode,
     /// Caller: the server's host; listener: the device's own address.

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 /// A stable, machine-readable error code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "spec", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     // -- requests -------------------------------------------------------------------------
@@ -69,7 +70,9 @@ pub enum ErrorCode {
     /// Anything else that is the server's fault.
     Internal,
     /// A code this build does not know (sent by a newer server): not an error to parse.
+    /// (Not part of the spec: no server sends it.)
     #[serde(other)]
+    #[cfg_attr(feature = "spec", schemars(skip))]
     Unknown,
 }
 

@@ -15,6 +15,7 @@ use super::values::{
 
 /// Messages a peer sends over the WebSocket.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "spec", derive(schemars::JsonSchema))]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ClientMessage {
     Register(Register),
@@ -28,6 +29,7 @@ pub enum ClientMessage {
 
 /// Claim one side of a stream and declare the local UDP port SRT will bind.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "spec", derive(schemars::JsonSchema))]
 pub struct Register {
     /// Stream name; defaults to the token's stream, else the session's first stream.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -71,6 +73,7 @@ fn is_true(b: &bool) -> bool {
 
 /// The peer's SRT connection state changed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "spec", derive(schemars::JsonSchema))]
 pub struct StatusReport {
     pub srt: SrtStatus,
 }
@@ -80,6 +83,7 @@ pub struct StatusReport {
 
 /// Messages the server sends over the WebSocket.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "spec", derive(schemars::JsonSchema))]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerMessage {
     Hello(Hello),
@@ -94,12 +98,15 @@ pub enum ServerMessage {
     /// The full session view, pushed to admin connections (the dashboard) on every change.
     View(Box<SessionView>),
     /// A message type this build does not know (a newer server): ignored, not an error.
+    /// (Not part of the spec: no server sends it.)
     #[serde(other)]
+    #[cfg_attr(feature = "spec", schemars(skip))]
     Unknown,
 }
 
 /// Registration accepted.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "spec", derive(schemars::JsonSchema))]
 pub struct Registered {
     pub stream: String,
     pub role: Role,
@@ -118,6 +125,7 @@ pub struct Registered {
 
 /// Where the other side of the stream is and how to reach it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "spec", derive(schemars::JsonSchema))]
 pub struct PeerInfo {
     pub stream: String,
     pub ip: String,
@@ -139,6 +147,7 @@ pub struct PeerInfo {
 
 /// Sent first on every connection: what the server offers besides signalling.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "spec", derive(schemars::JsonSchema))]
 pub struct Hello {
     /// UDP ports of the STUN service on the server's host (primary, alternate), if it runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -151,6 +160,7 @@ pub struct Hello {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "spec", derive(schemars::JsonSchema))]
 pub struct Tally {
     pub stream: String,
     pub state: TallyState,
@@ -158,6 +168,7 @@ pub struct Tally {
 
 /// Where a peer that registered with a join token stands in the waiting room.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "spec", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum AdmissionState {
     /// In the waiting room until the producer decides.
@@ -168,6 +179,7 @@ pub enum AdmissionState {
 
 /// The waiting room's word to a peer that registered with a join token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "spec", derive(schemars::JsonSchema))]
 pub struct Admission {
     pub state: AdmissionState,
     /// The name the operator admits or rejects it by.
@@ -184,6 +196,7 @@ pub struct Admission {
 
 /// A cue from the producer to the people at one stream (or one side of it).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "spec", derive(schemars::JsonSchema))]
 pub struct Cue {
     pub stream: String,
     /// The side it is for; absent: both.
@@ -197,6 +210,7 @@ pub struct Cue {
 
 /// One stream as announced to every connection of its session.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "spec", derive(schemars::JsonSchema))]
 pub struct StreamSummary {
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -221,6 +235,7 @@ pub struct StreamSummary {
 
 /// Sent on every change of the session's streams or peers.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "spec", derive(schemars::JsonSchema))]
 pub struct SessionUpdate {
     pub state: SessionState,
     pub streams: Vec<StreamSummary>,
@@ -231,6 +246,7 @@ pub struct SessionUpdate {
 
 /// An error: `code` is stable and machine-readable, `message` is for people.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "spec", derive(schemars::JsonSchema))]
 pub struct ErrorBody {
     pub code: ErrorCode,
     pub message: String,
@@ -238,6 +254,7 @@ pub struct ErrorBody {
 
 /// The session ended; the server closes the socket after this.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "spec", derive(schemars::JsonSchema))]
 pub struct Closed {
     pub reason: String,
 }

@@ -7,6 +7,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 /// Which side of an SRT stream a peer is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "spec", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     /// The encoder side (`punchsink`).
@@ -47,6 +48,7 @@ impl fmt::Display for Role {
 
 /// Session and stream lifecycle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "spec", derive(schemars::JsonSchema))]
 #[serde(rename_all = "UPPERCASE")]
 pub enum SessionState {
     /// At least one side of a stream is not registered.
@@ -83,6 +85,7 @@ impl fmt::Display for SessionState {
 
 /// The SRT connection state a peer reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "spec", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum SrtStatus {
     Connecting,
@@ -92,6 +95,7 @@ pub enum SrtStatus {
 
 /// Tally light state of a stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "spec", derive(schemars::JsonSchema))]
 pub enum TallyState {
     #[serde(rename = "on-air")]
     OnAir,
@@ -123,6 +127,7 @@ impl TallyState {
 
 /// What the server knows of one side of a stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "spec", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum PeerStatus {
     /// Nobody holds the slot (never registered, or the holder disconnected).
@@ -138,6 +143,22 @@ pub enum PeerStatus {
 #[serde(transparent)]
 pub struct Port(pub u16);
 
+#[cfg(feature = "spec")]
+impl schemars::JsonSchema for Port {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Port".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "A UDP port number.",
+            "type": "integer",
+            "minimum": 1,
+            "maximum": 65535
+        })
+    }
+}
+
 impl<'de> Deserialize<'de> for Port {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let raw = i64::deserialize(d)?;
@@ -152,6 +173,7 @@ impl<'de> Deserialize<'de> for Port {
 
 /// A public address as the server sees it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "spec", derive(schemars::JsonSchema))]
 pub struct Endpoint {
     pub ip: String,
     pub port: u16,
@@ -159,6 +181,7 @@ pub struct Endpoint {
 
 /// Free-form peer description shown to operators.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "spec", derive(schemars::JsonSchema))]
 pub struct PeerMeta {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub label: Option<String>,
@@ -171,6 +194,7 @@ pub struct PeerMeta {
 
 /// How a NAT maps one local UDP port to public ports (RFC 4787 terms).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "spec", derive(schemars::JsonSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum NatMapping {
     /// The same public ip:port for every destination (no NAT, port-preserving or "cone" NATs):
@@ -194,6 +218,7 @@ impl NatMapping {
 
 /// STUN discovery result sent with `register`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "spec", derive(schemars::JsonSchema))]
 pub struct NatReport {
     /// Public address of the SRT port as the server's STUN service saw it.
     pub mapped: Option<Endpoint>,
@@ -202,6 +227,7 @@ pub struct NatReport {
 
 /// Link health sampled by the peer over its last reporting interval.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "spec", derive(schemars::JsonSchema))]
 pub struct Health {
     /// Round-trip time, milliseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -245,6 +271,7 @@ impl Health {
 
 /// Colour of a stream's health on the dashboard; thresholds in `docs/dashboard.md`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "spec", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum HealthLevel {
     Green,
@@ -254,6 +281,7 @@ pub enum HealthLevel {
 
 /// Which way a stream's media goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "spec", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum MediaPath {
     /// Peer to peer (SRT rendezvous through both NATs).

@@ -18,6 +18,7 @@ pub mod metrics;
 mod registry;
 pub mod relay;
 mod session;
+pub mod spec;
 mod state;
 pub mod store;
 mod stun;

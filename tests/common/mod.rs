@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod certs;
+pub mod conform;
 
 use std::future::Future;
 use std::time::Duration;
@@ -76,6 +77,7 @@ pub async fn create_raw(base: &str, body: &str) -> (u16, Value) {
         )
         .await
         .expect("the server answers");
+    conform::http_response("POST", "/api/session", resp.status, &resp.body);
     (resp.status, resp.body)
 }
 
@@ -100,9 +102,13 @@ pub async fn api_request(
 ) -> (u16, Value) {
     let body = body.map(|b| ("application/json", b.to_string().into_bytes()));
     let resp = rest(base)
-        .raw(method, path, Some(token), body)
+        .raw(method.clone(), path, Some(token), body)
         .await
         .expect("the server answers");
+    // (pages and images are not JSON)
+    if !resp.body.is_null() {
+        conform::http_response(method.as_str(), path, resp.status, &resp.body);
+    }
     (resp.status, resp.body)
 }
 
@@ -177,8 +183,9 @@ pub async fn expect_msg<T>(
 ) -> T {
     within(what, async {
         loop {
-            match sig.recv().await {
-                Ok(Some(m)) => {
+            match sig.recv_text().await {
+                Ok(Some((text, m))) => {
+                    conform::server_message(&text);
                     if let Some(t) = pred(&m) {
                         return t;
                     }
@@ -238,6 +245,7 @@ pub async fn raw_next(ws: &mut RawWs) -> Option<Value> {
         loop {
             match ws.next().await {
                 Some(Ok(Message::Text(t))) => {
+                    conform::server_message(t.as_str());
                     return Some(serde_json::from_str(t.as_str()).unwrap());
                 }
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return None,

@@ -2,6 +2,9 @@
 //! real srtsrc/srtsink, bounded bus waits.
 #![allow(dead_code)]
 
+#[path = "../../../tests/common/conform.rs"]
+pub mod conform;
+
 use std::net::SocketAddr;
 use std::sync::Once;
 use std::time::{Duration, Instant};
@@ -94,13 +97,17 @@ impl Env {
     ) -> (u16, Value) {
         let rest = self.rest();
         let body = body.map(|b| ("application/json", b.to_string().into_bytes()));
+        let asked = method.clone();
         let resp = self
             .rt
             .block_on(async move {
                 let token = (!token.is_empty()).then_some(token);
-                rest.raw(method, path, token, body).await
+                rest.raw(method.clone(), path, token, body).await
             })
             .expect("the server answers");
+        if !resp.body.is_null() {
+            conform::http_response(asked.as_str(), path, resp.status, &resp.body);
+        }
         (resp.status, resp.body)
     }
 

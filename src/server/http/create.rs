@@ -77,6 +77,11 @@ fn label_field(
     }
 }
 
+/// The fields of the body (`protocol::CreateRequest` says what each is).
+const FIELDS: [&str; 6] = ["name", "streams", "latency", "ttl", "pbkeylen", "join"];
+/// The fields of one stream's settings (`protocol::StreamSpec`).
+const STREAM_FIELDS: [&str; 6] = ["label", "role", "audio", "sender", "receiver", "receivers"];
+
 fn parse_create(body: &[u8], state: &AppState) -> Result<CreateRequest, ApiError> {
     let limits = &state.config.limits;
     let value: Value = if body.iter().all(u8::is_ascii_whitespace) {
@@ -92,7 +97,6 @@ fn parse_create(body: &[u8], state: &AppState) -> Result<CreateRequest, ApiError
     let Value::Object(obj) = value else {
         return Err(ApiError::bad_request("request body must be a JSON object"));
     };
-    const FIELDS: [&str; 6] = ["name", "streams", "latency", "ttl", "pbkeylen", "join"];
     if let Some(unknown) = obj.keys().find(|k| !FIELDS.contains(&k.as_str())) {
         return Err(ApiError::bad_request(format!(
             "unknown field {unknown:?}; expected one of {}",
@@ -128,8 +132,6 @@ fn parse_create(body: &[u8], state: &AppState) -> Result<CreateRequest, ApiError
                 let spec = match spec {
                     Value::Null => StreamSpec::default(),
                     Value::Object(o) => {
-                        const STREAM_FIELDS: [&str; 6] =
-                            ["label", "role", "audio", "sender", "receiver", "receivers"];
                         if let Some(k) = o.keys().find(|k| !STREAM_FIELDS.contains(&k.as_str())) {
                             return Err(ApiError::bad_request(format!(
                                 "unknown field {k:?} in streams.{name}; expected {}",
@@ -420,4 +422,37 @@ pub(super) fn random_string(len: usize) -> String {
         .take(len)
         .map(char::from)
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{FIELDS, STREAM_FIELDS};
+
+    /// The fields this parser takes are those of the protocol types the spec is made from.
+    #[test]
+    fn the_parser_takes_the_fields_of_the_spec_types() {
+        let props = |schema: schemars::Schema| -> Vec<String> {
+            let mut keys: Vec<String> = schema.as_value()["properties"]
+                .as_object()
+                .expect("an object schema")
+                .keys()
+                .cloned()
+                .collect();
+            keys.sort();
+            keys
+        };
+        let sorted = |f: &[&str]| {
+            let mut v: Vec<String> = f.iter().map(|s| s.to_string()).collect();
+            v.sort();
+            v
+        };
+        assert_eq!(
+            props(schemars::schema_for!(crate::protocol::CreateRequest)),
+            sorted(&FIELDS)
+        );
+        assert_eq!(
+            props(schemars::schema_for!(crate::protocol::StreamSpec)),
+            sorted(&STREAM_FIELDS)
+        );
+    }
 }

@@ -9,12 +9,12 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
 
 use super::auth::{AdminSession, base_url};
 use super::create::random_string;
 use super::error::ApiError;
 use super::sessions::json_body;
+use crate::protocol::AdmissionAnswer;
 use crate::protocol::{AdmissionRequest, CueRequest, ErrorCode, Role, SideSpec, uri::server_host};
 use crate::server::session::AdmitTo;
 use crate::server::state::AppState;
@@ -70,10 +70,11 @@ pub(super) async fn send_cue(
         .handle
         .cue(req.stream.clone(), req.role, req.text.clone())
         .await?;
-    Ok(
-        Json(json!({ "stream": req.stream, "role": req.role, "text": req.text.trim() }))
-            .into_response(),
-    )
+    Ok(Json(CueRequest {
+        text: req.text.trim().to_string(),
+        ..req
+    })
+    .into_response())
 }
 
 /// `POST /api/session/:id/admission`: a waiting peer gets a side, or is turned down.
@@ -99,7 +100,13 @@ pub(super) async fn admission(
             peer = req.peer,
             "waiting peer rejected"
         );
-        return Ok(Json(json!({ "peer": req.peer, "rejected": true })).into_response());
+        return Ok(Json(AdmissionAnswer {
+            peer: req.peer,
+            stream: None,
+            role: None,
+            rejected: true,
+        })
+        .into_response());
     }
     let Some(stream) = req.stream.clone() else {
         return Err(ApiError::bad_request(
@@ -131,5 +138,11 @@ pub(super) async fn admission(
         )
         .await?;
     tracing::info!(session = session.id, peer = req.peer, stream, %role, "waiting peer admitted");
-    Ok(Json(json!({ "peer": req.peer, "stream": stream, "role": role })).into_response())
+    Ok(Json(AdmissionAnswer {
+        peer: req.peer,
+        stream: Some(stream),
+        role: Some(role),
+        rejected: false,
+    })
+    .into_response())
 }

@@ -22,7 +22,6 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
-use serde_json::{Value, json};
 
 pub use error::ApiError;
 pub use ui_routes::qr_svg;
@@ -30,7 +29,7 @@ pub use ui_routes::qr_svg;
 use super::listener::BodyTimeout;
 use super::state::AppState;
 use super::ui;
-use crate::protocol::ErrorCode;
+use crate::protocol::{ErrorCode, ServerHealth};
 use create::create_session;
 use sessions::{
     connection_strings, delete_session, get_session, set_latency, set_tally, ws_upgrade,
@@ -70,6 +69,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/ui/{file}", get(ui::asset))
         .route("/favicon.ico", get(ui::favicon))
         .route("/healthz", get(healthz))
+        .route("/api/openapi.json", get(openapi))
+        .route("/api/schema/messages.json", get(message_schema))
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -119,6 +120,26 @@ pub fn metrics_router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
+/// `GET /api/openapi.json`: the generated OpenAPI document (`spec.rs`).
+async fn openapi() -> impl axum::response::IntoResponse {
+    static DOC: std::sync::LazyLock<String> =
+        std::sync::LazyLock::new(|| super::spec::openapi().to_string());
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        DOC.as_str(),
+    )
+}
+
+/// `GET /api/schema/messages.json`: the generated JSON Schema of the WebSocket messages.
+async fn message_schema() -> impl axum::response::IntoResponse {
+    static DOC: std::sync::LazyLock<String> =
+        std::sync::LazyLock::new(|| super::spec::messages().to_string());
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/schema+json")],
+        DOC.as_str(),
+    )
+}
+
 /// `GET /metrics`: the Prometheus text exposition (`metrics.rs`).
 async fn metrics(State(state): State<Arc<AppState>>) -> impl axum::response::IntoResponse {
     (
@@ -130,20 +151,20 @@ async fn metrics(State(state): State<Arc<AppState>>) -> impl axum::response::Int
     )
 }
 
-async fn healthz(State(state): State<Arc<AppState>>) -> Json<Value> {
+async fn healthz(State(state): State<Arc<AppState>>) -> Json<ServerHealth> {
     let relay = &state.relay.stats;
-    Json(json!({
-        "status": "ok",
-        "sessions": state.registry.len(),
-        "connections": state.stats.connections.load(Ordering::Relaxed),
-        "messages": state.stats.messages.load(Ordering::Relaxed),
-        "stun": state.stun_ports,
-        "stun_requests": state.stats.stun.answered.load(Ordering::Relaxed),
-        "stun_limited": state.stats.stun.limited.load(Ordering::Relaxed),
-        "relays": relay.active.load(Ordering::Relaxed),
-        "relay_packets": relay.packets.load(Ordering::Relaxed),
-        "relay_bytes": relay.bytes.load(Ordering::Relaxed),
-        "relay_dropped": relay.dropped.load(Ordering::Relaxed),
-        "relay_strangers": relay.strangers.load(Ordering::Relaxed),
-    }))
+    Json(ServerHealth {
+        status: "ok".into(),
+        sessions: state.registry.len(),
+        connections: state.stats.connections.load(Ordering::Relaxed),
+        messages: state.stats.messages.load(Ordering::Relaxed),
+        stun: state.stun_ports,
+        stun_requests: state.stats.stun.answered.load(Ordering::Relaxed),
+        stun_limited: state.stats.stun.limited.load(Ordering::Relaxed),
+        relays: relay.active.load(Ordering::Relaxed),
+        relay_packets: relay.packets.load(Ordering::Relaxed),
+        relay_bytes: relay.bytes.load(Ordering::Relaxed),
+        relay_dropped: relay.dropped.load(Ordering::Relaxed),
+        relay_strangers: relay.strangers.load(Ordering::Relaxed),
+    })
 }

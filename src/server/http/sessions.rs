@@ -11,11 +11,11 @@ use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
 
 use super::auth::{AdminSession, AuthedSession, base_url};
 use super::body_bytes;
 use super::error::ApiError;
+use crate::protocol::ClosedSession;
 use crate::protocol::{
     ConnectResponse, ErrorCode, LatencyRequest, Role, SessionState, TallyRequest, uri::PunchUri,
 };
@@ -33,7 +33,11 @@ pub(super) async fn delete_session(
 ) -> Result<Response, ApiError> {
     session.handle.close("closed by operator").await?;
     tracing::info!(session = session.id, client = %session.ip, "session closed by operator");
-    Ok(Json(json!({ "session": session.id, "state": SessionState::Closed })).into_response())
+    Ok(Json(ClosedSession {
+        session: session.id.clone(),
+        state: SessionState::Closed,
+    })
+    .into_response())
 }
 
 /// A JSON request body of type `T`; the error shows the `expected` form.
@@ -67,7 +71,7 @@ pub(super) async fn set_tally(
         .handle
         .set_tally(req.stream.clone(), req.state)
         .await?;
-    Ok(Json(json!({ "stream": req.stream, "state": req.state })).into_response())
+    Ok(Json(req).into_response())
 }
 
 pub(super) async fn set_latency(
@@ -87,7 +91,7 @@ pub(super) async fn set_latency(
         latency = req.latency,
         "latency set by operator"
     );
-    Ok(Json(json!({ "stream": req.stream, "latency": req.latency })).into_response())
+    Ok(Json(req).into_response())
 }
 
 /// The `punch://` URI (on the server at `base`) of one side of a stream, with a token for
