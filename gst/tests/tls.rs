@@ -93,6 +93,7 @@ fn a_wrong_ca_or_host_name_is_an_element_error_naming_host_and_reason() {
         ("localhost", &other, "unknown issuer"),
         ("127.0.0.1", &ca, "name mismatch"),
     ] {
+        // (`expired` below, on a server of its own)
         let (rx, _sink, punch) = receiver(&uri(&env, &created, host, "receiver"));
         punch.set_property("ca-file", trust.ca.display().to_string());
         play(&rx);
@@ -107,4 +108,21 @@ fn a_wrong_ca_or_host_name_is_an_element_error_naming_host_and_reason() {
             "the error names {host} and {says:?}: {text}"
         );
     }
+    drop(env);
+    // a certificate past its end date
+    let old = TestCa::expired("Punch test CA", &["localhost"]);
+    let env = tls_env(&old);
+    let token = "pa.x.y.z";
+    let (rx, _sink, punch) = receiver(&format!(
+        "punchs://localhost:{}/tls-wrong/default?token={token}",
+        env.addr.port()
+    ));
+    punch.set_property("ca-file", old.ca.display().to_string());
+    play(&rx);
+    let (_, text) = wait_error(&rx, Duration::from_secs(40));
+    stop(&rx);
+    assert!(
+        text.contains("localhost") && text.contains("expired"),
+        "the error names the host and that the certificate expired: {text}"
+    );
 }

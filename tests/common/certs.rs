@@ -20,6 +20,15 @@ pub struct TestCa {
 impl TestCa {
     /// A CA named `name` and a certificate for `hosts` (names or IP addresses).
     pub fn new(name: &str, hosts: &[&str]) -> TestCa {
+        Self::make(name, hosts, false)
+    }
+
+    /// As [`TestCa::new`], with a server certificate that expired in 2020.
+    pub fn expired(name: &str, hosts: &[&str]) -> TestCa {
+        Self::make(name, hosts, true)
+    }
+
+    fn make(name: &str, hosts: &[&str], expired: bool) -> TestCa {
         let dir = tempfile::tempdir().unwrap();
         let ca_key = KeyPair::generate().unwrap();
         let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
@@ -38,6 +47,10 @@ impl TestCa {
             .distinguished_name
             .push(DnType::CommonName, hosts[0].to_string());
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        if expired {
+            params.not_before = rcgen::date_time_ymd(2019, 1, 1);
+            params.not_after = rcgen::date_time_ymd(2020, 1, 1);
+        }
         let cert = params.signed_by(&key, &issuer).unwrap();
         let write = |file: &str, text: String| {
             let path = dir.path().join(file);
