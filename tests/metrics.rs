@@ -110,6 +110,9 @@ async fn metrics_follow_a_real_session_and_pass_promtool() {
     .await
     .expect("STUN answers");
 
+    // an HTTP refusal counts too
+    let (status, _) = get_session(&srv.base, "nope", admin).await;
+    assert_eq!(status, 403);
     let start = std::time::Instant::now();
     let during = loop {
         let text = scrape(&url).await;
@@ -143,6 +146,18 @@ async fn metrics_follow_a_real_session_and_pass_promtool() {
     assert!(value(&during, "punch_ws_messages_sent_total") >= 6.0);
     assert!(value(&during, "punch_ws_connections") >= 3.0);
     assert!(value(&during, "punch_store_commit_seconds_count") >= 1.0);
+    assert_eq!(
+        value(&during, r#"punch_refusals_total{code="forbidden"}"#),
+        1.0
+    );
+    assert_eq!(
+        value(
+            &during,
+            r#"punch_connections_refused_total{reason="per_ip"}"#
+        ),
+        0.0
+    );
+    assert_eq!(value(&during, "punch_stun_rate_limited_sources_total"), 0.0);
 
     // the peers leave: their gauges go back
     drop((tx, rx, bad));

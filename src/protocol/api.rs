@@ -21,6 +21,7 @@ pub struct ErrorResponse {
 /// Per-stream settings given at creation (`streams` as a map).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "spec", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
 pub struct StreamSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub label: Option<String>,

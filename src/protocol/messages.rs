@@ -51,6 +51,7 @@ pub struct Register {
     /// sender without it links with receiver 1. A sender serves N receivers with N
     /// registrations, one connection and one SRT port each.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "spec", schemars(range(min = 1)))]
     pub receiver: Option<u8>,
 }
 

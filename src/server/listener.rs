@@ -37,6 +37,8 @@ pub struct ConnectionRules {
     pub keepalive_timeout: Duration,
     /// Built-in TLS: every connection is HTTPS (and WSS).
     pub tls: Option<Arc<super::tls::Tls>>,
+    /// Where refused connections are counted.
+    pub metrics: Option<Arc<super::metrics::Metrics>>,
 }
 
 /// A request body that did not arrive in time.
@@ -227,6 +229,9 @@ pub async fn serve(
             Some(cap) => match counts.take(peer.ip(), cap) {
                 Some(place) => Some(place),
                 None => {
+                    if let Some(m) = &rules.metrics {
+                        m.connections_refused.with_label_values(&["per_ip"]).inc();
+                    }
                     tracing::info!(client = %peer.ip(), "connection refused: too many from this address (--connections-per-ip)");
                     drop(tcp);
                     continue;
@@ -256,8 +261,10 @@ async fn connection(
 ) {
     // Signalling messages are tiny and latency-bound: never let Nagle hold them back.
     let _ = tcp.set_nodelay(true);
+    // the head timeout counts from here, the TLS handshake included
+    let accepted = Instant::now();
     let Some(tls) = rules.tls.clone() else {
-        return serve_http(tcp, peer, place, router, rules, cancel).await;
+        return serve_http(tcp, peer, place, router, rules, cancel, accepted).await;
     };
     let handshake = tls.acceptor().accept(tcp);
     let stream = tokio::select! {
@@ -266,15 +273,25 @@ async fn connection(
             Ok(Ok(stream)) => stream,
             Ok(Err(e)) => {
                 tracing::debug!(client = %peer, "TLS handshake failed: {e}");
+                refused_tls(&rules);
                 return;
             }
             Err(_) => {
                 tracing::debug!(client = %peer, "TLS handshake too slow");
+                refused_tls(&rules);
                 return;
             }
         },
     };
-    serve_http(stream, peer, place, router, rules, cancel).await
+    serve_http(stream, peer, place, router, rules, cancel, accepted).await
+}
+
+fn refused_tls(rules: &ConnectionRules) {
+    if let Some(m) = &rules.metrics {
+        m.connections_refused
+            .with_label_values(&["tls_handshake"])
+            .inc();
+    }
 }
 
 /// Serves HTTP (and upgrades) on one connection's byte stream.
@@ -285,12 +302,13 @@ async fn serve_http<S>(
     router: Router,
     rules: ConnectionRules,
     cancel: CancellationToken,
+    accepted: Instant,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let activity: Shared = Arc::new(Mutex::new(Activity {
         in_flight: 0,
-        idle_since: Instant::now(),
+        idle_since: accepted,
         head_since: None,
         served: false,
     }));

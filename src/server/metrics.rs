@@ -40,19 +40,26 @@ pub struct Metrics {
     ws_connections: IntGauge,
     stun_requests: IntCounter,
     stun_limited: IntCounter,
+    stun_limited_sources: IntCounter,
+    /// TCP connections refused before any request: too many from one address, a failed TLS
+    /// handshake.
+    pub connections_refused: IntCounterVec,
     relays_active: IntGauge,
     relayed_bytes: IntCounter,
     relayed_datagrams: IntCounter,
     relay_dropped: IntCounter,
     relay_strangers: IntCounter,
+    /// One scrape at a time: reading the services' counters and raising ours to them is two
+    /// steps, which two scrapes at once would both take.
+    scrape: std::sync::Mutex<()>,
 }
 
-const STATES: [SessionState; 5] = [
+/// The states a live session is counted in.
+const STATES: [SessionState; 4] = [
     SessionState::Waiting,
     SessionState::Ready,
     SessionState::Connected,
     SessionState::Relaying,
-    SessionState::Closed,
 ];
 
 impl Metrics {
@@ -153,6 +160,21 @@ impl Metrics {
                 "punch_stun_rate_limited_total",
                 "STUN requests dropped because their source sent too many.",
             ),
+            stun_limited_sources: counter(
+                "punch_stun_rate_limited_sources_total",
+                "Sources (IPv6: /64) whose STUN requests were rate-limited, each counted once a minute while it goes on.",
+            ),
+            connections_refused: reg(
+                &registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "punch_connections_refused_total",
+                        "TCP connections closed before any request, by reason (per_ip: --connections-per-ip; tls_handshake).",
+                    ),
+                    &["reason"],
+                )
+                .expect("a valid metric"),
+            ),
             relays_active: gauge("punch_relays_active", "Relays running now."),
             relayed_bytes: counter(
                 "punch_relayed_bytes_total",
@@ -164,12 +186,13 @@ impl Metrics {
             ),
             relay_dropped: counter(
                 "punch_relay_dropped_total",
-                "Datagrams the relays dropped (over a bandwidth cap, or no peer yet).",
+                "Datagrams the relays dropped (from strangers, over a bandwidth cap, no peer yet).",
             ),
             relay_strangers: counter(
                 "punch_relay_strangers_total",
                 "Datagrams from addresses a relay does not admit.",
             ),
+            scrape: std::sync::Mutex::new(()),
             registry,
         };
         let build = IntGaugeVec::new(
@@ -191,6 +214,9 @@ impl Metrics {
         for p in ["direct", "relay", "device"] {
             m.links_up.with_label_values(&[p]);
         }
+        for r in ["per_ip", "tls_handshake"] {
+            m.connections_refused.with_label_values(&[r]);
+        }
         m
     }
 
@@ -201,6 +227,7 @@ impl Metrics {
 
     /// The text exposition, with the other services' counters read now.
     pub fn render(&self, state: &AppState) -> String {
+        let _one = self.scrape.lock().unwrap_or_else(|e| e.into_inner());
         let raise = |c: &IntCounter, now: u64| c.inc_by(now.saturating_sub(c.get()));
         raise(&self.ws_in, state.stats.messages.load(Ordering::Relaxed));
         self.ws_connections
@@ -212,6 +239,10 @@ impl Metrics {
         raise(
             &self.stun_limited,
             state.stats.stun.limited.load(Ordering::Relaxed),
+        );
+        raise(
+            &self.stun_limited_sources,
+            state.stats.stun.limited_sources.load(Ordering::Relaxed),
         );
         let relay = &state.relay.stats;
         self.relays_active
@@ -230,6 +261,12 @@ impl Metrics {
         // (writing to a Vec does not fail)
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
         String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
     }
 }
 

@@ -183,6 +183,7 @@ impl Server {
             body_timeout: limits.body_timeout,
             keepalive_timeout: limits.keepalive_timeout,
             tls: tls.clone(),
+            metrics: Some(state.metrics.clone()),
         };
         let connections = TaskTracker::new();
         // `/metrics` on a listener of its own: plain HTTP, for the monitoring network
@@ -190,7 +191,6 @@ impl Server {
             Some(l) => {
                 let addr = l.local_addr().map_err(|e| e.to_string())?;
                 let rules = listener::ConnectionRules {
-                    per_ip: None,
                     tls: None,
                     ..rules.clone()
                 };

@@ -32,6 +32,19 @@ enum Body {
     Metrics,
     /// `101 Switching Protocols` to the WebSocket of `messages.schema.json`.
     WebSocket,
+    /// No body (204).
+    Empty,
+}
+
+/// What a route's error answers are.
+#[derive(Clone, Copy)]
+enum Errors {
+    /// `ErrorResponse` JSON (every API route).
+    Json,
+    /// An HTML page saying why (the pages people open).
+    Page,
+    /// Plain text (the assets).
+    Text,
 }
 
 /// Who may call a route.
@@ -57,8 +70,11 @@ struct Route {
     request: Option<Body>,
     /// The success status and body.
     ok: (u16, Body),
-    /// Error statuses it may answer (with an `ErrorResponse`, or an HTML page for pages).
+    /// Error statuses it may answer, and as what.
     errors: &'static [u16],
+    errors_as: Errors,
+    /// Query parameters besides the token: `(name, description)`.
+    query: &'static [(&'static str, &'static str)],
 }
 
 fn schema<T: JsonSchema>(g: &mut SchemaGenerator) -> Schema {
@@ -69,7 +85,7 @@ fn schema<T: JsonSchema>(g: &mut SchemaGenerator) -> Schema {
 fn routes() -> Vec<Route> {
     use Auth::*;
     use Body::*;
-    let r = |method, path, summary, auth, request, ok, errors| Route {
+    let r = |method, path, summary, auth, request, ok: (u16, Body), errors| Route {
         method,
         path,
         summary,
@@ -77,10 +93,16 @@ fn routes() -> Vec<Route> {
         request,
         ok,
         errors,
+        errors_as: match ok.1 {
+            Html => Errors::Page,
+            Asset => Errors::Text,
+            _ => Errors::Json,
+        },
+        query: &[],
     };
-    const SESSION_ERRORS: &[u16] = &[401, 403, 404, 410, 429];
-    const COMMAND_ERRORS: &[u16] = &[400, 401, 403, 404, 408, 410, 413, 429, 503];
-    vec![
+    const SESSION_ERRORS: &[u16] = &[401, 403, 404, 410, 429, 500];
+    const COMMAND_ERRORS: &[u16] = &[400, 401, 403, 404, 408, 410, 413, 429, 500, 503];
+    let mut routes = vec![
         r(
             "get",
             "/",
@@ -97,7 +119,7 @@ fn routes() -> Vec<Route> {
             CreateKey,
             Some(Json(schema::<CreateRequest>)),
             (201, Json(schema::<CreatedSession>)),
-            &[400, 401, 408, 409, 413, 429, 503],
+            &[400, 401, 408, 409, 413, 429, 500, 503],
         ),
         r(
             "get",
@@ -115,7 +137,7 @@ fn routes() -> Vec<Route> {
             Admin,
             None,
             (200, Json(schema::<ClosedSession>)),
-            &[401, 403, 404, 410, 429, 503],
+            &[401, 403, 404, 410, 429, 500, 503],
         ),
         r(
             "post",
@@ -151,7 +173,7 @@ fn routes() -> Vec<Route> {
             Admin,
             Some(Json(schema::<AdmissionRequest>)),
             (200, Json(schema::<AdmissionAnswer>)),
-            &[400, 401, 403, 404, 408, 409, 410, 413, 429, 503],
+            &[400, 401, 403, 404, 408, 409, 410, 413, 429, 500, 503],
         ),
         r(
             "put",
@@ -178,7 +200,7 @@ fn routes() -> Vec<Route> {
             Admin,
             None,
             (200, Json(schema::<ConnectResponse>)),
-            &[401, 403, 404, 409, 410, 429],
+            &[400, 401, 403, 404, 409, 410, 429, 500],
         ),
         r(
             "get",
@@ -258,7 +280,7 @@ fn routes() -> Vec<Route> {
             "Nothing (204).",
             Open,
             None,
-            (204, Asset),
+            (204, Empty),
             &[],
         ),
         r(
@@ -273,11 +295,11 @@ fn routes() -> Vec<Route> {
         r(
             "get",
             "/metrics",
-            "The Prometheus text exposition (here unless --metrics-listen moves it).",
+            "The Prometheus text exposition (here unless --metrics-listen moves it: then 404 here).",
             Open,
             None,
             (200, Metrics),
-            &[],
+            &[404],
         ),
         r(
             "get",
@@ -297,7 +319,16 @@ fn routes() -> Vec<Route> {
             (200, Json(|_| Schema::from(true))),
             &[],
         ),
-    ]
+    ];
+    for route in &mut routes {
+        if route.path == "/api/session/{id}/connect" {
+            route.query = &[(
+                "stream",
+                "Only this stream's strings (default: every stream's).",
+            )];
+        }
+    }
+    routes
 }
 
 /// The paths the server routes (for the test that every route is in the spec).
@@ -318,7 +349,7 @@ fn content(g: &mut SchemaGenerator, body: Body) -> Value {
         Body::Svg => json!({ "image/svg+xml": { "schema": { "type": "string" } } }),
         Body::Asset => json!({ "*/*": { "schema": { "type": "string" } } }),
         Body::Metrics => json!({ "text/plain": { "schema": { "type": "string" } } }),
-        Body::WebSocket => json!({}),
+        Body::WebSocket | Body::Empty => json!({}),
     }
 }
 
@@ -329,6 +360,7 @@ fn status_text(status: u16) -> &'static str {
         201 => "Created",
         204 => "No content",
         400 => "Bad request: the `error.code` and message say what",
+        500 => "The server's fault (a QR code that cannot be drawn, an internal error)",
         401 => "Missing or invalid token (or create key)",
         403 => "The token is valid but does not allow this",
         404 => "No such session, stream, peer or endpoint",
@@ -355,6 +387,9 @@ pub fn openapi() -> Value {
             .split('/')
             .filter_map(|seg| seg.strip_prefix('{')?.strip_suffix('}'))
             .map(|name| json!({ "name": name, "in": "path", "required": true, "schema": { "type": "string" } }))
+            .chain(route.query.iter().map(|(name, what)| {
+                json!({ "name": name, "in": "query", "required": false, "description": what, "schema": { "type": "string" } })
+            }))
             .collect();
         if !params.is_empty() {
             op.insert("parameters".into(), Value::Array(params));
@@ -390,9 +425,14 @@ pub fn openapi() -> Value {
             json!({ "description": status_text(status), "content": content(&mut g, body) }),
         );
         for status in route.errors {
+            let content = match route.errors_as {
+                Errors::Json => json!({ "application/json": { "schema": error.clone() } }),
+                Errors::Page => json!({ "text/html": { "schema": { "type": "string" } } }),
+                Errors::Text => json!({ "text/plain": { "schema": { "type": "string" } } }),
+            };
             responses.insert(
                 status.to_string(),
-                json!({ "description": status_text(*status), "content": { "application/json": { "schema": error.clone() } } }),
+                json!({ "description": status_text(*status), "content": content }),
             );
         }
         op.insert("responses".into(), Value::Object(responses));

@@ -35,7 +35,15 @@ pub struct StunStats {
     pub answered: AtomicU64,
     /// Requests dropped because their source asked too often.
     pub limited: AtomicU64,
+    /// Sources (IPv6: /64) rate-limited, each counted once per [`LIMITED_WINDOW`] while it
+    /// goes on.
+    pub limited_sources: AtomicU64,
 }
+
+/// A rate-limited source counts again after this long.
+const LIMITED_WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
+/// Sources remembered per window (more are still dropped, not counted again).
+const LIMITED_MEMORY: usize = 4096;
 
 /// Which addresses the service saw requests of each issued tag come from. A tag lives as long
 /// as its signalling connection ([`Issued`]), so the ledger holds at most one entry per live
@@ -132,6 +140,8 @@ pub async fn serve(
     };
     let mut bufs = [[0u8; 1500], [0u8; 1500]];
     let mut out = Vec::with_capacity(128);
+    let mut limited_now = std::collections::HashSet::new();
+    let mut window = std::time::Instant::now();
     loop {
         let [buf_a, buf_b] = &mut bufs;
         let (at, got) = tokio::select! {
@@ -145,8 +155,16 @@ pub async fn serve(
         let Some(req) = parse_binding_request(&bufs[at][..len]) else {
             continue;
         };
-        if !limiter.allow(super::limit::client_key(from.ip())) {
+        let key = super::limit::client_key(from.ip());
+        if !limiter.allow(key) {
             stats.limited.fetch_add(1, Ordering::Relaxed);
+            if window.elapsed() >= LIMITED_WINDOW {
+                limited_now.clear();
+                window = std::time::Instant::now();
+            }
+            if limited_now.len() < LIMITED_MEMORY && limited_now.insert(key) {
+                stats.limited_sources.fetch_add(1, Ordering::Relaxed);
+            }
             continue;
         }
         stats.answered.fetch_add(1, Ordering::Relaxed);

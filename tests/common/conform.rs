@@ -90,15 +90,27 @@ fn template(method: &str, path: &str) -> Option<String> {
 static HTTP: LazyLock<Mutex<HashMap<String, &'static jsonschema::Validator>>> =
     LazyLock::new(Default::default);
 
-/// An HTTP answer with a JSON body: `method` on `path` answered `status` with `body`.
-pub fn http_response(method: &str, path: &str, status: u16, body: &Value) {
+/// An HTTP answer: `method` on `path` answered `status` with `body` (`None`: not JSON, a page
+/// or an image). A JSON body must be what the spec says for that route and status, and a
+/// route whose answer the spec says is JSON must have sent JSON.
+pub fn http_response(method: &str, path: &str, status: u16, body: Option<&Value>) {
     let method = method.to_ascii_lowercase();
     let Some(tpl) = template(&method, path) else {
         // an endpoint the spec does not have answers the spec's 404 body
         if status == 404 || status == 405 {
+            let body = body.unwrap_or_else(|| panic!("{method} {path} {status}: not JSON"));
             return error_body(body, &format!("{method} {path}"));
         }
         panic!("{method} {path} is not in the spec (docs/spec/openapi.json)");
+    };
+    let content = &OPENAPI["paths"][&tpl][&method]["responses"][status.to_string()]["content"];
+    let json_expected = !content["application/json"].is_null();
+    let Some(body) = body else {
+        assert!(
+            !json_expected,
+            "{method} {tpl} answered {status} with a body that is not JSON; the spec says JSON"
+        );
+        return;
     };
     let key = format!("{method} {tpl} {status}");
     let found = HTTP.lock().unwrap().get(&key).copied();

@@ -105,9 +105,12 @@ impl Env {
                 rest.raw(method.clone(), path, token, body).await
             })
             .expect("the server answers");
-        if !resp.body.is_null() {
-            conform::http_response(asked.as_str(), path, resp.status, &resp.body);
-        }
+        conform::http_response(
+            asked.as_str(),
+            path,
+            resp.status,
+            Some(&resp.body).filter(|b| !b.is_null()),
+        );
         (resp.status, resp.body)
     }
 

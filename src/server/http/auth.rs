@@ -194,3 +194,22 @@ impl FromRequestParts<Arc<AppState>> for AdminSession {
         Ok(AdminSession(session))
     }
 }
+
+/// The `{stream}/{role}` of a route on one side of a stream, with an error a person can act on
+/// (a path that does not decode is a JSON 400 like every other error).
+pub(super) fn side_path(
+    path: Result<
+        axum::extract::Path<(String, String, String)>,
+        axum::extract::rejection::PathRejection,
+    >,
+) -> Result<(String, crate::protocol::Role), ApiError> {
+    let axum::extract::Path((_, stream, role)) =
+        path.map_err(|e| ApiError::bad_request(format!("bad path: {}", e.body_text())))?;
+    let role = crate::protocol::Role::parse(&role).ok_or_else(|| {
+        ApiError::new(
+            crate::protocol::ErrorCode::NotFound,
+            format!("{role:?} is not a side of a stream; use sender or receiver"),
+        )
+    })?;
+    Ok((stream, role))
+}

@@ -15,7 +15,7 @@ use super::create::random_string;
 use super::error::ApiError;
 use super::sessions::json_body;
 use crate::protocol::AdmissionAnswer;
-use crate::protocol::{AdmissionRequest, CueRequest, ErrorCode, Role, SideSpec, uri::server_host};
+use crate::protocol::{AdmissionRequest, CueRequest, SideSpec, uri::server_host};
 use crate::server::session::AdmitTo;
 use crate::server::state::AppState;
 use crate::server::token::Scope;
@@ -24,16 +24,11 @@ use crate::server::token::Scope;
 pub(super) async fn set_side(
     State(state): State<Arc<AppState>>,
     AdminSession(session): AdminSession,
-    Path((_, stream, role)): Path<(String, String, String)>,
+    path: Result<Path<(String, String, String)>, axum::extract::rejection::PathRejection>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let role = Role::parse(&role).ok_or_else(|| {
-        ApiError::new(
-            ErrorCode::NotFound,
-            format!("{role:?} is not a side of a stream; use sender or receiver"),
-        )
-    })?;
+    let (stream, role) = super::auth::side_path(path)?;
     let spec: SideSpec = json_body(
         &state,
         body,

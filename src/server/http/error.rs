@@ -97,7 +97,10 @@ impl From<SessionError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = ErrorResponse { error: self.body() };
-        (self.status, Json(body)).into_response()
+        let mut resp = (self.status, Json(body)).into_response();
+        // for the refusals metric (`http/mod.rs`)
+        resp.extensions_mut().insert(self.code);
+        resp
     }
 }
 

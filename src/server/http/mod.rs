@@ -79,7 +79,22 @@ pub fn router(state: Arc<AppState>) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::map_response_with_state(
+            state.clone(),
+            count_refusal,
+        ))
         .with_state(state)
+}
+
+/// Every error answer counts in the refusals metric by its code (`ApiError` marks it).
+async fn count_refusal(
+    State(state): State<Arc<AppState>>,
+    resp: axum::response::Response,
+) -> axum::response::Response {
+    if let Some(code) = resp.extensions().get::<ErrorCode>() {
+        state.metrics.refused(*code);
+    }
+    resp
 }
 
 /// The request body, with 413 for an oversize one.

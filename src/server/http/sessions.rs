@@ -124,9 +124,15 @@ pub(super) struct ConnectQuery {
 pub(super) async fn connection_strings(
     State(state): State<Arc<AppState>>,
     AdminSession(session): AdminSession,
-    Query(query): Query<ConnectQuery>,
+    query: Result<Query<ConnectQuery>, axum::extract::rejection::QueryRejection>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    let Query(query) = query.map_err(|e| {
+        ApiError::bad_request(format!(
+            "bad query ({}); expected ?stream=NAME",
+            e.body_text()
+        ))
+    })?;
     let coordinates = session.handle.coordinates().await?;
     let single = coordinates.len() == 1;
     let selected: Vec<_> = match &query.stream {

@@ -195,15 +195,10 @@ pub(super) async fn join_qr(
 pub(super) async fn stream_qr(
     State(state): State<Arc<AppState>>,
     AdminSession(session): AdminSession,
-    Path((_, stream, role)): Path<(String, String, String)>,
+    path: Result<Path<(String, String, String)>, axum::extract::rejection::PathRejection>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let role = Role::parse(&role).ok_or_else(|| {
-        ApiError::new(
-            ErrorCode::NotFound,
-            format!("{role:?} is not a side of a stream; use sender or receiver"),
-        )
-    })?;
+    let (stream, role) = super::auth::side_path(path)?;
     let known = session.handle.coordinates().await?;
     if !known.iter().any(|c| c.name == stream) {
         return Err(ApiError::with_status(

@@ -369,6 +369,8 @@ impl Actor {
         // Caller devices' relays, before anyone asks for the session's view.
         let fx = self.core.start();
         let _ = self.apply(fx).await;
+        // counted from the start (a restored session nobody opened yet too)
+        self.meter.publish(self.core.gauges());
         loop {
             let expiry = self.core.expires_ms().map(instant_at);
             let deadline = self.core.next_deadline().map(instant_at);

@@ -100,8 +100,10 @@ impl SessionCore {
 
     /// What this session adds to the server's gauges (`/metrics`).
     pub fn gauges(&self) -> SessionGauges {
+        // (a closed session is on its way out: it counts in no state)
+        let state = Some(self.state()).filter(|s| *s != SessionState::Closed);
         let mut g = SessionGauges {
-            state: Some(self.state()),
+            state,
             ..SessionGauges::default()
         };
         for (idx, sides) in self.holders.iter().enumerate() {
