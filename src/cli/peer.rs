@@ -112,6 +112,8 @@ pub async fn peer(
         // one tool, one link: a sender serves receiver 1 of a stream with several
         receiver: None,
         fan_out: false,
+        // (no UDP: the tunnel's local end is what the tool is told to rendezvous with)
+        force_tunnel: false,
     });
     // The tool binds every interface of the server's address family.
     let local_address = tokio::net::lookup_host((uri.host.as_str(), uri.port))

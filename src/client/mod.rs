@@ -5,6 +5,7 @@
 //! * [`nat`]: STUN discovery and hole-punch priming from the SRT port.
 //! * [`peer`]: the peer state machine (pure) and the driver that runs it against a server.
 //! * [`net`]: free UDP ports and the open-file limit.
+//! * [`tunnel`]: SRT datagrams over a WebSocket, for a side without UDP.
 
 pub mod error;
 pub mod nat;
@@ -14,6 +15,7 @@ pub mod peer;
 pub mod rest;
 pub mod signalling;
 pub mod tls;
+pub mod tunnel;
 
 pub use error::ClientError;
 pub use signalling::{Signalling, ws_url};

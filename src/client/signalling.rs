@@ -40,7 +40,7 @@ pub fn ws_url(server: &str, session: &str) -> Result<String, ClientError> {
     Ok(format!("{ws_scheme}://{rest}/api/ws/{session}"))
 }
 
-type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+pub(crate) type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// An open signalling connection.
 pub struct Signalling {
@@ -68,52 +68,9 @@ impl Signalling {
         trust: &Trust,
     ) -> Result<Signalling, ClientError> {
         let url = ws_url(server, session)?;
-        let connector = if url.starts_with("wss://") {
-            Some(tokio_tungstenite::Connector::Rustls(
-                trust.client_config().map_err(ClientError::Trust)?,
-            ))
-        } else {
-            None
-        };
-        let mut request = url
-            .as_str()
-            .into_client_request()
-            .map_err(|e| ClientError::BadUrl(format!("{url}: {e}")))?;
-        let auth = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
-            ClientError::BadUrl("the token contains characters not allowed in a header".into())
-        })?;
-        request.headers_mut().insert("authorization", auth);
         // Signalling messages are small, but an admin connection also gets the session's whole
         // view (dashboards): about 5 KB per stream.
-        let config = WebSocketConfig::default()
-            .max_message_size(Some(1024 * 1024))
-            .read_buffer_size(4096);
-        let connect = tokio_tungstenite::connect_async_tls_with_config(
-            request,
-            Some(config),
-            true,
-            connector,
-        );
-        let (socket, _) = match tokio::time::timeout(timeout, connect).await {
-            Err(_) => {
-                return Err(ClientError::Unreachable {
-                    url,
-                    reason: format!("no answer within {timeout:?}"),
-                });
-            }
-            Ok(Err(tungstenite::Error::Http(resp))) => {
-                let status = resp.status().as_u16();
-                let body = resp.body().as_deref().unwrap_or_default();
-                return Err(ClientError::refused(status, body, &url));
-            }
-            Ok(Err(e)) => {
-                return Err(ClientError::Unreachable {
-                    url,
-                    reason: super::error::with_causes(&e),
-                });
-            }
-            Ok(Ok(ok)) => ok,
-        };
+        let socket = open(url, token, timeout, trust, 1024 * 1024).await?;
         Ok(Signalling { socket })
     }
 
@@ -154,6 +111,58 @@ impl Signalling {
     pub async fn close(mut self) {
         let _ = tokio::time::timeout(Duration::from_secs(2), self.socket.close(None)).await;
     }
+}
+
+/// Opens a WebSocket to `url` with `token` as a Bearer token, within `timeout`; a refused
+/// handshake is the server's own error. Used by the signalling connection and the tunnel.
+pub(crate) async fn open(
+    url: String,
+    token: &str,
+    timeout: Duration,
+    trust: &Trust,
+    max_message: usize,
+) -> Result<Socket, ClientError> {
+    let connector = if url.starts_with("wss://") {
+        Some(tokio_tungstenite::Connector::Rustls(
+            trust.client_config().map_err(ClientError::Trust)?,
+        ))
+    } else {
+        None
+    };
+    let mut request = url
+        .as_str()
+        .into_client_request()
+        .map_err(|e| ClientError::BadUrl(format!("{url}: {e}")))?;
+    let auth = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
+        ClientError::BadUrl("the token contains characters not allowed in a header".into())
+    })?;
+    request.headers_mut().insert("authorization", auth);
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(max_message))
+        .read_buffer_size(4096);
+    let connect =
+        tokio_tungstenite::connect_async_tls_with_config(request, Some(config), true, connector);
+    let (socket, _) = match tokio::time::timeout(timeout, connect).await {
+        Err(_) => {
+            return Err(ClientError::Unreachable {
+                url,
+                reason: format!("no answer within {timeout:?}"),
+            });
+        }
+        Ok(Err(tungstenite::Error::Http(resp))) => {
+            let status = resp.status().as_u16();
+            let body = resp.body().as_deref().unwrap_or_default();
+            return Err(ClientError::refused(status, body, &url));
+        }
+        Ok(Err(e)) => {
+            return Err(ClientError::Unreachable {
+                url,
+                reason: super::error::with_causes(&e),
+            });
+        }
+        Ok(Ok(ok)) => ok,
+    };
+    Ok(socket)
 }
 
 #[cfg(test)]

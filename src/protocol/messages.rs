@@ -53,6 +53,10 @@ pub struct Register {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "spec", schemars(range(min = 1)))]
     pub receiver: Option<u8>,
+    /// This side has no UDP (STUN went unanswered, or it was told so): its SRT datagrams go
+    /// over a tunnel WebSocket (`GET /api/tunnel/{session}`), through the server's relay.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tunnel: bool,
 }
 
 /// The default receiver count: one.
@@ -144,6 +148,11 @@ pub struct PeerInfo {
     /// a listener device at the coordinates).
     #[serde(default, skip_serializing_if = "LinkMode::is_rendezvous")]
     pub mode: LinkMode,
+    /// (With `relay`.) This side's datagrams go over its tunnel WebSocket: open
+    /// `GET /api/tunnel/{session}` with this side's token, and run SRT against a local socket
+    /// that carries each datagram as one binary frame (`protocol::tunnel`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tunnel: bool,
 }
 
 /// Sent first on every connection: what the server offers besides signalling.

@@ -19,6 +19,7 @@ pub mod messages;
 pub mod srt_packet;
 pub mod srt_url;
 pub mod stun;
+pub mod tunnel;
 pub mod uri;
 pub mod values;
 

@@ -288,4 +288,7 @@ pub enum MediaPath {
     Direct,
     /// Through the server's UDP relay.
     Relay,
+    /// Through the server's relay, a side's datagrams carried over its tunnel WebSocket (TCP):
+    /// that side has no UDP.
+    Tunnel,
 }

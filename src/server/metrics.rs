@@ -35,6 +35,10 @@ pub struct Metrics {
     pub store_commit: Histogram,
     /// WebSocket messages sent to peers and dashboards.
     pub ws_out: IntCounter,
+    /// Tunnels open (sides without UDP).
+    pub tunnels: IntGauge,
+    /// Tunnel frames dropped because the side's TCP connection did not keep up.
+    pub tunnel_dropped: IntCounter,
     // Read from the other services' counters at each scrape.
     ws_in: IntCounter,
     ws_connections: IntGauge,
@@ -144,6 +148,11 @@ impl Metrics {
                 "punch_ws_messages_sent_total",
                 "WebSocket messages sent to peers and dashboards.",
             ),
+            tunnels: gauge("punch_tunnels_open", "Tunnels open: sides without UDP whose SRT datagrams go over a WebSocket."),
+            tunnel_dropped: counter(
+                "punch_tunnel_dropped_total",
+                "Tunnel frames dropped (oldest first) because the side's TCP connection did not keep up.",
+            ),
             ws_in: counter(
                 "punch_ws_messages_received_total",
                 "WebSocket messages received from peers and dashboards.",
@@ -211,7 +220,7 @@ impl Metrics {
         for r in [Role::Sender, Role::Receiver] {
             m.peers.with_label_values(&[r.as_str()]);
         }
-        for p in ["direct", "relay", "device"] {
+        for p in ["direct", "relay", "device", "tunnel"] {
             m.links_up.with_label_values(&[p]);
         }
         for r in ["per_ip", "tls_handshake"] {
@@ -283,8 +292,8 @@ pub struct SessionGauges {
     pub state: Option<SessionState>,
     /// `[sender, receiver]` sides held by a Punch peer.
     pub peers: [i64; 2],
-    /// Links up: `[direct, relay, device]`.
-    pub links: [i64; 3],
+    /// Links up: `[direct, relay, device, tunnel]`.
+    pub links: [i64; 4],
 }
 
 impl SessionGauges {
@@ -293,6 +302,7 @@ impl SessionGauges {
         match (device, path) {
             (true, _) => 2,
             (false, Some(MediaPath::Relay)) => 1,
+            (false, Some(MediaPath::Tunnel)) => 3,
             _ => 0,
         }
     }
@@ -313,7 +323,7 @@ impl SessionGauges {
                 m.peers.with_label_values(&[role.as_str()]).add(d);
             }
         }
-        for (i, path) in ["direct", "relay", "device"].iter().enumerate() {
+        for (i, path) in ["direct", "relay", "device", "tunnel"].iter().enumerate() {
             let d = self.links[i] - before.links[i];
             if d != 0 {
                 m.links_up.with_label_values(&[path]).add(d);

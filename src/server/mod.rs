@@ -25,6 +25,7 @@ mod stun;
 mod time;
 pub mod tls;
 pub mod token;
+mod tunnel;
 mod ui;
 mod ws;
 
@@ -101,6 +102,7 @@ impl Server {
         if relay_config.bind.is_unspecified() {
             relay_config.bind = config.listen.ip();
         }
+        let relay_bind = relay_config.bind;
         let relay = Arc::new(RelayService::new(relay_config));
         let metrics = Arc::new(metrics::Metrics::new());
         let (store, store_thread, loaded) = store::open(
@@ -133,6 +135,15 @@ impl Server {
             },
             policy: PathPolicy {
                 relay: config.path.relay && config.relay.max_relays > 0,
+                // tunnel sockets send to the relay from its own address (the loopback when it
+                // binds every address)
+                tunnel_ip: match relay_bind {
+                    std::net::IpAddr::V4(a) if a.is_unspecified() => [127, 0, 0, 1].into(),
+                    std::net::IpAddr::V6(a) if a.is_unspecified() => {
+                        std::net::Ipv6Addr::LOCALHOST.into()
+                    }
+                    ip => ip,
+                },
                 ..config.path.clone()
             },
             relay: relay.clone(),

@@ -204,6 +204,15 @@ fn routes() -> Vec<Route> {
         ),
         r(
             "get",
+            "/api/tunnel/{id}",
+            "The tunnel of one side without UDP: its SRT datagrams as binary frames (protocol::tunnel), through the stream's relay.",
+            Session,
+            None,
+            (101, WebSocket),
+            &[400, 401, 403, 404, 410, 429],
+        ),
+        r(
+            "get",
             "/api/ws/{id}",
             "The session's WebSocket: signalling for peers, live views for dashboards (messages.schema.json).",
             Session,
@@ -321,6 +330,16 @@ fn routes() -> Vec<Route> {
         ),
     ];
     for route in &mut routes {
+        if route.path == "/api/tunnel/{id}" {
+            route.query = &[
+                ("stream", "The stream (required)."),
+                (
+                    "role",
+                    "sender or receiver (required): the side the token holds.",
+                ),
+                ("receiver", "The receiver slot, 1…N (default 1)."),
+            ];
+        }
         if route.path == "/api/session/{id}/connect" {
             route.query = &[(
                 "stream",

@@ -39,6 +39,8 @@ pub struct Settings {
     /// The receiver slot to link with on a stream with several receivers; 0: the next free
     /// one (punchsrc), every one (punchsink).
     pub receiver: u32,
+    /// Carry the media over the TCP tunnel from the start (a network known to block UDP).
+    pub tunnel: bool,
     /// Why the last `uri` set was refused: reported at NULL→READY, since a property set before
     /// the element has a bus (gst-launch) cannot post an error.
     pub uri_error: Option<String>,
@@ -61,6 +63,7 @@ impl Default for Settings {
             prime_ttl: DEFAULT_PRIME_TTL,
             ca_file: None,
             receiver: DEFAULT_RECEIVER,
+            tunnel: false,
             uri_error: None,
         }
     }
@@ -294,6 +297,12 @@ pub fn properties() -> Vec<glib::ParamSpec> {
             .default_value(DEFAULT_RECEIVER)
             .mutable_ready()
             .build(),
+        glib::ParamSpecBoolean::builder("tunnel")
+            .nick("Tunnel")
+            .blurb("Carry this side's SRT over the signalling server's TCP tunnel from the start (a network known to block UDP). Otherwise the tunnel is used by itself when STUN gets no answer")
+            .default_value(false)
+            .mutable_ready()
+            .build(),
         glib::ParamSpecEnum::builder_with_default("session-state", PunchSessionState::None)
             .nick("Session state")
             .blurb("State of this element's stream on the server (notifies)")
@@ -362,6 +371,7 @@ pub fn set_property(
         "prime-ttl" => settings.prime_ttl = value.get().expect("type checked upstream"),
         "ca-file" => settings.ca_file = string(),
         "receiver" => settings.receiver = value.get().expect("type checked upstream"),
+        "tunnel" => settings.tunnel = value.get().expect("type checked upstream"),
         other => unreachable!("not a writable property: {other}"),
     }
     Ok(())
@@ -385,6 +395,7 @@ pub fn property(settings: &Settings, name: &str) -> Option<glib::Value> {
         "prime-ttl" => settings.prime_ttl.to_value(),
         "ca-file" => settings.ca_file.to_value(),
         "receiver" => settings.receiver.to_value(),
+        "tunnel" => settings.tunnel.to_value(),
         _ => return None,
     })
 }

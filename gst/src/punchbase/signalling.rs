@@ -62,6 +62,7 @@ impl Config {
                 receiver: u8::try_from(settings.receiver).ok().filter(|k| *k > 0),
                 // a punchsink links with every receiver of its stream, one leg each
                 fan_out: role == Role::Sender && settings.receiver == 0,
+                force_tunnel: settings.tunnel,
             },
             driver: DriverConfig {
                 server: target.server,

@@ -81,6 +81,7 @@ pub async fn run(
         config,
         server_host,
         sig: None,
+        tunnel: None,
     };
     loop {
         // a peer admitted from the waiting room reconnects as its side
@@ -136,6 +137,8 @@ struct Driver<'a> {
     server_host: String,
     /// The open connection.
     sig: Option<Signalling>,
+    /// The tunnel, while this side's media goes over it (it outlives signalling reconnects).
+    tunnel: Option<crate::client::tunnel::Tunnel>,
 }
 
 impl Driver<'_> {
@@ -250,8 +253,17 @@ impl Driver<'_> {
                 }
                 Action::Apply { peer, target } => {
                     let to = match target {
-                        Target::Addr(a) => Some(a),
-                        Target::ServerPort(port) => self.server_address(port).await,
+                        Target::Addr(a) => {
+                            self.tunnel = None;
+                            Some(a)
+                        }
+                        Target::ServerPort(port) => {
+                            self.tunnel = None;
+                            self.server_address(port).await
+                        }
+                        Target::Tunnel { stream, slot } => {
+                            self.open_tunnel(machine, host, &stream, slot).await
+                        }
                     };
                     match to {
                         Some(to) => host.apply(&peer, to),
@@ -275,6 +287,53 @@ impl Driver<'_> {
             return Flow::Reconnect(Duration::ZERO);
         }
         Flow::Continue
+    }
+
+    /// The tunnel of this side (kept while it carries the same link); its local end.
+    async fn open_tunnel(
+        &mut self,
+        machine: &PeerMachine,
+        host: &mut impl PeerHost,
+        stream: &str,
+        slot: u8,
+    ) -> Option<SocketAddr> {
+        let role = machine.config().role;
+        if let Some(t) = &self.tunnel
+            && t.carries(stream, role, slot)
+        {
+            return Some(t.local_addr());
+        }
+        let srt = SocketAddr::new(self.config.local_address, machine.config().local_port);
+        let token = machine
+            .admitted_token()
+            .unwrap_or(&self.config.token)
+            .to_string();
+        match crate::client::tunnel::Tunnel::open(
+            &self.config.server,
+            &machine.config().session,
+            &token,
+            stream,
+            role,
+            slot,
+            srt,
+            self.config.connect_timeout,
+            &self.config.trust,
+        )
+        .await
+        {
+            Ok(t) => {
+                let local = t.local_addr();
+                host.event(PeerEvent::Note(format!(
+                    "no UDP: SRT goes over the TCP tunnel (local end {local})"
+                )));
+                self.tunnel = Some(t);
+                Some(local)
+            }
+            Err(e) => {
+                host.event(PeerEvent::Warning(format!("cannot open the tunnel: {e}")));
+                None
+            }
+        }
     }
 
     /// The server's address for UDP `port`, of the family SRT binds, within a bounded time.

@@ -61,6 +61,9 @@ pub struct PeerConfig {
     /// this connection watches instead of registering ([`PeerEvent::FanOut`]) and the host
     /// runs one peer per receiver, each with `receiver` set.
     pub fan_out: bool,
+    /// Carry this side's media over the tunnel from the start (a network known to block
+    /// UDP); otherwise the tunnel is used when STUN discovery gets no answer.
+    pub force_tunnel: bool,
 }
 
 /// Why a peer stopped for good.
@@ -90,13 +93,16 @@ pub struct Failure {
 }
 
 /// Where SRT is to send to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
     /// A known address.
     Addr(SocketAddr),
     /// The relay port `port` on the server, whose address the driver resolves (STUN discovery did
     /// not tell it).
     ServerPort(u16),
+    /// The tunnel of this side of `stream` (receiver slot `slot`): the driver opens it and gives
+    /// SRT its local end.
+    Tunnel { stream: String, slot: u8 },
 }
 
 /// What the host (the element, `punch peer`) is told.
@@ -173,6 +179,8 @@ pub struct PeerMachine {
     nat: Option<NatReport>,
     /// The server address the STUN service answered from: where relayed media goes.
     server_ip: Option<IpAddr>,
+    /// STUN discovery never got an answer: UDP looks blocked, media goes over the tunnel.
+    udp_blocked: bool,
     /// STUN ports the server offers (from its `hello`).
     stun_ports: Option<[u16; 2]>,
     /// The name this connection's STUN requests carry (from its `hello`).
@@ -224,6 +232,7 @@ impl PeerMachine {
             ever_registered: false,
             nat: None,
             server_ip: None,
+            udp_blocked: false,
             stun_ports: None,
             stun_tag: None,
             peered: false,
@@ -332,6 +341,7 @@ impl PeerMachine {
             && !self.peered
             && !self.discovering
             && self.hosting.is_none()
+            && !self.config.force_tunnel
     }
 
     fn discover(&mut self) -> Option<Action> {
@@ -380,6 +390,7 @@ impl PeerMachine {
             nat: self.nat.clone(),
             reports: self.config.reports,
             receiver: self.config.receiver.or(self.slot),
+            tunnel: self.config.force_tunnel || self.udp_blocked,
         }))
     }
 
@@ -523,7 +534,12 @@ impl PeerMachine {
     /// Coordinates for this peer's stream: priming (before SRT holds the port), then SRT.
     fn coordinates(&mut self, peer: PeerInfo) -> Vec<Action> {
         let mut out = Vec::new();
-        let target = if peer.relay {
+        let target = if peer.tunnel {
+            Target::Tunnel {
+                stream: peer.stream.clone(),
+                slot: self.slot.or(self.config.receiver).unwrap_or(1),
+            }
+        } else if peer.relay {
             match self.server_ip {
                 Some(ip) => Target::Addr(SocketAddr::new(ip, peer.port)),
                 None => Target::ServerPort(peer.port),
@@ -567,11 +583,18 @@ impl PeerMachine {
             }
             Err(e) => {
                 // Not fatal: without it the server uses the declared port, which works behind
-                // port-preserving NATs, and falls back to its relay otherwise.
-                out.push(Action::Event(PeerEvent::Warning(format!(
-                    "STUN discovery failed: {e}"
-                ))));
-                false
+                // port-preserving NATs, and falls back to its relay otherwise. Never an answer
+                // at all: UDP looks blocked, and the media goes over the tunnel.
+                let blocked = self.nat.is_none() && !self.udp_blocked;
+                self.udp_blocked |= self.nat.is_none();
+                out.push(Action::Event(PeerEvent::Warning(if blocked {
+                    format!(
+                        "STUN discovery failed ({e}): UDP looks blocked; media will use the TCP tunnel"
+                    )
+                } else {
+                    format!("STUN discovery failed: {e}")
+                })));
+                blocked
             }
         };
         let pending = std::mem::take(&mut self.register_after_discovery);

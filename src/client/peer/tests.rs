@@ -25,6 +25,7 @@ fn config() -> PeerConfig {
         peer_timeout: None,
         receiver: None,
         fan_out: false,
+        force_tunnel: false,
     }
 }
 

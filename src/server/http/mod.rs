@@ -60,6 +60,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/api/session/{id}/connect", get(connection_strings))
         .route("/api/ws/{id}", get(ws_upgrade))
+        .route("/api/tunnel/{id}", get(sessions::tunnel_upgrade))
         .route("/s/{id}", get(dashboard))
         .route("/s/{id}/qr", get(session_qr))
         .route("/s/{id}/qr/{stream}/{role}", get(stream_qr))

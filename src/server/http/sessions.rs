@@ -196,6 +196,63 @@ pub(super) async fn connection_strings(
 }
 
 /// `GET /api/ws/:id`: the signalling WebSocket of one session.
+/// `GET /api/tunnel/{id}`: which link.
+#[derive(serde::Deserialize)]
+pub(super) struct TunnelQuery {
+    stream: String,
+    role: Role,
+    #[serde(default)]
+    receiver: Option<u8>,
+}
+
+/// `GET /api/tunnel/{id}?stream=S&role=R[&receiver=K]`: the tunnel of one side without UDP
+/// (`tunnel.rs`), with that side's token (or the admin token).
+pub(super) async fn tunnel_upgrade(
+    State(state): State<Arc<AppState>>,
+    session: AuthedSession,
+    query: Result<Query<TunnelQuery>, axum::extract::rejection::QueryRejection>,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) = query.map_err(|e| {
+        ApiError::bad_request(format!(
+            "bad query ({}); expected ?stream=NAME&role=sender|receiver[&receiver=N]",
+            e.body_text()
+        ))
+    })?;
+    let allowed = match &session.claims.scope {
+        Scope::Admin => true,
+        Scope::Stream { stream, role } => *stream == q.stream && *role == q.role,
+        Scope::Join => false,
+    };
+    if !allowed {
+        return Err(ApiError::with_status(
+            StatusCode::FORBIDDEN,
+            ErrorCode::Forbidden,
+            format!(
+                "this token does not hold the {} of stream {:?}",
+                q.role, q.stream
+            ),
+        ));
+    }
+    let upgrade =
+        upgrade.map_err(|e| ApiError::bad_request(format!("expected a WebSocket upgrade: {e}")))?;
+    let max = crate::protocol::tunnel::HEADER_LEN + crate::protocol::tunnel::MAX_DATAGRAM;
+    let tracker = state.sessions.tracker.clone();
+    let task_state = state.clone();
+    let link = crate::server::tunnel::TunnelLink {
+        stream: q.stream,
+        role: q.role,
+        slot: q.receiver.unwrap_or(1),
+    };
+    let handle = session.handle;
+    Ok(upgrade
+        .max_message_size(max)
+        .max_frame_size(max)
+        .on_upgrade(move |socket| {
+            tracker.track_future(crate::server::tunnel::run(socket, task_state, handle, link))
+        }))
+}
+
 pub(super) async fn ws_upgrade(
     State(state): State<Arc<AppState>>,
     session: AuthedSession,

@@ -71,6 +71,13 @@ enum Command {
     Coordinates {
         reply: oneshot::Sender<Vec<StreamCoordinates>>,
     },
+    /// The relay port a tunnelled side's datagrams go to (`None`: no relay runs for it yet).
+    TunnelPort {
+        stream: String,
+        role: Role,
+        slot: u8,
+        reply: oneshot::Sender<Result<Option<u16>, SessionError>>,
+    },
     Side {
         stream: String,
         role: Role,
@@ -278,6 +285,22 @@ impl SessionHandle {
         self.request(|reply| Command::Coordinates { reply }).await
     }
 
+    /// Where the tunnel of `role` of `stream` (receiver slot `slot`) sends: its relay port.
+    pub async fn tunnel_port(
+        &self,
+        stream: String,
+        role: Role,
+        slot: u8,
+    ) -> Result<Option<u16>, SessionError> {
+        self.request(|reply| Command::TunnelPort {
+            stream,
+            role,
+            slot,
+            reply,
+        })
+        .await?
+    }
+
     /// Closes the session; returns once the closure is stored and the name answers 410. When
     /// storing failed the session is closed all the same (the store keeps trying) and the error
     /// says so.
@@ -477,6 +500,14 @@ impl Actor {
             }
             Command::Coordinates { reply } => {
                 let _ = reply.send(self.core.coordinates());
+            }
+            Command::TunnelPort {
+                stream,
+                role,
+                slot,
+                reply,
+            } => {
+                let _ = reply.send(self.core.tunnel_port(&stream, role, slot));
             }
             Command::Side {
                 stream,

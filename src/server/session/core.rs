@@ -84,6 +84,8 @@ pub(super) struct Holder {
     /// Whether it reports its SRT status (`punch peer`, holding a side for a third-party tool,
     /// cannot).
     pub(super) reports: bool,
+    /// It has no UDP: its datagrams come over the tunnel WebSocket, from the server itself.
+    pub(super) tunnel: bool,
 }
 
 /// A session's state, independent of sockets and tasks.
@@ -672,7 +674,11 @@ impl SessionCore {
             }
             other => other,
         };
-        let udp_ip = mapped.map(|(mip, _)| mip).unwrap_or(ip);
+        let udp_ip = if r.tunnel {
+            self.policy.tunnel_ip
+        } else {
+            mapped.map(|(mip, _)| mip).unwrap_or(ip)
+        };
         let mapped = mapped.map(|(mip, port)| Endpoint {
             ip: mip.to_string(),
             port,
@@ -697,6 +703,7 @@ impl SessionCore {
                 local_port: r.port.0,
                 nat: r.nat,
                 reports: r.reports,
+                tunnel: r.tunnel,
             });
             if let Some(c) = core.conns.get_mut(&conn) {
                 c.slot = Some((idx, r.role));

@@ -19,6 +19,9 @@ pub struct PathPolicy {
     pub relay: bool,
     /// How long a stream may stay READY before it is relayed (milliseconds).
     pub direct_timeout_ms: i64,
+    /// The address the server's tunnel sockets send to the relay from: what the relay admits
+    /// for a tunnelled side.
+    pub tunnel_ip: std::net::IpAddr,
 }
 
 impl Default for PathPolicy {
@@ -26,6 +29,7 @@ impl Default for PathPolicy {
         PathPolicy {
             relay: true,
             direct_timeout_ms: 8_000,
+            tunnel_ip: std::net::IpAddr::from([127, 0, 0, 1]),
         }
     }
 }
@@ -89,7 +93,12 @@ impl SessionCore {
                 }
             },
         };
+        let tunnel = relay
+            && self.holders[idx][slot_index(recipient)]
+                .as_ref()
+                .is_some_and(|h| h.tunnel);
         PeerInfo {
+            tunnel,
             stream: s.stream().to_string(),
             ip,
             port,
@@ -182,6 +191,24 @@ impl SessionCore {
         };
         if let (Some(s), Some(r)) = (place(Role::Sender), place(Role::Receiver)) {
             self.runtime[idx].paired = Some([s, r]);
+        }
+        // a side without UDP: only the relay, its datagrams over the tunnel, can carry it
+        let tunnelled = [Role::Sender, Role::Receiver].into_iter().find(|r| {
+            self.holders[idx][slot_index(*r)]
+                .as_ref()
+                .is_some_and(|h| h.tunnel)
+        });
+        if let Some(role) = tunnelled {
+            let why = format!(
+                "the {role} has no UDP (its STUN requests went unanswered): its media goes over the TCP tunnel, through the relay"
+            );
+            if self.policy.relay {
+                self.request_relay(idx, why, fx);
+                return false;
+            }
+            self.runtime[idx].path_reason = Some(format!(
+                "{why}; but the relay is disabled, so it cannot connect"
+            ));
         }
         let symmetric = [Role::Sender, Role::Receiver].into_iter().find(|r| {
             self.holders[idx][slot_index(*r)]

@@ -98,6 +98,16 @@ impl SessionCore {
         view
     }
 
+    /// How link `idx`'s media goes: its path, `tunnel` when it is relayed and a side of it has
+    /// no UDP.
+    pub(super) fn media_path(&self, idx: usize) -> Option<MediaPath> {
+        let tunnelled = self.holders[idx].iter().flatten().any(|h| h.tunnel);
+        match self.runtime[idx].path {
+            Some(MediaPath::Relay) if tunnelled => Some(MediaPath::Tunnel),
+            other => other,
+        }
+    }
+
     /// What this session adds to the server's gauges (`/metrics`).
     pub fn gauges(&self) -> SessionGauges {
         // (a closed session is on its way out: it counts in no state)
@@ -114,7 +124,7 @@ impl SessionCore {
                 let device = [Role::Sender, Role::Receiver]
                     .iter()
                     .any(|r| self.device(idx, *r).is_some());
-                g.links[SessionGauges::path_index(self.runtime[idx].path, device)] += 1;
+                g.links[SessionGauges::path_index(self.media_path(idx), device)] += 1;
             }
         }
         g
@@ -256,7 +266,7 @@ impl SessionCore {
                     state: self.stream_state(i),
                     latency: s.latency,
                     tally: s.tally,
-                    path: rt.path,
+                    path: self.media_path(i),
                     path_reason: rt.path_reason.clone().or(rt.relay_pending.clone()),
                     via: self.via(i),
                     cue: rt.cue.clone(),

@@ -824,10 +824,11 @@
       setText(this.levelBadge, LEVEL_TEXT[level]);
       setText(this.levelReason, s.level_reason || '');
 
-      const path = s.path === 'direct' || s.path === 'relay' ? s.path : 'none';
-      setAttr(this.pathBadge, 'data-path', path);
+      const path = s.path === 'direct' || s.path === 'relay' || s.path === 'tunnel' ? s.path : 'none';
+      setAttr(this.pathBadge, 'data-path', path === 'tunnel' ? 'relay' : path);
       const via = typeof s.via === 'string' && s.via ? ' (' + s.via + ')' : '';
-      setText(this.pathBadge, (path === 'direct' ? 'Direct' : path === 'relay' ? 'Relayed' : 'Path pending') + via);
+      const word = { direct: 'Direct', relay: 'Relayed', tunnel: 'Tunnelled (TCP)' }[path] || 'Path pending';
+      setText(this.pathBadge, word + via);
       const cue = s.cue && typeof s.cue === 'object' ? s.cue : null;
       setText(this.cueLast, cue ? 'Last cue' + (cue.role ? ' (' + cue.role + ')' : '') + ': ' + cue.text : '');
       setText(this.pathReason, s.path_reason ? (path === 'relay' ? 'Relayed: ' : '') + s.path_reason : '');

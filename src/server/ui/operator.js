@@ -128,7 +128,7 @@
     const status = me.status === 'connected' ? 'connected' : me.status === 'registered' ? 'registered' : 'waiting';
     $('op-link').dataset.status = status;
     const via = s.via ? ' (' + s.via + ')' : '';
-    const path = s.path === 'relay' ? 'relayed' + via : s.path === 'direct' ? 'direct' + via : '';
+    const path = s.path === 'relay' ? 'relayed' + via : s.path === 'tunnel' ? 'tunnelled over TCP' + via : s.path === 'direct' ? 'direct' + via : '';
     text($('op-link'), 'Link: ' + status + (path ? ' · ' + path : ''));
     const h = me.last_health || {};
     const parts = [fmt(h.bitrate / 1e6, 'Mbit/s', 1), fmt(h.rtt, 'ms RTT', 0), fmt(h.loss, '% loss', 1)].filter(Boolean);
