@@ -81,6 +81,7 @@ fn register(role: Role, port: u16) -> ClientMessage {
         nat: None,
         reports: true,
         receiver: None,
+        tunnel: false,
     })
 }
 

@@ -28,6 +28,7 @@ fn symmetric(stream: &str, role: Role) -> ClientMessage {
         }),
         reports: true,
         receiver: None,
+        tunnel: false,
     })
 }
 

@@ -277,6 +277,7 @@ fn a_peer_in_the_waiting_room_is_admitted_with_a_click() {
                 nat: None,
                 reports: true,
                 receiver: None,
+                tunnel: false,
             }))
             .await
             .unwrap();

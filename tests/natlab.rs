@@ -58,6 +58,8 @@ fn natlab(case: &str) {
         "mixed",
         "device-eim",
         "device-symmetric",
+        "tunnel-sender",
+        "tunnel-both",
     ]
     .iter()
     .position(|c| *c == case)
@@ -122,4 +124,14 @@ fn a_caller_camera_behind_a_port_rewriting_nat_reaches_punchsrc_through_the_rela
 #[test]
 fn a_caller_camera_behind_a_symmetric_nat_reaches_punchsrc_and_strangers_are_refused() {
     natlab("device-symmetric");
+}
+
+#[test]
+fn a_camera_whose_network_drops_all_udp_is_tunnelled_to_a_decoder_on_udp() {
+    natlab("tunnel-sender");
+}
+
+#[test]
+fn two_networks_without_udp_meet_through_their_tunnels() {
+    natlab("tunnel-both");
 }

@@ -228,6 +228,7 @@ fn wrong_passphrase_is_one_clear_error() {
                     nat: None,
                     reports: true,
                     receiver: None,
+                    tunnel: false,
                 },
             )))
             .unwrap();

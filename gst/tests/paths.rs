@@ -120,6 +120,7 @@ fn fake_peer(
             }),
             reports: true,
             receiver: None,
+            tunnel: false,
         }))
         .await
         .unwrap();

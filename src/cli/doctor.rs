@@ -38,7 +38,17 @@ fn local_ip_towards(server: SocketAddr) -> Option<std::net::IpAddr> {
 
 pub async fn doctor(server: &str, port: u16, trust: &Trust) -> Result<(), String> {
     let (host, [primary, alternate]) = stun_service(server, trust).await?;
-    let found = discover_host(&host, primary, port, STUN_TIMEOUT).await?;
+    // the server answered over TCP: no STUN answer means UDP does not get through
+    let found = match discover_host(&host, primary, port, STUN_TIMEOUT).await {
+        Ok(found) => found,
+        Err(e) => {
+            say!("STUN service   no answer ({e})");
+            say!(
+                "UDP blocked: media will use the TCP tunnel (through the server's relay; give such links more latency, docs/nat-traversal.md)"
+            );
+            return Ok(());
+        }
+    };
     say!(
         "STUN service   {} (alternate port {alternate})",
         found.server

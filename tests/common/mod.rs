@@ -180,6 +180,7 @@ pub fn register(stream: Option<&str>, role: Role, port: u16) -> ClientMessage {
         nat: None,
         reports: true,
         receiver: None,
+        tunnel: false,
     })
 }
 

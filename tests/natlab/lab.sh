@@ -14,6 +14,7 @@
 #        eim       udp: snat to PUB:20000-29999, rest: snat     (port rewritten, one mapping per ip:port)
 #        random    masquerade fully-random                      (new port per destination: symmetric)
 #   FW   drop      input+forward policy drop, ct established,related accept, lan->wan accept
+#        noudp     as drop, and no UDP from lan to wan at all (a hotel or corporate network)
 #        accept    no filter table
 #
 # As a library (run.sh, scripts/relay-bench.sh):
@@ -244,11 +245,14 @@ lab_router() {
     oifname \"wan0\" snat to $pub" ;;
     *) lab_die "NAT flavour must be preserve, eim or random, got '$nat'" ;;
   esac
-  case $fw in drop | accept) ;; *) lab_die "firewall must be drop or accept, got '$fw'" ;; esac
+  case $fw in drop | noudp | accept) ;; *) lab_die "firewall must be drop, noudp or accept, got '$fw'" ;; esac
   {
     printf 'flush ruleset\n'
     printf 'table ip nat {\n  chain postrouting {\n    type nat hook postrouting priority srcnat; policy accept;\n    %s\n  }\n}\n' "$natrule"
-    if [ "$fw" = drop ]; then cat <<'EOF'
+    if [ "$fw" != accept ]; then
+      local udp=""
+      [ "$fw" = noudp ] && udp='iifname "lan0" oifname "wan0" meta l4proto udp counter drop'
+      cat <<EOF
 table inet filter {
   chain input {
     type filter hook input priority filter; policy drop;
@@ -258,6 +262,7 @@ table inet filter {
   }
   chain forward {
     type filter hook forward priority filter; policy drop;
+    $udp
     ct state established,related accept
     iifname "lan0" oifname "wan0" accept
   }

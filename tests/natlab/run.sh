@@ -22,7 +22,7 @@ set -uo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lab.sh"
 lab_supervise "$@"   # re-runs this script as a worker; cleans up whatever the worker leaves
 
-ALL_CASES=(preserve-fw preserve-nofw-prime eim symmetric mixed device-eim device-symmetric)
+ALL_CASES=(preserve-fw preserve-nofw-prime eim symmetric mixed device-eim device-symmetric tunnel-sender tunnel-both)
 MEDIA_TIMEOUT=${NATLAB_MEDIA_TIMEOUT:-30}
 MIN_BYTES=102400
 export GST_DEBUG="${GST_DEBUG:-2}"   # warnings and errors of every element into the logs
@@ -39,6 +39,8 @@ case_spec() {
     mixed) echo "random preserve drop sim relay punch" ;;
     device-eim) echo "eim preserve drop sim relay caller" ;;
     device-symmetric) echo "random random drop sim relay caller" ;;
+    tunnel-sender) echo "eim eim noudp-a sim tunnel punch" ;;                     # the camera's network drops all UDP
+    tunnel-both) echo "eim eim noudp sim tunnel punch" ;;                         # both networks do
     *) return 1 ;;
   esac
 }
@@ -113,8 +115,11 @@ run_case() {
   lab_log "case $name: NAT A=$nat_a B=$nat_b, firewall $fw, start $start, expected path $expect"
 
   lab_up
-  lab_router a "$nat_a" "$fw"
-  lab_router b "$nat_b" "$fw"
+  # noudp-a: only router a drops UDP (router b as drop)
+  local fw_a=$fw fw_b=$fw
+  [ "$fw" = noudp-a ] && { fw_a=noudp; fw_b=drop; }
+  lab_router a "$nat_a" "$fw_a"
+  lab_router b "$nat_b" "$fw_b"
   lab_punch_serve "$name.server"
   if [ "$sender" = caller ]; then
     lab_punch_session lab '{"sender":{"device":"caller"}}'
@@ -127,12 +132,15 @@ run_case() {
   local host nat want said
   for host in ha hb; do
     [ "$sender" = caller ] && [ "$host" = ha ] && continue   # the camera runs no Punch
-    [ "$host" = ha ] && nat=$nat_a || nat=$nat_b
-    [ "$nat" = random ] && want=endpoint-dependent || want=endpoint-independent
+    local hfw
+    [ "$host" = ha ] && { nat=$nat_a; hfw=$fw_a; } || { nat=$nat_b; hfw=$fw_b; }
+    [ "$nat" = random ] && want="^Mapping        endpoint-dependent mapping" || want="^Mapping        endpoint-independent mapping"
+    # a network without UDP: the doctor says so, and that the tunnel will carry the media
+    [ "$hfw" = noudp ] && want="^UDP blocked: media will use the TCP tunnel"
     said=$(timeout 20 ip netns exec "$(lab_ns "$host")" "$PUNCH_BIN" doctor "$LAB_HTTP" 2>&1)
     echo "$said" >"$LAB_LOGDIR/$name.doctor-$host.log"
-    if ! grep -q "^Mapping        $want mapping" <<<"$said"; then
-      reason="punch doctor on $host ($nat NAT) did not report $want: $(tr '\n' ' ' <<<"$said")"
+    if ! grep -q "$want" <<<"$said"; then
+      reason="punch doctor on $host ($nat NAT, firewall $hfw) did not say \"$want\": $(tr '\n' ' ' <<<"$said")"
     fi
   done
 

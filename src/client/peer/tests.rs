@@ -72,6 +72,7 @@ fn peer(stream: &str, ip: &str, port: u16, relay: bool) -> ServerMessage {
         latency: 200,
         relay,
         mode: Default::default(),
+        tunnel: false,
     })
 }
 
@@ -589,4 +590,49 @@ fn a_receiver_registers_the_slot_it_was_given_again() {
         register_in(&m.message(hello(), now)).unwrap().receiver,
         None
     );
+}
+
+#[test]
+fn no_stun_answer_means_the_tunnel() {
+    let now = Instant::now();
+    let mut m = PeerMachine::new(config());
+    m.connected(now);
+    m.message(hello(), now);
+    let a = m.discovered(Err("no answer from 192.0.2.1:3478 within 1s".into()));
+    assert!(
+        matches!(&a[0], Action::Event(PeerEvent::Warning(w)) if w.contains("TCP tunnel")),
+        "{a:?}"
+    );
+    assert!(
+        register_in(&a).unwrap().tunnel,
+        "registered as a side without UDP"
+    );
+    // its coordinates are the tunnel, not an address to prime
+    m.message(registered("cam1"), now);
+    let a = m.message(
+        ServerMessage::Peer(PeerInfo {
+            stream: "cam1".into(),
+            ip: String::new(),
+            port: 40000,
+            passphrase: "0123456789abcdef".into(),
+            pbkeylen: 16,
+            latency: 200,
+            relay: true,
+            mode: Default::default(),
+            tunnel: true,
+        }),
+        now,
+    );
+    assert!(
+        matches!(&a[..], [Action::Apply { target: Target::Tunnel { stream, slot: 1 }, .. }] if stream == "cam1"),
+        "{a:?}"
+    );
+    // a forced tunnel does not even try STUN
+    let mut m = PeerMachine::new(PeerConfig {
+        force_tunnel: true,
+        ..config()
+    });
+    m.connected(now);
+    let a = m.message(hello(), now);
+    assert!(register_in(&a).expect("registers at once").tunnel);
 }

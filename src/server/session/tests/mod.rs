@@ -64,6 +64,7 @@ fn register(stream: Option<&str>, role: Role, port: u16) -> ClientMessage {
         nat: None,
         reports: true,
         receiver: None,
+        tunnel: false,
     })
 }
 
@@ -236,6 +237,7 @@ fn register_nat(role: Role, port: u16, mapped: (&str, u16), mapping: NatMapping)
         }),
         reports: true,
         receiver: None,
+        tunnel: false,
     })
 }
 
@@ -389,6 +391,7 @@ fn a_direct_attempt_that_does_not_connect_in_time_is_relayed() {
     let policy = PathPolicy {
         relay: true,
         direct_timeout_ms: 5_000,
+        ..PathPolicy::default()
     };
     let mut core = SessionCore::new(record(&["cam"]), limits(8), policy);
     core.attach(1, ip("203.0.113.2"), Scope::Admin, 0).unwrap();
@@ -492,6 +495,7 @@ fn the_direct_timer_restarts_when_a_link_breaks_or_a_side_returns_and_never_runs
     let policy = PathPolicy {
         relay: true,
         direct_timeout_ms: 5_000,
+        ..PathPolicy::default()
     };
     let mut core = SessionCore::new(record(&["cam"]), limits(8), policy.clone());
     core.attach(1, ip("203.0.113.2"), Scope::Admin, 0).unwrap();
@@ -569,3 +573,4 @@ mod admission;
 mod devices;
 mod hardening;
 mod receivers;
+mod tunnel;
