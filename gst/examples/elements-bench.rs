@@ -9,8 +9,13 @@
 //!   `--rate` Mbit/s; the receiver's byte rate from its first to its last buffer, the share of
 //!   bytes delivered, and the process's CPU time per MB.
 //!
+//! With `--tunnel`: the Punch pair on UDP against the Punch pair with both sides tunnelled
+//! (`tunnel=true`: SRT over WebSockets through the server's relay), side by side: setup and
+//! throughput at `--rate`.
+//!
 //! ```sh
 //! cargo run --release -p gst-plugin-punch --example elements-bench -- --runs 10
+//! cargo run --release -p gst-plugin-punch --example elements-bench -- --tunnel --runs 5 --rate 20
 //! ```
 
 use std::sync::Arc;
@@ -45,6 +50,16 @@ fn punch_pair(
     addr: std::net::SocketAddr,
     n: usize,
 ) -> Pair {
+    punch_pair_with(rt, base, addr, n, false)
+}
+
+fn punch_pair_with(
+    rt: &tokio::runtime::Runtime,
+    base: &str,
+    addr: std::net::SocketAddr,
+    n: usize,
+    tunnel: bool,
+) -> Pair {
     let rest = punch::client::rest::Rest::new(base).expect("a server URL");
     let created = rt
         .block_on(rest.create(&serde_json::json!({ "name": format!("bench-{n}") }), None))
@@ -52,8 +67,14 @@ fn punch_pair(
     let tokens = &created.stream_tokens["default"];
     let uri = |role| format!("punch://{addr}/bench-{n}?token={}", tokens.get(role));
     Pair {
-        sender: format!("punchsink name=sink uri=\"{}\"", uri(Role::Sender)),
-        receiver: format!("punchsrc name=src uri=\"{}\"", uri(Role::Receiver)),
+        sender: format!(
+            "punchsink name=sink tunnel={tunnel} uri=\"{}\"",
+            uri(Role::Sender)
+        ),
+        receiver: format!(
+            "punchsrc name=src tunnel={tunnel} uri=\"{}\"",
+            uri(Role::Receiver)
+        ),
     }
 }
 
@@ -264,6 +285,11 @@ fn main() {
         .unwrap();
     let addr = server.local_addr();
     let base = format!("http://{addr}");
+    if args.iter().any(|a| a == "--tunnel") {
+        tunnel_bench(&rt, &base, addr, runs, megabytes * 1_000_000, rate);
+        rt.block_on(server.shutdown());
+        return;
+    }
 
     let mut bare = Vec::new();
     let mut punch = Vec::new();
@@ -337,6 +363,55 @@ fn main() {
         stats(punch_t)
     );
     rt.block_on(server.shutdown());
+}
+
+/// The Punch pair on UDP against the Punch pair with both sides tunnelled, interleaved.
+fn tunnel_bench(
+    rt: &tokio::runtime::Runtime,
+    base: &str,
+    addr: std::net::SocketAddr,
+    runs: usize,
+    bytes: usize,
+    rate: f64,
+) {
+    let mut setups = [Vec::new(), Vec::new()];
+    let mut rates = [Vec::new(), Vec::new()];
+    let mut cpus = [Vec::new(), Vec::new()];
+    for n in 0..runs {
+        for (i, tunnel) in [(n % 2 == 1), (n % 2 == 0)].into_iter().enumerate() {
+            let k = usize::from(tunnel);
+            let id = 3000 + 10 * n + i;
+            setups[k].push(
+                setup_time(&punch_pair_with(rt, base, addr, id, tunnel)).as_secs_f64() * 1000.0,
+            );
+            let (mbps, pct, cpu) = throughput(
+                &punch_pair_with(rt, base, addr, id + 5, tunnel),
+                bytes,
+                rate,
+            );
+            let label = if tunnel { "tunnel" } else { "UDP   " };
+            println!(
+                "{label}: {mbps:.2} Mbit/s received at {rate} Mbit/s, {pct:.2} % of the bytes, {:.1} ms CPU per MB (whole process: both elements and the server)",
+                cpu * 1000.0 / (bytes as f64 / 1e6)
+            );
+            rates[k].push(mbps);
+            cpus[k].push(cpu * 1000.0 / (bytes as f64 / 1e6));
+        }
+    }
+    for (k, label) in [(0, "UDP (direct)"), (1, "both sides tunnelled")] {
+        println!(
+            "{label}: setup {} ms; throughput {} Mbit/s; CPU per MB {} ms",
+            stats(setups[k].clone()),
+            stats(rates[k].clone()),
+            stats(cpus[k].clone())
+        );
+    }
+    println!(
+        "tunnel/UDP: setup {:.2}, throughput {:.3}, CPU per MB {:.2} (medians)",
+        stats_median(&setups[1]) / stats_median(&setups[0]),
+        stats_median(&rates[1]) / stats_median(&rates[0]),
+        stats_median(&cpus[1]) / stats_median(&cpus[0])
+    );
 }
 
 fn cpu_seconds() -> f64 {
