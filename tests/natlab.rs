@@ -60,6 +60,7 @@ fn natlab(case: &str) {
         "device-symmetric",
         "tunnel-sender",
         "tunnel-both",
+        "tunnel-unblock",
     ]
     .iter()
     .position(|c| *c == case)
@@ -134,4 +135,9 @@ fn a_camera_whose_network_drops_all_udp_is_tunnelled_to_a_decoder_on_udp() {
 #[test]
 fn two_networks_without_udp_meet_through_their_tunnels() {
     natlab("tunnel-both");
+}
+
+#[test]
+fn a_tunnelled_camera_goes_on_when_its_network_lets_udp_through_again() {
+    natlab("tunnel-unblock");
 }

@@ -233,9 +233,11 @@ lab_up() {
   lab_log "topology up ($(lab_ns '{wan,ra,ha,rb,hb}')) in $(lab_since "$t0")s"
 }
 
-# lab_router a|b preserve|eim|random drop|accept: replace the router's whole ruleset, flush conntrack
+# lab_router a|b preserve|eim|random drop|noudp|accept [keep]: replace the router's whole ruleset,
+# flush conntrack (keep: not, so connections through it go on, as when a network changes its
+# firewall mid-stream)
 lab_router() {
-  local rn ns pub nat fw natrule
+  local rn ns pub nat fw natrule keep=${4:-}
   rn=$(lab_router_ns "$1"); ns=$(lab_ns "$rn"); nat=$2; fw=$3
   [ "$1" = a ] && pub=$LAB_PUB_A || pub=$LAB_PUB_B
   case $nat in
@@ -270,8 +272,8 @@ table inet filter {
 EOF
     fi
   } | ip netns exec "$ns" nft -f - || lab_die "nftables configuration of $ns ($nat/$fw) failed"
-  ip netns exec "$ns" conntrack -F >/dev/null 2>&1
-  lab_log "router $rn: NAT $nat, firewall $fw"
+  [ "$keep" = keep ] || ip netns exec "$ns" conntrack -F >/dev/null 2>&1
+  lab_log "router $rn: NAT $nat, firewall $fw${keep:+ (conntrack kept)}"
 }
 
 # conntrack evidence of both routers

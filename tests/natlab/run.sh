@@ -22,7 +22,7 @@ set -uo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lab.sh"
 lab_supervise "$@"   # re-runs this script as a worker; cleans up whatever the worker leaves
 
-ALL_CASES=(preserve-fw preserve-nofw-prime eim symmetric mixed device-eim device-symmetric tunnel-sender tunnel-both)
+ALL_CASES=(preserve-fw preserve-nofw-prime eim symmetric mixed device-eim device-symmetric tunnel-sender tunnel-both tunnel-unblock)
 MEDIA_TIMEOUT=${NATLAB_MEDIA_TIMEOUT:-30}
 MIN_BYTES=102400
 export GST_DEBUG="${GST_DEBUG:-2}"   # warnings and errors of every element into the logs
@@ -41,6 +41,7 @@ case_spec() {
     device-symmetric) echo "random random drop sim relay caller" ;;
     tunnel-sender) echo "eim eim noudp-a sim tunnel punch" ;;                     # the camera's network drops all UDP
     tunnel-both) echo "eim eim noudp sim tunnel punch" ;;                         # both networks do
+    tunnel-unblock) echo "eim eim noudp-a sim tunnel punch" ;;                    # the camera's network lets UDP through mid-stream
     *) return 1 ;;
   esac
 }
@@ -189,6 +190,21 @@ run_case() {
           sleep 0.5
         done
         [ "$size" -gt $((grown + 20000)) ] || reason="the stream stopped after the stranger called ($grown -> $size bytes)"
+      fi
+      if [ "$name" = tunnel-unblock ]; then
+        # the camera's network lets UDP out again: the media goes on, on the tunnel (a
+        # tunnelled side stays there for its run, docs/nat-traversal.md)
+        local grown=$size
+        lab_router a "$nat_a" drop keep
+        for _ in $(seq 30); do
+          size=$(stat -c %s -- "$ts" 2>/dev/null || echo 0)
+          [ "$size" -gt $((grown + 50000)) ] && break
+          sleep 0.5
+        done
+        [ "$size" -gt $((grown + 50000)) ] || reason="the stream stopped after UDP was unblocked ($grown -> $size bytes)"
+        path=$(lab_json streams.0.path <<<"$(lab_punch_view lab 2>/dev/null)") || path="(absent)"
+        [ "$path" = tunnel ] || reason+="${reason:+; }after UDP was unblocked streams[0].path is $path, expected tunnel"
+        timeline+=" -> unblocked, then $path"
       fi
       break
     fi
