@@ -61,6 +61,7 @@ fn natlab(case: &str) {
         "tunnel-sender",
         "tunnel-both",
         "tunnel-unblock",
+        "tunnel-tls443",
     ]
     .iter()
     .position(|c| *c == case)
@@ -140,4 +141,9 @@ fn two_networks_without_udp_meet_through_their_tunnels() {
 #[test]
 fn a_tunnelled_camera_goes_on_when_its_network_lets_udp_through_again() {
     natlab("tunnel-unblock");
+}
+
+#[test]
+fn a_camera_whose_network_lets_only_tcp_443_out_is_tunnelled_over_tls() {
+    natlab("tunnel-tls443");
 }

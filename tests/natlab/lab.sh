@@ -15,6 +15,7 @@
 #        random    masquerade fully-random                      (new port per destination: symmetric)
 #   FW   drop      input+forward policy drop, ct established,related accept, lan->wan accept
 #        noudp     as drop, and no UDP from lan to wan at all (a hotel or corporate network)
+#        tcp443    as drop, and nothing from lan to wan but TCP port 443 (the strictest networks)
 #        accept    no filter table
 #
 # As a library (run.sh, scripts/relay-bench.sh):
@@ -247,13 +248,15 @@ lab_router() {
     oifname \"wan0\" snat to $pub" ;;
     *) lab_die "NAT flavour must be preserve, eim or random, got '$nat'" ;;
   esac
-  case $fw in drop | noudp | accept) ;; *) lab_die "firewall must be drop, noudp or accept, got '$fw'" ;; esac
+  case $fw in drop | noudp | tcp443 | accept) ;; *) lab_die "firewall must be drop, noudp, tcp443 or accept, got '$fw'" ;; esac
   {
     printf 'flush ruleset\n'
     printf 'table ip nat {\n  chain postrouting {\n    type nat hook postrouting priority srcnat; policy accept;\n    %s\n  }\n}\n' "$natrule"
     if [ "$fw" != accept ]; then
       local udp=""
       [ "$fw" = noudp ] && udp='iifname "lan0" oifname "wan0" meta l4proto udp counter drop'
+      [ "$fw" = tcp443 ] && udp='iifname "lan0" oifname "wan0" tcp dport 443 accept
+    iifname "lan0" oifname "wan0" counter drop'
       cat <<EOF
 table inet filter {
   chain input {
@@ -485,6 +488,29 @@ lab__sweep_state() { # STATE_FILE
 
 # ---------------------------------------------------------------- Punch helpers (server in wan)
 LAB_HTTP="http://$LAB_SERVER_IP:8787"
+LAB_PUNCH="punch://$LAB_SERVER_IP:8787"
+LAB_CA=""   # set by lab_tls: the CA the server's certificate is from
+LAB_TLS_ARGS=()
+# lab_tls: the server on built-in TLS at 443 (a CA and a certificate for its IP, made here with
+# openssl); links https:// and punchs://, curl and the elements trust that CA
+lab_tls() {
+  local d=$LAB_TMP/tls
+  mkdir -p "$d"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+    -keyout "$d/ca.key" -out "$d/ca.pem" -subj /CN=natlab-ca \
+    -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null &&
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+      -keyout "$d/key.pem" -out "$d/req.csr" -subj "/CN=$LAB_SERVER_IP" 2>/dev/null &&
+    printf 'subjectAltName=IP:%s\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n' "$LAB_SERVER_IP" >"$d/ext" &&
+    openssl x509 -req -in "$d/req.csr" -CA "$d/ca.pem" -CAkey "$d/ca.key" -CAcreateserial -days 2 \
+      -extfile "$d/ext" -out "$d/cert.pem" 2>/dev/null || lab_die "openssl could not make the lab's certificate"
+  LAB_CA=$d/ca.pem
+  LAB_HTTP="https://$LAB_SERVER_IP"
+  LAB_PUNCH="punchs://$LAB_SERVER_IP"
+  LAB_TLS_ARGS=(--tls-cert "$d/cert.pem" --tls-key "$d/key.pem")
+}
+# the port --listen takes
+lab_listen_port() { [ -n "$LAB_CA" ] && echo 443 || echo 8787; }
 # lab_punch_check: PUNCH_BIN and the plugin (defaults: this repository's target/debug)
 lab_punch_check() {
   : "${PUNCH_BIN:=$LAB_REPO/target/debug/punch}"
@@ -497,13 +523,13 @@ lab_punch_check() {
   lab_need_gst punchsink punchsrc srtsrc srtsink
 }
 # lab_http ROLE CURL-ARGS...: curl from a namespace, bounded
-lab_http() { local role=$1; shift; lab_x "$role" curl -sS --max-time 3 "$@"; }
+lab_http() { local role=$1; shift; lab_x "$role" curl -sS --max-time 3 ${LAB_CA:+--cacert "$LAB_CA"} "$@"; }
 # lab_punch_serve NAME: start the server in wan and wait (bounded) until /healthz answers there
 # and from both hosts (through their NATs). Extra flags: PUNCH_SERVE_ARGS (default below).
 lab_punch_serve() {
   local name=$1 args i ok=""
   read -r -a args <<<"${PUNCH_SERVE_ARGS---stun-port 3478 --direct-timeout 6}"
-  lab_spawn "$name" wan "$PUNCH_BIN" serve --listen "$LAB_SERVER_IP:8787" --db :memory: "${args[@]}"
+  lab_spawn "$name" wan "$PUNCH_BIN" serve --listen "$LAB_SERVER_IP:$(lab_listen_port)" --db :memory: "${LAB_TLS_ARGS[@]}" "${args[@]}"
   for i in $(seq 50); do
     lab_running "$name" || { lab_tail "$name"; lab_die "punch serve exited at once (flags: ${args[*]}; PUNCH_SERVE_ARGS overrides them)"; }
     lab_http wan -f -o /dev/null "$LAB_HTTP/healthz" 2>/dev/null && { ok=1; break; }
@@ -528,9 +554,9 @@ lab_punch_session() {
     lab_die "unexpected POST /api/session answer: $body"
   fi
   # shellcheck disable=SC2034 # both used by the scripts that source this file
-  LAB_SENDER_URI="punch://$LAB_SERVER_IP:8787/$name/default?token=$s"
+  LAB_SENDER_URI="$LAB_PUNCH/$name/default?token=$s"
   # shellcheck disable=SC2034
-  LAB_RECEIVER_URI="punch://$LAB_SERVER_IP:8787/$name/default?token=$r"
+  LAB_RECEIVER_URI="$LAB_PUNCH/$name/default?token=$r"
 }
 lab_punch_view() { lab_http wan -H "Authorization: Bearer $LAB_ADMIN" "$LAB_HTTP/api/session/$1"; }  # NAME -> JSON
 

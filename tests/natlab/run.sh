@@ -22,7 +22,7 @@ set -uo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lab.sh"
 lab_supervise "$@"   # re-runs this script as a worker; cleans up whatever the worker leaves
 
-ALL_CASES=(preserve-fw preserve-nofw-prime eim symmetric mixed device-eim device-symmetric tunnel-sender tunnel-both tunnel-unblock)
+ALL_CASES=(preserve-fw preserve-nofw-prime eim symmetric mixed device-eim device-symmetric tunnel-sender tunnel-both tunnel-unblock tunnel-tls443)
 MEDIA_TIMEOUT=${NATLAB_MEDIA_TIMEOUT:-30}
 MIN_BYTES=102400
 export GST_DEBUG="${GST_DEBUG:-2}"   # warnings and errors of every element into the logs
@@ -42,6 +42,7 @@ case_spec() {
     tunnel-sender) echo "eim eim noudp-a sim tunnel punch" ;;                     # the camera's network drops all UDP
     tunnel-both) echo "eim eim noudp sim tunnel punch" ;;                         # both networks do
     tunnel-unblock) echo "eim eim noudp-a sim tunnel punch" ;;                    # the camera's network lets UDP through mid-stream
+    tunnel-tls443) echo "eim eim tcp443-a sim tunnel punch" ;;                    # only TCP 443 out: the server on TLS at 443
     *) return 1 ;;
   esac
 }
@@ -53,7 +54,8 @@ usage() {
 start_sender() { # CASE
   lab_spawn "$1.sender" ha stdbuf -oL gst-launch-1.0 -e -m \
     videotestsrc is-live=true pattern=ball ! video/x-raw,width=320,height=240,framerate=25/1 ! openh264enc \
-    ! h264parse config-interval=-1 ! mpegtsmux alignment=7 ! punchsink "uri=\"$LAB_SENDER_URI\"" local-port=9000
+    ! h264parse config-interval=-1 ! mpegtsmux alignment=7 ! punchsink "uri=\"$LAB_SENDER_URI\"" local-port=9000 \
+    ${LAB_CA:+"ca-file=$LAB_CA"}
 }
 # a camera that can only call: H.264 MPEG-TS from gst-launch piped into srt-live-transmit, which
 # calls the relay with the URL of GET /api/session (LAB_DEVICE_URL), as a person would type it
@@ -86,7 +88,7 @@ stranger_refused() { # CASE -> 0 refused, 1 connected or not counted
 start_receiver() { # CASE
   # buffer-mode=unbuffered: the file size on disk follows what arrived (filesink buffers 64 KiB otherwise)
   lab_spawn "$1.receiver" hb stdbuf -oL gst-launch-1.0 -e -m \
-    punchsrc "uri=\"$LAB_RECEIVER_URI\"" local-port=9000 ! queue \
+    punchsrc "uri=\"$LAB_RECEIVER_URI\"" local-port=9000 ${LAB_CA:+"ca-file=$LAB_CA"} ! queue \
     ! filesink "location=$LAB_LOGDIR/$1.ts" buffer-mode=unbuffered
 }
 
@@ -119,6 +121,8 @@ run_case() {
   # noudp-a: only router a drops UDP (router b as drop)
   local fw_a=$fw fw_b=$fw
   [ "$fw" = noudp-a ] && { fw_a=noudp; fw_b=drop; }
+  [ "$fw" = tcp443-a ] && { fw_a=tcp443; fw_b=drop; }
+  [ "$name" = tunnel-tls443 ] && lab_tls
   lab_router a "$nat_a" "$fw_a"
   lab_router b "$nat_b" "$fw_b"
   lab_punch_serve "$name.server"
@@ -137,8 +141,8 @@ run_case() {
     [ "$host" = ha ] && { nat=$nat_a; hfw=$fw_a; } || { nat=$nat_b; hfw=$fw_b; }
     [ "$nat" = random ] && want="^Mapping        endpoint-dependent mapping" || want="^Mapping        endpoint-independent mapping"
     # a network without UDP: the doctor says so, and that the tunnel will carry the media
-    [ "$hfw" = noudp ] && want="^UDP blocked: media will use the TCP tunnel"
-    said=$(timeout 20 ip netns exec "$(lab_ns "$host")" "$PUNCH_BIN" doctor "$LAB_HTTP" 2>&1)
+    [ "$hfw" = noudp ] || [ "$hfw" = tcp443 ] && want="^UDP blocked: media will use the TCP tunnel"
+    said=$(timeout 20 ip netns exec "$(lab_ns "$host")" "$PUNCH_BIN" doctor "$LAB_HTTP" ${LAB_CA:+--ca-file "$LAB_CA"} 2>&1)
     echo "$said" >"$LAB_LOGDIR/$name.doctor-$host.log"
     if ! grep -q "$want" <<<"$said"; then
       reason="punch doctor on $host ($nat NAT, firewall $hfw) did not say \"$want\": $(tr '\n' ' ' <<<"$said")"
