@@ -62,6 +62,7 @@ fn natlab(case: &str) {
         "tunnel-both",
         "tunnel-unblock",
         "tunnel-tls443",
+        "tunnel-after-relay",
     ]
     .iter()
     .position(|c| *c == case)
@@ -146,4 +147,9 @@ fn a_tunnelled_camera_goes_on_when_its_network_lets_udp_through_again() {
 #[test]
 fn a_camera_whose_network_lets_only_tcp_443_out_is_tunnelled_over_tls() {
     natlab("tunnel-tls443");
+}
+
+#[test]
+fn a_camera_whose_stun_answers_but_no_other_udp_goes_direct_relay_then_tunnel() {
+    natlab("tunnel-after-relay");
 }

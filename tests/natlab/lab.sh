@@ -16,6 +16,8 @@
 #   FW   drop      input+forward policy drop, ct established,related accept, lan->wan accept
 #        noudp     as drop, and no UDP from lan to wan at all (a hotel or corporate network)
 #        tcp443    as drop, and nothing from lan to wan but TCP port 443 (the strictest networks)
+#        stunonly  as drop, and of UDP from lan to wan only to ports 3478-3479 (STUN answers, nothing
+#                  else of UDP gets through)
 #        accept    no filter table
 #
 # As a library (run.sh, scripts/relay-bench.sh):
@@ -248,7 +250,7 @@ lab_router() {
     oifname \"wan0\" snat to $pub" ;;
     *) lab_die "NAT flavour must be preserve, eim or random, got '$nat'" ;;
   esac
-  case $fw in drop | noudp | tcp443 | accept) ;; *) lab_die "firewall must be drop, noudp, tcp443 or accept, got '$fw'" ;; esac
+  case $fw in drop | noudp | tcp443 | stunonly | accept) ;; *) lab_die "firewall must be drop, noudp, tcp443, stunonly or accept, got '$fw'" ;; esac
   {
     printf 'flush ruleset\n'
     printf 'table ip nat {\n  chain postrouting {\n    type nat hook postrouting priority srcnat; policy accept;\n    %s\n  }\n}\n' "$natrule"
@@ -257,6 +259,8 @@ lab_router() {
       [ "$fw" = noudp ] && udp='iifname "lan0" oifname "wan0" meta l4proto udp counter drop'
       [ "$fw" = tcp443 ] && udp='iifname "lan0" oifname "wan0" tcp dport 443 accept
     iifname "lan0" oifname "wan0" counter drop'
+      [ "$fw" = stunonly ] && udp='iifname "lan0" oifname "wan0" udp dport 3478-3479 accept
+    iifname "lan0" oifname "wan0" meta l4proto udp counter drop'
       cat <<EOF
 table inet filter {
   chain input {

@@ -22,7 +22,7 @@ set -uo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lab.sh"
 lab_supervise "$@"   # re-runs this script as a worker; cleans up whatever the worker leaves
 
-ALL_CASES=(preserve-fw preserve-nofw-prime eim symmetric mixed device-eim device-symmetric tunnel-sender tunnel-both tunnel-unblock tunnel-tls443)
+ALL_CASES=(preserve-fw preserve-nofw-prime eim symmetric mixed device-eim device-symmetric tunnel-sender tunnel-both tunnel-unblock tunnel-tls443 tunnel-after-relay)
 MEDIA_TIMEOUT=${NATLAB_MEDIA_TIMEOUT:-30}
 MIN_BYTES=102400
 export GST_DEBUG="${GST_DEBUG:-2}"   # warnings and errors of every element into the logs
@@ -43,6 +43,7 @@ case_spec() {
     tunnel-both) echo "eim eim noudp sim tunnel punch" ;;                         # both networks do
     tunnel-unblock) echo "eim eim noudp-a sim tunnel punch" ;;                    # the camera's network lets UDP through mid-stream
     tunnel-tls443) echo "eim eim tcp443-a sim tunnel punch" ;;                    # only TCP 443 out: the server on TLS at 443
+    tunnel-after-relay) echo "eim eim stunonly-a sim tunnel punch" ;;            # STUN answers, no other UDP: direct, relay, then tunnel
     *) return 1 ;;
   esac
 }
@@ -122,6 +123,7 @@ run_case() {
   local fw_a=$fw fw_b=$fw
   [ "$fw" = noudp-a ] && { fw_a=noudp; fw_b=drop; }
   [ "$fw" = tcp443-a ] && { fw_a=tcp443; fw_b=drop; }
+  [ "$fw" = stunonly-a ] && { fw_a=stunonly; fw_b=drop; }
   [ "$name" = tunnel-tls443 ] && lab_tls
   lab_router a "$nat_a" "$fw_a"
   lab_router b "$nat_b" "$fw_b"
@@ -161,7 +163,10 @@ run_case() {
     start_sender "$name"
   fi
   t_both=$(lab_stamp)
-  deadline=$((t_both + MEDIA_TIMEOUT * 1000000))
+  local timeout_s=$MEDIA_TIMEOUT
+  # the whole ladder first: the direct attempt's timeout, then the relay's wait
+  [ "$name" = tunnel-after-relay ] && timeout_s=$((MEDIA_TIMEOUT + 20))
+  deadline=$((t_both + timeout_s * 1000000))
 
   while [ -z "$reason" ]; do
     size=$(stat -c %s -- "$ts" 2>/dev/null || echo 0)
@@ -213,7 +218,7 @@ run_case() {
       break
     fi
     if [ "$(lab_stamp)" -ge "$deadline" ]; then
-      reason="not within ${MEDIA_TIMEOUT}s:"
+      reason="not within ${timeout_s}s:"
       [ "$size" -ge "$MIN_BYTES" ] || reason+=" received only $size bytes (need $MIN_BYTES);"
       [ "$size" -lt "$MIN_BYTES" ] || [ "$codec" = h264 ] || reason+=" ffprobe finds no h264 video stream (codec=$codec);"
       [ "$path" = "$expect" ] || reason+=" streams[0].path is $path, expected $expect;"

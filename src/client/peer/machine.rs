@@ -29,6 +29,9 @@ pub const HELLO_WAIT: Duration = Duration::from_secs(1);
 /// While no peer has come, STUN discovery is repeated this often: it keeps the NAT mapping
 /// alive (UDP mappings expire after 30 s on Linux) and notices when it changed.
 pub const REPROBE: Duration = Duration::from_secs(20);
+/// A relayed link that has not come up this long after its coordinates: UDP to the relay looks
+/// blocked (only the STUN ports let through, say), and the side moves to the tunnel.
+pub const RELAY_WAIT: Duration = Duration::from_secs(10);
 /// A slot still held by this side's previous connection frees itself once the server notices
 /// it is gone; until then registration is retried this often.
 pub const SLOT_RETRY: Duration = Duration::from_secs(1);
@@ -200,6 +203,8 @@ pub struct PeerMachine {
     backoff: Duration,
     /// When the peer timeout runs out.
     peer_deadline: Option<Instant>,
+    /// A relayed link must be up by then, else the side moves to the tunnel.
+    relay_deadline: Option<Instant>,
     // -- per connection --
     /// A connection is open.
     online: bool,
@@ -242,6 +247,7 @@ impl PeerMachine {
             attempts: 0,
             backoff: BACKOFF_START,
             peer_deadline: None,
+            relay_deadline: None,
             online: false,
             registration_sent: false,
             registered_here: false,
@@ -431,6 +437,13 @@ impl PeerMachine {
                     return Vec::new();
                 }
                 self.peer_deadline = None;
+                // a relay between two Punch peers that does not connect: no UDP to it
+                self.relay_deadline = (p.relay
+                    && !p.tunnel
+                    && p.mode == crate::protocol::LinkMode::Rendezvous
+                    && self.config.reports
+                    && self.status != Some(SrtStatus::Connected))
+                .then(|| now + RELAY_WAIT);
                 self.coordinates(p)
             }
             ServerMessage::Tally(t) if self.stream.as_deref() == Some(t.stream.as_str()) => {
@@ -617,6 +630,9 @@ impl PeerMachine {
             return Vec::new();
         }
         self.status = Some(now);
+        if up {
+            self.relay_deadline = None;
+        }
         let mut out = vec![Action::Event(PeerEvent::Srt(now))];
         if self.registered_here && self.config.reports {
             out.push(Action::Send(ClientMessage::Status(StatusReport {
@@ -639,7 +655,7 @@ impl PeerMachine {
     pub fn next_deadline(&self) -> Option<Instant> {
         let hello = self.hello_deadline.filter(|_| !self.registration_sent);
         let reprobe = self.next_reprobe.filter(|_| self.can_discover());
-        [hello, reprobe, self.peer_deadline]
+        [hello, reprobe, self.peer_deadline, self.relay_deadline]
             .into_iter()
             .flatten()
             .min()
@@ -648,6 +664,19 @@ impl PeerMachine {
     /// Timers: registering without a `hello`, repeating discovery, the peer timeout.
     pub fn tick(&mut self, now: Instant) -> Vec<Action> {
         let mut out = Vec::new();
+        if let Some(deadline) = self.relay_deadline
+            && deadline <= now
+        {
+            self.relay_deadline = None;
+            self.udp_blocked = true;
+            out.push(Action::Event(PeerEvent::Warning(format!(
+                "the relayed SRT link did not come up within {} s: UDP to the relay looks blocked; media will use the TCP tunnel",
+                RELAY_WAIT.as_secs()
+            ))));
+            if self.online {
+                out.push(self.register());
+            }
+        }
         if let Some(deadline) = self.peer_deadline
             && deadline <= now
         {

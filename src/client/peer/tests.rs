@@ -636,3 +636,36 @@ fn no_stun_answer_means_the_tunnel() {
     let a = m.message(hello(), now);
     assert!(register_in(&a).expect("registers at once").tunnel);
 }
+
+#[test]
+fn a_relayed_link_that_never_comes_up_moves_to_the_tunnel() {
+    let now = Instant::now();
+    let mut m = PeerMachine::new(PeerConfig {
+        stun: false,
+        ..config()
+    });
+    m.connected(now);
+    m.message(hello(), now);
+    m.message(registered("cam1"), now);
+    m.message(peer("cam1", "", 40000, true), now);
+    assert_eq!(m.next_deadline(), Some(now + RELAY_WAIT));
+    // not yet
+    assert!(m.tick(now + RELAY_WAIT / 2).is_empty());
+    let a = m.tick(now + RELAY_WAIT);
+    assert!(
+        matches!(&a[0], Action::Event(PeerEvent::Warning(w)) if w.contains("TCP tunnel")),
+        "{a:?}"
+    );
+    assert!(register_in(&a).unwrap().tunnel);
+    // a link that comes up in time keeps the relay
+    let mut m = PeerMachine::new(PeerConfig {
+        stun: false,
+        ..config()
+    });
+    m.connected(now);
+    m.message(hello(), now);
+    m.message(registered("cam1"), now);
+    m.message(peer("cam1", "", 40000, true), now);
+    m.srt_link(true);
+    assert!(register_in(&m.tick(now + RELAY_WAIT)).is_none());
+}

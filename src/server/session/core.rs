@@ -713,6 +713,8 @@ impl SessionCore {
                 mapping: core.holders[idx][me]
                     .as_ref()
                     .and_then(|h| h.nat.as_ref().map(|n| n.mapping)),
+                // a side moving to its tunnel is paired again: the relay must admit the tunnel
+                tunnel: r.tunnel,
             };
             let rt = &core.runtime[idx];
             let returning = rt.path.is_some() && rt.paired.as_ref().is_some_and(|p| p[me] == place);

@@ -66,6 +66,8 @@ pub(super) struct StreamRuntime {
 pub(super) struct Place {
     pub(super) address: Endpoint,
     pub(super) mapping: Option<NatMapping>,
+    /// Over its tunnel (the relay admits the server's tunnel address for it).
+    pub(super) tunnel: bool,
 }
 
 impl SessionCore {
@@ -180,13 +182,11 @@ impl SessionCore {
             return true;
         }
         let place = |role: Role| {
+            let holder = self.holders[idx][slot_index(role)].as_ref()?;
             Some(Place {
                 address: self.rec.streams[idx].peer(role).as_ref()?.address.clone(),
-                mapping: self.holders[idx][slot_index(role)]
-                    .as_ref()?
-                    .nat
-                    .as_ref()
-                    .map(|n| n.mapping),
+                mapping: holder.nat.as_ref().map(|n| n.mapping),
+                tunnel: holder.tunnel,
             })
         };
         if let (Some(s), Some(r)) = (place(Role::Sender), place(Role::Receiver)) {
