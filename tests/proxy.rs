@@ -1,7 +1,8 @@
 //! The server behind a real TLS reverse proxy (Debian's nginx, a throwaway instance on loopback):
 //! with `--trust-proxy` the links it hands out are `https://` and `punchs://`, the dashboard
 //! loads, and a peer registers over the proxied `wss://`; the CLI and the elements trust a
-//! private CA given with `--ca-file` / `ca-file`, and nothing else.
+//! private CA given with `--ca-file` / `ca-file`, and nothing else; two sides without UDP stream
+//! H.264 through their tunnels, WebSockets the proxy passes like any other.
 
 mod common;
 
@@ -351,6 +352,75 @@ async fn the_cli_and_the_elements_trust_a_private_ca_only_when_told() {
             _with.output()
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(nginx);
+    srv.server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tunnel_goes_through_the_proxy_as_a_websocket() {
+    require("gst-launch-1.0", "gstreamer1.0-tools");
+    let ca = TestCa::new("Punch test CA", &["localhost", "127.0.0.1"]);
+    let srv = start(ServerConfig {
+        trust_proxy: true,
+        ..ServerConfig::default()
+    })
+    .await;
+    let nginx = tokio::task::block_in_place(|| Nginx::start(&ca, srv.server.local_addr().port()));
+    let public = format!("https://localhost:{}", nginx.port);
+    let rest = Rest::with(&public, WAIT, &Trust::with_ca_file(&ca.ca)).unwrap();
+    let created = rest
+        .create(&json!({"name": "proxied-tunnel"}), None)
+        .await
+        .unwrap();
+    let uri = |role| {
+        format!(
+            "punchs://localhost:{}/proxied-tunnel/default?token={}",
+            nginx.port,
+            created.stream_tokens["default"].get(role)
+        )
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let received = dir.path().join("received.ts");
+    let ca_file = sh_quote(&ca.ca.display().to_string());
+    // both sides without UDP: everything, media included, through the proxy
+    let _rx = Proc::shell(
+        dir.path(),
+        "receiver",
+        &format!(
+            "GST_PLUGIN_PATH={} gst-launch-1.0 -e punchsrc tunnel=true ca-file={ca_file} uri={} ! filesink location={}",
+            sh_quote(&plugin_dir().display().to_string()),
+            sh_quote(&uri(Role::Receiver)),
+            sh_quote(&received.display().to_string())
+        ),
+    );
+    let _tx = Proc::shell(
+        dir.path(),
+        "sender",
+        &format!(
+            "GST_PLUGIN_PATH={} {}",
+            sh_quote(&plugin_dir().display().to_string()),
+            camera_pipeline(&format!(
+                "punchsink tunnel=true ca-file={ca_file} uri={}",
+                sh_quote(&uri(Role::Sender))
+            ))
+        ),
+    );
+    let start = Instant::now();
+    loop {
+        let size = std::fs::metadata(&received).map(|m| m.len()).unwrap_or(0);
+        let view = rest.session("proxied-tunnel", &created.token).await.unwrap();
+        if size > 50_000 && view.streams[0].path == Some(punch::protocol::MediaPath::Tunnel) {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "{size} bytes through the proxied tunnel, path {:?}\n{}\n{}",
+            view.streams[0].path,
+            _tx.output(),
+            _rx.output()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
     drop(nginx);
     srv.server.shutdown().await;
