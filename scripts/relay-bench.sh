@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# What the relay fallback costs: the same ~20 Mbit/s stream for BENCH_SECONDS (20) through the NAT lab
-# (tests/natlab/lab.sh), once peer to peer (preserve/preserve NATs -> direct) and once relayed by the
-# server (random/random = symmetric NATs -> relay). Prints numbers, not a verdict:
+# What the relay fallback and the tunnel cost: the same stream (BENCH_RATE bytes/s, default
+# 2 500 000, ~20 Mbit/s) for BENCH_SECONDS (20) through the NAT lab (tests/natlab/lab.sh), peer to
+# peer (preserve/preserve NATs -> direct), relayed by the server (random/random = symmetric NATs
+# -> relay), tunnelled (the camera's router drops all UDP -> tunnel), and tunnelled with 1 % of
+# the tunnel's TCP segments lost (BENCH_PATHS picks, default "direct relay tunnel tunnel-loss1").
+# Prints numbers, not a verdict:
 #   * server CPU: utime+stime of the punch process (/proc/<pid>/stat, clock ticks) over the window,
 #     as % of one core and as CPU-ms per second per Mbit/s of stream
 #   * relayed packets/s and Mbit/s: difference of /healthz relay_packets / relay_bytes over the window
@@ -19,7 +22,7 @@ set -uo pipefail
 lab_supervise "$@"   # re-runs this script as a worker; cleans up whatever the worker leaves
 
 WINDOW=${BENCH_SECONDS:-20}
-RATE=2500000            # bytes/s from fakesrc: 1316-byte buffers, ~1900 packets/s, ~20 Mbit/s
+RATE=${BENCH_RATE:-2500000}   # bytes/s from fakesrc in 1316-byte buffers (2 500 000: ~1900 packets/s, ~20 Mbit/s)
 SETTLE_TIMEOUT=30       # s for the path to settle and media to flow
 WARMUP=2
 
@@ -71,13 +74,13 @@ fmt() { awk -v v="$1" -v f="$2" 'BEGIN { if (v == "") print "n/a"; else printf f
 
 ROWS=()
 RTT_MED=()
-# bench_run LABEL NAT FW EXPECTED_PATH
+# bench_run LABEL NAT FW EXPECTED_PATH [FW_A]: FW_A, if given, is router a's (the camera's)
 bench_run() {
-  local label=$1 nat=$2 fw=$3 expect=$4 name="bench-$1" rlog path="" deadline srv t0 t1 k0 k1 h0 h1 l0 l1
+  local label=$1 nat=$2 fw=$3 expect=$4 fw_a=${5:-$3} name="bench-$1" rlog path="" deadline srv t0 t1 k0 k1 h0 h1 l0 l1
   local u0 u1 user_s wall cpu_s cpu_pct pk0 pk1 by0 by1 pps rmbps stats nmsg rate smbps rtts med basis cpu_per
   lab_log "bench $label: NAT $nat/$nat, firewall $fw, expected path $expect"
   lab_up
-  lab_router a "$nat" "$fw"
+  lab_router a "$nat" "$fw_a"
   lab_router b "$nat" "$fw"
   lab_punch_serve "$name.server"
   lab_punch_session bench
@@ -151,8 +154,15 @@ HZ=$(getconf CLK_TCK)
 [[ $WINDOW =~ ^[1-9][0-9]*$ ]] || lab_die "BENCH_SECONDS must be a positive integer, got '$WINDOW'"
 lab_log "logs in $LAB_LOGDIR"
 rc=0
-bench_run direct preserve drop direct || rc=1
-bench_run relay random drop relay || rc=1
+for p in ${BENCH_PATHS:-direct relay tunnel tunnel-loss1}; do
+  case $p in
+    direct) bench_run direct preserve drop direct || rc=1 ;;
+    relay) bench_run relay random drop relay || rc=1 ;;
+    tunnel) bench_run tunnel preserve drop tunnel noudp || rc=1 ;;
+    tunnel-loss1) bench_run tun-l1% preserve drop tunnel noudp-loss1 || rc=1 ;;
+    *) lab_die "unknown BENCH_PATHS entry '$p' (direct, relay, tunnel, tunnel-loss1)" ;;
+  esac
+done
 
 echo
 echo "relay-bench: ${WINDOW}s window per run, fakesrc ${RATE} B/s in 1316-byte buffers (~$((RATE * 8 / 1000000)) Mbit/s), $(nproc) CPUs, CLK_TCK $HZ"
@@ -161,8 +171,11 @@ echo "server: $PUNCH_BIN${PUNCH_SERVE_ARGS+ (PUNCH_SERVE_ARGS: $PUNCH_SERVE_ARGS
 printf '%-7s %-18s %8s %10s %13s %10s %11s   %-8s %s\n' path "NAT A/B" "Mbit/s" "server" "server CPU-ms" "relayed" "relayed" "RTT ms" "RTT ms, last 5"
 printf '%-7s %-18s %8s %10s %13s %10s %11s   %-8s %s\n' "" "" "(recv)" "CPU %" "/s per Mbit/s" "pkt/s" "Mbit/s" "(median)" "(receiver punch-health)"
 printf '%s\n' "${ROWS[@]}"
-if [ -n "${RTT_MED[0]:-}" ] && [ -n "${RTT_MED[1]:-}" ]; then
-  awk -v d="${RTT_MED[0]}" -v r="${RTT_MED[1]}" 'BEGIN { printf "added latency of the relay (median RTT relay - direct): %+.3f ms\n", r - d }'
+if [ -n "${RTT_MED[0]:-}" ]; then
+  for i in "${!RTT_MED[@]}"; do
+    [ "$i" = 0 ] || [ -z "${RTT_MED[$i]}" ] && continue
+    awk -v d="${RTT_MED[0]}" -v r="${RTT_MED[$i]}" -v l="${ROWS[$i]%% *}" 'BEGIN { printf "added latency of %s (median RTT - the first row'"'"'s): %+.3f ms\n", l, r - d }'
+  done
 fi
 echo "logs: $LAB_LOGDIR"
 exit $rc

@@ -18,6 +18,8 @@
 #        tcp443    as drop, and nothing from lan to wan but TCP port 443 (the strictest networks)
 #        stunonly  as drop, and of UDP from lan to wan only to ports 3478-3479 (STUN answers, nothing
 #                  else of UDP gets through)
+#        noudp-loss1  as noudp, and 1 % of the TCP segments through the router dropped at random
+#                  (both ways: a lossy tunnelled leg; nftables numgen, no sch_netem needed)
 #        accept    no filter table
 #
 # As a library (run.sh, scripts/relay-bench.sh):
@@ -250,7 +252,7 @@ lab_router() {
     oifname \"wan0\" snat to $pub" ;;
     *) lab_die "NAT flavour must be preserve, eim or random, got '$nat'" ;;
   esac
-  case $fw in drop | noudp | tcp443 | stunonly | accept) ;; *) lab_die "firewall must be drop, noudp, tcp443, stunonly or accept, got '$fw'" ;; esac
+  case $fw in drop | noudp | noudp-loss1 | tcp443 | stunonly | accept) ;; *) lab_die "firewall must be drop, noudp, noudp-loss1, tcp443, stunonly or accept, got '$fw'" ;; esac
   {
     printf 'flush ruleset\n'
     printf 'table ip nat {\n  chain postrouting {\n    type nat hook postrouting priority srcnat; policy accept;\n    %s\n  }\n}\n' "$natrule"
@@ -261,6 +263,8 @@ lab_router() {
     iifname "lan0" oifname "wan0" counter drop'
       [ "$fw" = stunonly ] && udp='iifname "lan0" oifname "wan0" udp dport 3478-3479 accept
     iifname "lan0" oifname "wan0" meta l4proto udp counter drop'
+      [ "$fw" = noudp-loss1 ] && udp='iifname "lan0" oifname "wan0" meta l4proto udp counter drop
+    meta l4proto tcp numgen random mod 100 < 1 counter drop'
       cat <<EOF
 table inet filter {
   chain input {
