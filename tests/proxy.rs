@@ -409,7 +409,10 @@ async fn the_tunnel_goes_through_the_proxy_as_a_websocket() {
     let start = Instant::now();
     loop {
         let size = std::fs::metadata(&received).map(|m| m.len()).unwrap_or(0);
-        let view = rest.session("proxied-tunnel", &created.token).await.unwrap();
+        let view = rest
+            .session("proxied-tunnel", &created.token)
+            .await
+            .unwrap();
         if size > 50_000 && view.streams[0].path == Some(punch::protocol::MediaPath::Tunnel) {
             break;
         }
