@@ -338,7 +338,7 @@ fn a_stream_with_several_receivers_shows_each_link_and_what_the_sender_sends_in_
     let send = stream_token(&created, "pgm", "sender");
     let recv = stream_token(&created, "pgm", "receiver");
     let base = server.base.clone();
-    // the sender's three legs and three receivers, two links up with health
+    // the sender's three legs and three receivers (each on its slot), two links up with health
     let peers = rt.block_on(async move {
         let mut all = Vec::new();
         for k in 1..=3u8 {
@@ -348,7 +348,9 @@ fn a_stream_with_several_receivers_shows_each_link_and_what_the_sender_sends_in_
                 else {
                     unreachable!()
                 };
-                let receiver = (role == Role::Sender).then_some(k);
+                // each side names its slot: registrations from separate connections may
+                // reach the session in any order
+                let receiver = Some(k);
                 sig.send(&ClientMessage::Register(Register { receiver, ..r }))
                     .await
                     .unwrap();
