@@ -15,23 +15,6 @@ use serde_json::{Value, json};
 const FPS: u64 = 25;
 const LATENCY_MS: u64 = 200;
 
-fn require(elements: &[&str]) {
-    init();
-    for f in elements {
-        assert!(
-            gst::ElementFactory::find(f).is_some(),
-            "GStreamer element {f} is missing: install gstreamer1.0-plugins-base, -good and -bad (scripts/install-deps.sh)"
-        );
-    }
-}
-
-fn launch(desc: &str) -> gst::Pipeline {
-    gst::parse::launch(desc)
-        .unwrap_or_else(|e| panic!("{desc}: {e}"))
-        .downcast::<gst::Pipeline>()
-        .unwrap()
-}
-
 /// What the sender's bus said: the receivers its `punch-health` messages were about, errors.
 #[derive(Default)]
 struct SenderBus {

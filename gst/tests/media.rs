@@ -12,23 +12,6 @@ use common::*;
 use gst::prelude::*;
 use serde_json::json;
 
-fn require(elements: &[&str]) {
-    init();
-    for f in elements {
-        assert!(
-            gst::ElementFactory::find(f).is_some(),
-            "GStreamer element {f} is missing: install gstreamer1.0-plugins-base, -good and -bad (scripts/install-deps.sh)"
-        );
-    }
-}
-
-fn launch(desc: &str) -> gst::Pipeline {
-    gst::parse::launch(desc)
-        .unwrap_or_else(|e| panic!("{desc}: {e}"))
-        .downcast::<gst::Pipeline>()
-        .unwrap()
-}
-
 /// Counts the buffers leaving `pad`; with `after`, only once it is set.
 fn count_buffers(pad: &gst::Pad, after: Option<Arc<AtomicBool>>) -> Arc<AtomicU64> {
     let n = Arc::new(AtomicU64::new(0));

@@ -373,3 +373,22 @@ pub fn seq_of(c: &[u8]) -> u32 {
 pub fn single() -> Value {
     json!({})
 }
+
+/// Fails with the install hint when a GStreamer element is missing (a skip would hide it).
+pub fn require(elements: &[&str]) {
+    init();
+    for f in elements {
+        assert!(
+            gst::ElementFactory::find(f).is_some(),
+            "GStreamer element {f} is missing: install gstreamer1.0-plugins-base, -good and -bad (scripts/install-deps.sh)"
+        );
+    }
+}
+
+/// A pipeline from a gst-launch description; panics with the description when it does not parse.
+pub fn launch(desc: &str) -> gst::Pipeline {
+    gst::parse::launch(desc)
+        .unwrap_or_else(|e| panic!("{desc}: {e}"))
+        .downcast::<gst::Pipeline>()
+        .unwrap()
+}
