@@ -683,3 +683,101 @@ async fn the_stun_service_is_no_amplifier() {
     assert!(healthz(&srv.base).await["stun_limited"].as_u64().unwrap() > 900);
     srv.server.shutdown().await;
 }
+
+/// Opens `GET /api/tunnel/{session}?query` with `token`; the HTTP status and, for a refusal,
+/// the error body's message.
+async fn open_tunnel(base: &str, session: &str, query: &str, token: &str) -> (u16, String) {
+    use tokio_tungstenite::tungstenite::{Error, client::IntoClientRequest};
+    let url = format!(
+        "{}/api/tunnel/{session}?{query}&token={token}",
+        base.replace("http://", "ws://")
+    );
+    let req = url.into_client_request().unwrap();
+    match within("the tunnel upgrade", tokio_tungstenite::connect_async(req)).await {
+        Ok((_, resp)) => (resp.status().as_u16(), String::new()),
+        Err(Error::Http(resp)) => {
+            let body = resp.body().clone().unwrap_or_default();
+            let v: Value = serde_json::from_slice(&body).unwrap_or_default();
+            (
+                resp.status().as_u16(),
+                v["error"]["message"].as_str().unwrap_or_default().into(),
+            )
+        }
+        Err(e) => panic!("the tunnel upgrade failed without an answer: {e}"),
+    }
+}
+
+#[tokio::test]
+async fn a_tunnel_opens_only_with_its_sides_ticket() {
+    let t = start_default().await;
+    let created = create(
+        &t.base,
+        json!({"name": "tickets", "streams": {"cam": {"receivers": 2}}}),
+    )
+    .await;
+    let (sender_token, receiver_token) = (
+        stream_token(&created, "cam", "sender"),
+        stream_token(&created, "cam", "receiver"),
+    );
+    // receiver 1 has no UDP; receiver 2, on the same token, has
+    let mut sender = connect(&t.base, "tickets", &sender_token).await;
+    let mut sender2 = connect(&t.base, "tickets", &sender_token).await;
+    let mut rx1 = connect(&t.base, "tickets", &receiver_token).await;
+    let mut rx2 = connect(&t.base, "tickets", &receiver_token).await;
+    let reg = |role, port, slot: u8, tunnel| match register(Some("cam"), role, port) {
+        ClientMessage::Register(r) => ClientMessage::Register(Register {
+            receiver: Some(slot),
+            tunnel,
+            ..r
+        }),
+        _ => unreachable!(),
+    };
+    sender
+        .send(&reg(Role::Sender, 9000, 1, false))
+        .await
+        .unwrap();
+    sender2
+        .send(&reg(Role::Sender, 9002, 2, false))
+        .await
+        .unwrap();
+    rx1.send(&reg(Role::Receiver, 9001, 1, true)).await.unwrap();
+    rx2.send(&reg(Role::Receiver, 9003, 2, false))
+        .await
+        .unwrap();
+    let peer = expect_msg(&mut rx1, "receiver 1's tunnel coordinates", |m| match m {
+        ServerMessage::Peer(p) if p.tunnel => Some(p.clone()),
+        _ => None,
+    })
+    .await;
+    let ticket = peer.ticket.expect("a ticket with tunnel coordinates");
+    let q = |slot: u8, ticket: &str| {
+        format!("stream=cam&role=receiver&receiver={slot}&ticket={ticket}")
+    };
+    // no ticket, a wrong one, another slot's (which has no tunnel): refused, with the reason
+    let (status, _) = open_tunnel(
+        &t.base,
+        "tickets",
+        "stream=cam&role=receiver",
+        &receiver_token,
+    )
+    .await;
+    assert_eq!(status, 400);
+    let (status, why) = open_tunnel(&t.base, "tickets", &q(1, "guess"), &receiver_token).await;
+    assert_eq!(
+        (status, why.contains("wrong tunnel ticket")),
+        (403, true),
+        "{why}"
+    );
+    let (status, why) = open_tunnel(&t.base, "tickets", &q(2, &ticket), &receiver_token).await;
+    assert_eq!(
+        (status, why.contains("does not go over a tunnel")),
+        (403, true),
+        "{why}"
+    );
+    // the sender's token cannot open the receiver's tunnel, even with its ticket
+    let (status, _) = open_tunnel(&t.base, "tickets", &q(1, &ticket), &sender_token).await;
+    assert_eq!(status, 403);
+    // the right side, slot and ticket: the upgrade
+    let (status, why) = open_tunnel(&t.base, "tickets", &q(1, &ticket), &receiver_token).await;
+    assert_eq!(status, 101, "{why}");
+}

@@ -461,7 +461,10 @@ async fn stun_service_answers_and_classifies() {
     )
     .await
     .unwrap_err();
-    assert!(err.contains("no STUN answer"), "{err}");
+    assert!(
+        err.unanswered && err.message.contains("no STUN answer"),
+        "{err}"
+    );
 }
 
 #[tokio::test]

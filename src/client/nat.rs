@@ -110,6 +110,31 @@ async fn binding(
     }
 }
 
+/// Why discovery found nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiscoveryError {
+    /// The STUN service never answered (as opposed to a local failure: a port that cannot be
+    /// bound, a name that does not resolve): what says UDP to the server is blocked.
+    pub unanswered: bool,
+    pub message: String,
+}
+
+impl DiscoveryError {
+    /// A local failure, which says nothing about the network.
+    pub fn local(message: impl Into<String>) -> Self {
+        DiscoveryError {
+            unanswered: false,
+            message: message.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for DiscoveryError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
 /// Probes the STUN service at `server` (primary port) from `local`, then its alternate port,
 /// naming the requests `tag` (the server's `hello.stun_tag`, so it can verify the address the
 /// peer registers). Fails when the local port cannot be bound or the primary never answers
@@ -119,17 +144,18 @@ pub async fn discover(
     server: SocketAddr,
     timeout: Duration,
     tag: Option<&str>,
-) -> Result<Discovery, String> {
-    let socket = UdpSocket::bind(local)
-        .await
-        .map_err(|e| format!("cannot bind UDP {local} for STUN discovery: {e}"))?;
+) -> Result<Discovery, DiscoveryError> {
+    let socket = UdpSocket::bind(local).await.map_err(|e| {
+        DiscoveryError::local(format!("cannot bind UDP {local} for STUN discovery: {e}"))
+    })?;
     let first = binding(&socket, server, timeout, tag)
         .await
-        .ok_or_else(|| {
-            format!(
+        .ok_or_else(|| DiscoveryError {
+            unanswered: true,
+            message: format!(
                 "no STUN answer from {server} within {} ms (is UDP to the server blocked?)",
                 timeout.as_millis()
-            )
+            ),
         })?;
     let mapped_alt = match first.other {
         Some(other) => {
@@ -153,18 +179,51 @@ pub async fn discover(
     })
 }
 
+/// [`discover`] against the primary STUN port, and when that gets no answer against the
+/// alternate one (from the same local port): only when neither answers is UDP taken to be
+/// blocked (`unanswered`).
+pub async fn discover_either(
+    local: SocketAddr,
+    server: SocketAddr,
+    alternate: Option<u16>,
+    timeout: Duration,
+    tag: Option<&str>,
+) -> Result<Discovery, DiscoveryError> {
+    let first = discover(local, server, timeout, tag).await;
+    let (Err(e), Some(alt)) = (&first, alternate) else {
+        return first;
+    };
+    if !e.unanswered {
+        return first;
+    }
+    discover(local, SocketAddr::new(server.ip(), alt), timeout, tag)
+        .await
+        .map_err(|e| match e.unanswered {
+            true => DiscoveryError {
+                unanswered: true,
+                message: format!(
+                    "no STUN answer from {} on port {} or {alt} within {} ms each (is UDP to the server blocked?)",
+                    server.ip(),
+                    server.port(),
+                    timeout.as_millis()
+                ),
+            },
+            false => e,
+        })
+}
+
 /// Resolves `host` and runs [`discover`] from local UDP `local_port` against its STUN port.
 pub async fn discover_host(
     host: &str,
     stun_port: u16,
     local_port: u16,
     timeout: Duration,
-) -> Result<Discovery, String> {
+) -> Result<Discovery, DiscoveryError> {
     let server = tokio::net::lookup_host((host, stun_port))
         .await
-        .map_err(|e| format!("cannot resolve {host}: {e}"))?
+        .map_err(|e| DiscoveryError::local(format!("cannot resolve {host}: {e}")))?
         .next()
-        .ok_or_else(|| format!("{host} has no address"))?;
+        .ok_or_else(|| DiscoveryError::local(format!("{host} has no address")))?;
     discover(any_local(server.ip(), local_port), server, timeout, None).await
 }
 

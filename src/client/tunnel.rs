@@ -17,49 +17,77 @@ use super::tls::Trust;
 use crate::protocol::Role;
 use crate::protocol::tunnel::{HEADER_LEN, KIND_DATAGRAM, MAX_DATAGRAM, TunnelHeader};
 
-/// The tunnel URL of one side of one link.
-pub fn tunnel_url(
-    server: &str,
-    session: &str,
-    stream: &str,
-    role: Role,
-    slot: u8,
-) -> Result<String, ClientError> {
+/// How long the tunnel waits before its first attempt to reopen a dropped WebSocket; doubled
+/// per failed attempt, up to [`REOPEN_MAX`].
+pub const REOPEN_FIRST: Duration = Duration::from_millis(100);
+/// The longest wait between attempts to reopen.
+pub const REOPEN_MAX: Duration = Duration::from_secs(2);
+/// A tunnel that heard nothing this long (the server pings every 5 s, SRT sends every second)
+/// is dead and reopened.
+const SILENT: Duration = Duration::from_secs(15);
+
+/// The tunnel URL of one side of one link, with the ticket of its `peer` coordinates.
+pub fn tunnel_url(server: &str, session: &str, link: &TunnelKey) -> Result<String, ClientError> {
     let ws = ws_url(server, session)?;
-    crate::protocol::validate_name("stream", stream).map_err(ClientError::BadUrl)?;
+    crate::protocol::validate_name("stream", &link.stream).map_err(ClientError::BadUrl)?;
+    if !link.ticket.chars().all(|c| c.is_ascii_alphanumeric()) {
+        return Err(ClientError::Protocol(format!(
+            "the server's tunnel ticket {:?} is not alphanumeric",
+            link.ticket
+        )));
+    }
     Ok(format!(
-        "{}?stream={stream}&role={role}&receiver={slot}",
-        ws.replacen("/api/ws/", "/api/tunnel/", 1)
+        "{}?stream={}&role={}&receiver={}&ticket={}",
+        ws.replacen("/api/ws/", "/api/tunnel/", 1),
+        link.stream,
+        link.role,
+        link.slot,
+        link.ticket
     ))
 }
 
-/// An open tunnel; closed when dropped.
+/// Which side of which link a tunnel carries, and its ticket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TunnelKey {
+    pub stream: String,
+    pub role: Role,
+    pub slot: u8,
+    pub ticket: String,
+}
+
+/// How to reach the server's tunnel endpoint.
+#[derive(Debug, Clone)]
+pub struct TunnelServer {
+    pub server: String,
+    pub session: String,
+    pub token: String,
+    pub timeout: Duration,
+    pub trust: Trust,
+}
+
+/// An open tunnel; closed when dropped. A WebSocket that drops is reopened (with backoff)
+/// behind the same local end, so SRT never notices more than a gap.
 pub struct Tunnel {
-    /// Where SRT sends to: the local end.
+    /// Where SRT sends to: the local end, the same for the tunnel's life.
     local: SocketAddr,
     task: tokio::task::JoinHandle<()>,
     /// The link it carries.
-    key: (String, Role, u8),
+    key: TunnelKey,
+    /// What happened to it that a person should hear of (drops, reopens).
+    notes: tokio::sync::mpsc::UnboundedReceiver<String>,
 }
 
 impl Tunnel {
-    /// Opens the tunnel of `role` of `stream` (receiver slot `slot`), for an SRT socket bound
-    /// at `srt` (its loopback end is bound on the same IP, the loopback for an unspecified one).
-    #[allow(clippy::too_many_arguments)]
+    /// Opens the tunnel of `key` for an SRT socket bound at `srt` (its loopback end is bound on
+    /// the same IP, the loopback for an unspecified one). Fails if the first WebSocket cannot
+    /// be opened.
     pub async fn open(
-        server: &str,
-        session: &str,
-        token: &str,
-        stream: &str,
-        role: Role,
-        slot: u8,
+        to: TunnelServer,
+        key: TunnelKey,
         srt: SocketAddr,
-        timeout: Duration,
-        trust: &Trust,
     ) -> Result<Tunnel, ClientError> {
-        let url = tunnel_url(server, session, stream, role, slot)?;
-        let socket =
-            signalling::open(url, token, timeout, trust, HEADER_LEN + MAX_DATAGRAM).await?;
+        let url = tunnel_url(&to.server, &to.session, &key)?;
+        let socket = connect(&url, &to).await?;
         let ip = if srt.ip().is_unspecified() {
             match srt.ip() {
                 IpAddr::V4(_) => IpAddr::from([127, 0, 0, 1]),
@@ -75,11 +103,38 @@ impl Tunnel {
             .local_addr()
             .map_err(|e| ClientError::Protocol(e.to_string()))?;
         let srt = SocketAddr::new(ip, srt.port());
-        let task = tokio::spawn(bridge(socket, udp, srt, TunnelHeader::datagram(role, slot)));
+        let header = TunnelHeader::datagram(key.role, key.slot);
+        let (notes_tx, notes) = tokio::sync::mpsc::unbounded_channel();
+        let task = tokio::spawn(async move {
+            let mut socket = socket;
+            let mut wait = REOPEN_FIRST;
+            loop {
+                let why = bridge(socket, &udp, srt, header).await;
+                let _ = notes_tx.send(format!("the tunnel dropped ({why}); reopening it"));
+                socket = loop {
+                    tokio::time::sleep(wait).await;
+                    match connect(&url, &to).await {
+                        Ok(s) => {
+                            wait = REOPEN_FIRST;
+                            let _ = notes_tx.send("the tunnel is open again".to_string());
+                            break s;
+                        }
+                        Err(e) => {
+                            wait = (wait * 2).min(REOPEN_MAX);
+                            let _ = notes_tx.send(format!(
+                                "cannot reopen the tunnel ({e}); trying again in {} ms",
+                                wait.as_millis()
+                            ));
+                        }
+                    }
+                };
+            }
+        });
         Ok(Tunnel {
             local,
             task,
-            key: (stream.to_string(), role, slot),
+            key,
+            notes,
         })
     }
 
@@ -88,9 +143,14 @@ impl Tunnel {
         self.local
     }
 
-    /// Whether it carries this link and still runs.
-    pub fn carries(&self, stream: &str, role: Role, slot: u8) -> bool {
-        !self.task.is_finished() && self.key == (stream.to_string(), role, slot)
+    /// Whether it carries this link with this ticket.
+    pub fn carries(&self, key: &TunnelKey) -> bool {
+        !self.task.is_finished() && self.key == *key
+    }
+
+    /// The next thing worth telling a person about the tunnel.
+    pub async fn note(&mut self) -> Option<String> {
+        self.notes.recv().await
     }
 }
 
@@ -100,14 +160,35 @@ impl Drop for Tunnel {
     }
 }
 
+async fn connect(url: &str, to: &TunnelServer) -> Result<signalling::Socket, ClientError> {
+    signalling::open(
+        url.to_string(),
+        &to.token,
+        to.timeout,
+        &to.trust,
+        HEADER_LEN + MAX_DATAGRAM,
+    )
+    .await
+}
+
 /// Datagrams from the SRT socket at `srt` into frames, frames into datagrams to it, until the
-/// WebSocket ends.
-async fn bridge(socket: signalling::Socket, udp: UdpSocket, srt: SocketAddr, header: TunnelHeader) {
+/// WebSocket ends; says why it ended.
+async fn bridge(
+    socket: signalling::Socket,
+    udp: &UdpSocket,
+    srt: SocketAddr,
+    header: TunnelHeader,
+) -> String {
     let (mut tx, mut rx) = socket.split();
     let mut buf = vec![0u8; MAX_DATAGRAM + 1];
     let mut frame = Vec::with_capacity(HEADER_LEN + MAX_DATAGRAM);
+    let silent = tokio::time::sleep(SILENT);
+    tokio::pin!(silent);
     loop {
         tokio::select! {
+            _ = &mut silent => {
+                return format!("nothing from the server for {} s", SILENT.as_secs());
+            }
             got = udp.recv_from(&mut buf) => {
                 let Ok((len, from)) = got else { continue };
                 // only the SRT socket's datagrams, whole
@@ -115,11 +196,15 @@ async fn bridge(socket: signalling::Socket, udp: UdpSocket, srt: SocketAddr, hea
                     continue;
                 }
                 header.encode(&buf[..len], &mut frame);
-                if tx.send(Message::binary(frame.clone())).await.is_err() {
-                    return;
+                match tokio::time::timeout(SILENT, tx.send(Message::binary(frame.clone()))).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => return e.to_string(),
+                    Err(_) => return "the connection stopped taking frames".to_string(),
                 }
             }
-            msg = rx.next() => match msg {
+            msg = rx.next() => {
+                silent.as_mut().reset(tokio::time::Instant::now() + SILENT);
+                match msg {
                 Some(Ok(Message::Binary(data))) => {
                     if let Ok((h, payload)) = TunnelHeader::decode(&data)
                         && h.kind == KIND_DATAGRAM
@@ -127,9 +212,17 @@ async fn bridge(socket: signalling::Socket, udp: UdpSocket, srt: SocketAddr, hea
                         let _ = udp.send_to(payload, srt).await;
                     }
                 }
-                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
+                Some(Ok(Message::Close(frame))) => {
+                    return match frame {
+                        Some(f) if !f.reason.is_empty() => format!("the server closed it: {}", f.reason),
+                        _ => "the server closed it".to_string(),
+                    };
+                }
+                None => return "the connection ended".to_string(),
+                Some(Err(e)) => return e.to_string(),
                 Some(Ok(_)) => {}
-            },
+                }
+            }
         }
     }
 }

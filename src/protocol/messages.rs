@@ -153,6 +153,11 @@ pub struct PeerInfo {
     /// that carries each datagram as one binary frame (`protocol::tunnel`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub tunnel: bool,
+    /// (With `tunnel`.) What the tunnel URL names as `&ticket=`: it ties the tunnel to this
+    /// side of this link, so no other holder of the token can carry it. The same for as long as
+    /// the server runs (a signalling reconnect keeps the tunnel).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ticket: Option<String>,
 }
 
 /// Sent first on every connection: what the server offers besides signalling.

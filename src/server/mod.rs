@@ -135,14 +135,13 @@ impl Server {
             },
             policy: PathPolicy {
                 relay: config.path.relay && config.relay.max_relays > 0,
-                // tunnel sockets send to the relay from its own address (the loopback when it
-                // binds every address)
-                tunnel_ip: match relay_bind {
-                    std::net::IpAddr::V4(a) if a.is_unspecified() => [127, 0, 0, 1].into(),
-                    std::net::IpAddr::V6(a) if a.is_unspecified() => {
-                        std::net::Ipv6Addr::LOCALHOST.into()
-                    }
-                    ip => ip,
+                // tunnel sockets send to the relay from its own address; when it binds every
+                // address, from 127.0.0.1 (a dual-stack [::] socket takes IPv4 too, and a host
+                // without IPv6 has no ::1)
+                tunnel_ip: if relay_bind.is_unspecified() {
+                    [127, 0, 0, 1].into()
+                } else {
+                    relay_bind
                 },
                 ..config.path.clone()
             },

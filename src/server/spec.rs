@@ -338,6 +338,10 @@ fn routes() -> Vec<Route> {
                     "sender or receiver (required): the side the token holds.",
                 ),
                 ("receiver", "The receiver slot, 1…N (default 1)."),
+                (
+                    "ticket",
+                    "The ticket of the side's `peer` coordinates (required): ties the tunnel to that side.",
+                ),
             ];
         }
         if route.path == "/api/session/{id}/connect" {

@@ -215,6 +215,13 @@ run_case() {
         [ "$path" = tunnel ] || reason+="${reason:+; }after UDP was unblocked streams[0].path is $path, expected tunnel"
         timeline+=" -> unblocked, then $path"
       fi
+      if [ "$name" = tunnel-after-relay ]; then
+        # only the camera, whose UDP never reached the relay, was moved: the decoder, which
+        # reached it, stays on UDP (the server decides, from what its relay heard)
+        local why
+        why=$(lab_json streams.0.path_reason <<<"$view") || why="(absent)"
+        [[ "$why" == *"sender's UDP never reached the relay"* ]] || reason="streams[0].path_reason does not name the sender as the side moved to its tunnel: $why"
+      fi
       break
     fi
     if [ "$(lab_stamp)" -ge "$deadline" ]; then

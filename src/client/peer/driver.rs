@@ -190,6 +190,10 @@ impl Driver<'_> {
                     }
                 }
                 _ = sleep_until(deadline) => machine.tick(std::time::Instant::now()),
+                note = tunnel_note(&mut self.tunnel) => {
+                    host.event(PeerEvent::Warning(note));
+                    Vec::new()
+                }
             };
             match self.execute(machine, host, actions).await {
                 Flow::Continue => {}
@@ -218,20 +222,30 @@ impl Driver<'_> {
                         queue.extend(machine.disconnected());
                     }
                 }
-                Action::Discover { stun_port, tag } => {
+                Action::Discover {
+                    stun_port,
+                    alternate,
+                    tag,
+                } => {
                     let result = match self.server_address(stun_port).await {
                         Some(server) => {
                             let local = SocketAddr::new(
                                 self.config.local_address,
                                 machine.config().local_port,
                             );
-                            nat::discover(local, server, self.config.stun_timeout, tag.as_deref())
-                                .await
+                            nat::discover_either(
+                                local,
+                                server,
+                                alternate,
+                                self.config.stun_timeout,
+                                tag.as_deref(),
+                            )
+                            .await
                         }
-                        None => Err(format!(
+                        None => Err(nat::DiscoveryError::local(format!(
                             "cannot resolve {} to an address of the local address's family",
                             self.server_host
-                        )),
+                        ))),
                     };
                     queue.extend(machine.discovered(result));
                 }
@@ -261,9 +275,11 @@ impl Driver<'_> {
                             self.tunnel = None;
                             self.server_address(port).await
                         }
-                        Target::Tunnel { stream, slot } => {
-                            self.open_tunnel(machine, host, &stream, slot).await
-                        }
+                        Target::Tunnel {
+                            stream,
+                            slot,
+                            ticket,
+                        } => self.open_tunnel(machine, host, stream, slot, ticket).await,
                     };
                     match to {
                         Some(to) => host.apply(&peer, to),
@@ -294,33 +310,36 @@ impl Driver<'_> {
         &mut self,
         machine: &PeerMachine,
         host: &mut impl PeerHost,
-        stream: &str,
+        stream: String,
         slot: u8,
+        ticket: String,
     ) -> Option<SocketAddr> {
-        let role = machine.config().role;
+        use crate::client::tunnel::{Tunnel, TunnelKey, TunnelServer};
+        let key = TunnelKey {
+            stream,
+            role: machine.config().role,
+            slot,
+            ticket,
+        };
         if let Some(t) = &self.tunnel
-            && t.carries(stream, role, slot)
+            && t.carries(&key)
         {
             return Some(t.local_addr());
         }
+        // (the old one, of another link or ticket, closes first)
+        self.tunnel = None;
         let srt = SocketAddr::new(self.config.local_address, machine.config().local_port);
-        let token = machine
-            .admitted_token()
-            .unwrap_or(&self.config.token)
-            .to_string();
-        match crate::client::tunnel::Tunnel::open(
-            &self.config.server,
-            &machine.config().session,
-            &token,
-            stream,
-            role,
-            slot,
-            srt,
-            self.config.connect_timeout,
-            &self.config.trust,
-        )
-        .await
-        {
+        let to = TunnelServer {
+            server: self.config.server.clone(),
+            session: machine.config().session.clone(),
+            token: machine
+                .admitted_token()
+                .unwrap_or(&self.config.token)
+                .to_string(),
+            timeout: self.config.connect_timeout,
+            trust: self.config.trust.clone(),
+        };
+        match Tunnel::open(to, key, srt).await {
             Ok(t) => {
                 let local = t.local_addr();
                 host.event(PeerEvent::Note(format!(
@@ -345,5 +364,16 @@ impl Driver<'_> {
             .ok()?
             .ok()?
             .find(|a| a.is_ipv4() == v4)
+    }
+}
+
+/// The open tunnel's next note; never, without a tunnel.
+async fn tunnel_note(tunnel: &mut Option<crate::client::tunnel::Tunnel>) -> String {
+    match tunnel {
+        Some(t) => match t.note().await {
+            Some(note) => note,
+            None => std::future::pending().await,
+        },
+        None => std::future::pending().await,
     }
 }

@@ -12,7 +12,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use super::super::error::ClientError;
-use super::super::nat::Discovery;
+use super::super::nat::{Discovery, DiscoveryError};
 use crate::protocol::{
     Admission, AdmissionState, ClientMessage, Cue, ErrorCode, Health, NatReport, PeerInfo,
     PeerMeta, Port, Register, Registered, Role, ServerMessage, SessionState, SessionUpdate,
@@ -29,9 +29,6 @@ pub const HELLO_WAIT: Duration = Duration::from_secs(1);
 /// While no peer has come, STUN discovery is repeated this often: it keeps the NAT mapping
 /// alive (UDP mappings expire after 30 s on Linux) and notices when it changed.
 pub const REPROBE: Duration = Duration::from_secs(20);
-/// A relayed link that has not come up this long after its coordinates: UDP to the relay looks
-/// blocked (only the STUN ports let through, say), and the side moves to the tunnel.
-pub const RELAY_WAIT: Duration = Duration::from_secs(10);
 /// A slot still held by this side's previous connection frees itself once the server notices
 /// it is gone; until then registration is retried this often.
 pub const SLOT_RETRY: Duration = Duration::from_secs(1);
@@ -105,7 +102,12 @@ pub enum Target {
     ServerPort(u16),
     /// The tunnel of this side of `stream` (receiver slot `slot`): the driver opens it and gives
     /// SRT its local end.
-    Tunnel { stream: String, slot: u8 },
+    Tunnel {
+        stream: String,
+        slot: u8,
+        /// What the tunnel URL names: ties it to this side of this link.
+        ticket: String,
+    },
 }
 
 /// What the host (the element, `punch peer`) is told.
@@ -140,10 +142,12 @@ pub enum PeerEvent {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
     Send(ClientMessage),
-    /// STUN discovery from the SRT port against the server's STUN port, its requests named
-    /// `tag`; answer with [`PeerMachine::discovered`].
+    /// STUN discovery from the SRT port against the server's STUN port (and its `alternate`
+    /// when that gets no answer), its requests named `tag`; answer with
+    /// [`PeerMachine::discovered`].
     Discover {
         stun_port: u16,
+        alternate: Option<u16>,
         tag: Option<String>,
     },
     /// Priming datagrams from the SRT port towards `to` (the driver skips them while SRT holds
@@ -203,8 +207,6 @@ pub struct PeerMachine {
     backoff: Duration,
     /// When the peer timeout runs out.
     peer_deadline: Option<Instant>,
-    /// A relayed link must be up by then, else the side moves to the tunnel.
-    relay_deadline: Option<Instant>,
     // -- per connection --
     /// A connection is open.
     online: bool,
@@ -247,7 +249,6 @@ impl PeerMachine {
             attempts: 0,
             backoff: BACKOFF_START,
             peer_deadline: None,
-            relay_deadline: None,
             online: false,
             registration_sent: false,
             registered_here: false,
@@ -355,6 +356,7 @@ impl PeerMachine {
         self.discovering = true;
         Some(Action::Discover {
             stun_port,
+            alternate: self.stun_ports.map(|[_, alt]| alt),
             tag: self.stun_tag.clone(),
         })
     }
@@ -437,13 +439,6 @@ impl PeerMachine {
                     return Vec::new();
                 }
                 self.peer_deadline = None;
-                // a relay between two Punch peers that does not connect: no UDP to it
-                self.relay_deadline = (p.relay
-                    && !p.tunnel
-                    && p.mode == crate::protocol::LinkMode::Rendezvous
-                    && self.config.reports
-                    && self.status != Some(SrtStatus::Connected))
-                .then(|| now + RELAY_WAIT);
                 self.coordinates(p)
             }
             ServerMessage::Tally(t) if self.stream.as_deref() == Some(t.stream.as_str()) => {
@@ -548,9 +543,19 @@ impl PeerMachine {
     fn coordinates(&mut self, peer: PeerInfo) -> Vec<Action> {
         let mut out = Vec::new();
         let target = if peer.tunnel {
+            let Some(ticket) = peer.ticket.clone() else {
+                return vec![Action::Event(PeerEvent::Warning(
+                    "the server sent tunnel coordinates without a tunnel ticket; ignoring them"
+                        .to_string(),
+                ))];
+            };
+            // the server decided this side has no UDP: it stays on the tunnel, also when it
+            // registers again
+            self.udp_blocked = true;
             Target::Tunnel {
                 stream: peer.stream.clone(),
                 slot: self.slot.or(self.config.receiver).unwrap_or(1),
+                ticket,
             }
         } else if peer.relay {
             match self.server_ip {
@@ -582,7 +587,7 @@ impl PeerMachine {
     }
 
     /// What STUN discovery found (or why it failed).
-    pub fn discovered(&mut self, result: Result<Discovery, String>) -> Vec<Action> {
+    pub fn discovered(&mut self, result: Result<Discovery, DiscoveryError>) -> Vec<Action> {
         self.discovering = false;
         let mut out = Vec::new();
         let changed = match result {
@@ -597,9 +602,11 @@ impl PeerMachine {
             Err(e) => {
                 // Not fatal: without it the server uses the declared port, which works behind
                 // port-preserving NATs, and falls back to its relay otherwise. Never an answer
-                // at all: UDP looks blocked, and the media goes over the tunnel.
-                let blocked = self.nat.is_none() && !self.udp_blocked;
-                self.udp_blocked |= self.nat.is_none();
+                // from either STUN port: UDP looks blocked, and the media goes over the tunnel.
+                // (A local failure, a port that cannot be bound, says nothing of the network.)
+                let unanswered = e.unanswered && self.nat.is_none();
+                let blocked = unanswered && !self.udp_blocked;
+                self.udp_blocked |= unanswered;
                 out.push(Action::Event(PeerEvent::Warning(if blocked {
                     format!(
                         "STUN discovery failed ({e}): UDP looks blocked; media will use the TCP tunnel"
@@ -630,9 +637,6 @@ impl PeerMachine {
             return Vec::new();
         }
         self.status = Some(now);
-        if up {
-            self.relay_deadline = None;
-        }
         let mut out = vec![Action::Event(PeerEvent::Srt(now))];
         if self.registered_here && self.config.reports {
             out.push(Action::Send(ClientMessage::Status(StatusReport {
@@ -655,7 +659,7 @@ impl PeerMachine {
     pub fn next_deadline(&self) -> Option<Instant> {
         let hello = self.hello_deadline.filter(|_| !self.registration_sent);
         let reprobe = self.next_reprobe.filter(|_| self.can_discover());
-        [hello, reprobe, self.peer_deadline, self.relay_deadline]
+        [hello, reprobe, self.peer_deadline]
             .into_iter()
             .flatten()
             .min()
@@ -664,19 +668,6 @@ impl PeerMachine {
     /// Timers: registering without a `hello`, repeating discovery, the peer timeout.
     pub fn tick(&mut self, now: Instant) -> Vec<Action> {
         let mut out = Vec::new();
-        if let Some(deadline) = self.relay_deadline
-            && deadline <= now
-        {
-            self.relay_deadline = None;
-            self.udp_blocked = true;
-            out.push(Action::Event(PeerEvent::Warning(format!(
-                "the relayed SRT link did not come up within {} s: UDP to the relay looks blocked; media will use the TCP tunnel",
-                RELAY_WAIT.as_secs()
-            ))));
-            if self.online {
-                out.push(self.register());
-            }
-        }
         if let Some(deadline) = self.peer_deadline
             && deadline <= now
         {

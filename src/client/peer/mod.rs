@@ -9,5 +9,5 @@ mod tests;
 pub use driver::{DriverConfig, PeerHost, run};
 pub use machine::{
     Action, BACKOFF_MAX, BACKOFF_START, FIRST_CONNECT_ATTEMPTS, Failure, FailureKind, HELLO_WAIT,
-    PeerConfig, PeerEvent, PeerMachine, RELAY_WAIT, REPROBE, SLOT_RETRY, Target,
+    PeerConfig, PeerEvent, PeerMachine, REPROBE, SLOT_RETRY, Target,
 };

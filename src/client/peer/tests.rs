@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use super::*;
 use crate::client::ClientError;
-use crate::client::nat::Discovery;
+use crate::client::nat::{Discovery, DiscoveryError};
 use crate::protocol::{
     ClientMessage, Closed, Endpoint, ErrorBody, ErrorCode, Hello, NatMapping, PeerInfo, PeerStatus,
     Registered, Role, ServerMessage, SessionState, SessionUpdate, SrtStatus, StreamSummary, Tally,
@@ -44,6 +44,7 @@ fn hello() -> ServerMessage {
 fn discover() -> Action {
     Action::Discover {
         stun_port: 3478,
+        alternate: Some(3479),
         tag: Some("tag-1".into()),
     }
 }
@@ -63,7 +64,11 @@ fn registered(stream: &str) -> ServerMessage {
 }
 
 fn peer(stream: &str, ip: &str, port: u16, relay: bool) -> ServerMessage {
-    ServerMessage::Peer(PeerInfo {
+    ServerMessage::Peer(peer_info(stream, ip, port, relay))
+}
+
+fn peer_info(stream: &str, ip: &str, port: u16, relay: bool) -> PeerInfo {
+    PeerInfo {
         stream: stream.into(),
         ip: ip.into(),
         port,
@@ -73,7 +78,25 @@ fn peer(stream: &str, ip: &str, port: u16, relay: bool) -> ServerMessage {
         relay,
         mode: Default::default(),
         tunnel: false,
+        ticket: None,
+    }
+}
+
+/// Relayed coordinates over this side's tunnel, with its ticket.
+fn tunnel_peer(stream: &str, ticket: Option<&str>) -> ServerMessage {
+    ServerMessage::Peer(PeerInfo {
+        tunnel: true,
+        ticket: ticket.map(String::from),
+        ..peer_info(stream, "", 40000, true)
     })
+}
+
+/// A discovery that got no answer from either STUN port.
+fn unanswered() -> DiscoveryError {
+    DiscoveryError {
+        unanswered: true,
+        message: "no STUN answer from 192.0.2.1 on port 3478 or 3479".into(),
+    }
 }
 
 fn found(mapped: &str, alt: &str) -> Discovery {
@@ -192,7 +215,7 @@ fn no_stun_registers_at_once_and_discovery_failure_is_not_fatal() {
     let mut m = PeerMachine::new(config());
     m.connected(now);
     m.message(hello(), now);
-    let a = m.discovered(Err("no STUN answer".into()));
+    let a = m.discovered(Err(unanswered()));
     assert!(matches!(&a[0], Action::Event(PeerEvent::Warning(w)) if w.contains("no STUN answer")));
     assert!(register_in(&a).unwrap().nat.is_none());
 }
@@ -598,7 +621,7 @@ fn no_stun_answer_means_the_tunnel() {
     let mut m = PeerMachine::new(config());
     m.connected(now);
     m.message(hello(), now);
-    let a = m.discovered(Err("no answer from 192.0.2.1:3478 within 1s".into()));
+    let a = m.discovered(Err(unanswered()));
     assert!(
         matches!(&a[0], Action::Event(PeerEvent::Warning(w)) if w.contains("TCP tunnel")),
         "{a:?}"
@@ -607,24 +630,17 @@ fn no_stun_answer_means_the_tunnel() {
         register_in(&a).unwrap().tunnel,
         "registered as a side without UDP"
     );
-    // its coordinates are the tunnel, not an address to prime
+    // its coordinates are the tunnel, with the ticket, not an address to prime
     m.message(registered("cam1"), now);
-    let a = m.message(
-        ServerMessage::Peer(PeerInfo {
-            stream: "cam1".into(),
-            ip: String::new(),
-            port: 40000,
-            passphrase: "0123456789abcdef".into(),
-            pbkeylen: 16,
-            latency: 200,
-            relay: true,
-            mode: Default::default(),
-            tunnel: true,
-        }),
-        now,
-    );
+    let a = m.message(tunnel_peer("cam1", Some("T1")), now);
     assert!(
-        matches!(&a[..], [Action::Apply { target: Target::Tunnel { stream, slot: 1 }, .. }] if stream == "cam1"),
+        matches!(&a[..], [Action::Apply { target: Target::Tunnel { stream, slot: 1, ticket }, .. }] if stream == "cam1" && ticket == "T1"),
+        "{a:?}"
+    );
+    // tunnel coordinates without a ticket cannot be used
+    let a = m.message(tunnel_peer("cam1", None), now);
+    assert!(
+        matches!(&a[..], [Action::Event(PeerEvent::Warning(w))] if w.contains("ticket")),
         "{a:?}"
     );
     // a forced tunnel does not even try STUN
@@ -638,7 +654,23 @@ fn no_stun_answer_means_the_tunnel() {
 }
 
 #[test]
-fn a_relayed_link_that_never_comes_up_moves_to_the_tunnel() {
+fn a_local_discovery_failure_does_not_mean_the_tunnel() {
+    let now = Instant::now();
+    let mut m = PeerMachine::new(config());
+    m.connected(now);
+    m.message(hello(), now);
+    let a = m.discovered(Err(DiscoveryError::local(
+        "cannot bind UDP 0.0.0.0:5000 for STUN discovery: address in use",
+    )));
+    assert!(
+        matches!(&a[0], Action::Event(PeerEvent::Warning(w)) if !w.contains("tunnel")),
+        "{a:?}"
+    );
+    assert!(!register_in(&a).unwrap().tunnel, "UDP may well work");
+}
+
+#[test]
+fn a_side_the_server_moves_to_its_tunnel_stays_there() {
     let now = Instant::now();
     let mut m = PeerMachine::new(PeerConfig {
         stun: false,
@@ -647,25 +679,24 @@ fn a_relayed_link_that_never_comes_up_moves_to_the_tunnel() {
     m.connected(now);
     m.message(hello(), now);
     m.message(registered("cam1"), now);
+    // relayed over UDP first; no timer of its own decides anything
     m.message(peer("cam1", "", 40000, true), now);
-    assert_eq!(m.next_deadline(), Some(now + RELAY_WAIT));
-    // not yet
-    assert!(m.tick(now + RELAY_WAIT / 2).is_empty());
-    let a = m.tick(now + RELAY_WAIT);
+    assert_eq!(m.next_deadline(), None);
+    // the relay never heard from this side: the server sends tunnel coordinates
+    let a = m.message(tunnel_peer("cam1", Some("T1")), now);
     assert!(
-        matches!(&a[0], Action::Event(PeerEvent::Warning(w)) if w.contains("TCP tunnel")),
+        matches!(
+            &a[..],
+            [Action::Apply {
+                target: Target::Tunnel { .. },
+                ..
+            }]
+        ),
         "{a:?}"
     );
-    assert!(register_in(&a).unwrap().tunnel);
-    // a link that comes up in time keeps the relay
-    let mut m = PeerMachine::new(PeerConfig {
-        stun: false,
-        ..config()
-    });
+    // after a signalling reconnect it registers as a side without UDP
+    m.disconnected();
     m.connected(now);
-    m.message(hello(), now);
-    m.message(registered("cam1"), now);
-    m.message(peer("cam1", "", 40000, true), now);
-    m.srt_link(true);
-    assert!(register_in(&m.tick(now + RELAY_WAIT)).is_none());
+    let a = m.message(hello(), now);
+    assert!(register_in(&a).expect("registers again").tunnel);
 }

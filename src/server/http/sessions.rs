@@ -195,18 +195,19 @@ pub(super) async fn connection_strings(
     .into_response())
 }
 
-/// `GET /api/ws/:id`: the signalling WebSocket of one session.
-/// `GET /api/tunnel/{id}`: which link.
+/// `GET /api/tunnel/{id}`: which link, and the side's ticket (from its `peer` coordinates).
 #[derive(serde::Deserialize)]
 pub(super) struct TunnelQuery {
     stream: String,
     role: Role,
     #[serde(default)]
     receiver: Option<u8>,
+    ticket: String,
 }
 
-/// `GET /api/tunnel/{id}?stream=S&role=R[&receiver=K]`: the tunnel of one side without UDP
-/// (`tunnel.rs`), with that side's token (or the admin token).
+/// `GET /api/tunnel/{id}?stream=S&role=R[&receiver=K]&ticket=T`: the tunnel of one side without
+/// UDP (`tunnel.rs`), with that side's token (or the admin token) and the ticket the server
+/// gave that side.
 pub(super) async fn tunnel_upgrade(
     State(state): State<Arc<AppState>>,
     session: AuthedSession,
@@ -215,7 +216,7 @@ pub(super) async fn tunnel_upgrade(
 ) -> Result<Response, ApiError> {
     let Query(q) = query.map_err(|e| {
         ApiError::bad_request(format!(
-            "bad query ({}); expected ?stream=NAME&role=sender|receiver[&receiver=N]",
+            "bad query ({}); expected ?stream=NAME&role=sender|receiver[&receiver=N]&ticket=T",
             e.body_text()
         ))
     })?;
@@ -245,11 +246,15 @@ pub(super) async fn tunnel_upgrade(
         slot: q.receiver.unwrap_or(1),
     };
     let handle = session.handle;
+    // refused here, with a status and a reason, rather than after the upgrade
+    let opened = crate::server::tunnel::open(&state, &handle, link.clone(), q.ticket).await?;
     Ok(upgrade
         .max_message_size(max)
         .max_frame_size(max)
         .on_upgrade(move |socket| {
-            tracker.track_future(crate::server::tunnel::run(socket, task_state, handle, link))
+            tracker.track_future(crate::server::tunnel::run(
+                socket, task_state, handle, link, opened,
+            ))
         }))
 }
 

@@ -16,8 +16,8 @@ use tokio::net::UdpSocket;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::gate::{Gate, Verdict};
-use super::{RelayStats, Release};
+use super::gate::{Admission, Gate, Verdict};
+use super::{RelayEvent, RelayStats, Release};
 use crate::server::limit::TokenBucket;
 
 /// Datagrams per system call.
@@ -32,8 +32,8 @@ pub(super) struct Forwarder {
     pub(super) sockets: [UdpSocket; 2],
     /// Who may use each side.
     pub(super) gates: [Gate; 2],
-    /// The Punch peers' registered IPs, as the session changes them.
-    pub(super) peers: watch::Receiver<[Option<IpAddr>; 2]>,
+    /// Who may use each Punch peer side, as the session changes it.
+    pub(super) peers: watch::Receiver<[Admission; 2]>,
     /// When anything was last forwarded (or the relay started).
     pub(super) last_heard: Instant,
     /// Whether anything was ever forwarded.
@@ -43,6 +43,8 @@ pub(super) struct Forwarder {
     pub(super) stats: Arc<RelayStats>,
     /// Frees itself after this long without forwarding anything (`None`: never).
     pub(super) idle: Option<Duration>,
+    /// When to say which side never sent, if only one did (`None`: not asked, or said).
+    pub(super) heard_by: Option<Instant>,
     /// Datagrams per system call (at most [`BATCH`]).
     pub(super) batch: usize,
     /// Which sockets are dual-stack (IPv6): looked up once, not per datagram.
@@ -116,7 +118,7 @@ impl Forwarder {
     pub(super) async fn run(
         mut self,
         stop: CancellationToken,
-        on_idle: impl FnOnce(bool),
+        on_event: impl Fn(RelayEvent),
         release: Release,
     ) {
         let mut batch = Batch::new();
@@ -130,6 +132,16 @@ impl Forwarder {
             let side = tokio::select! {
                 _ = stop.cancelled() => break false,
                 _ = idle_check.tick() => {
+                    if let Some(by) = self.heard_by
+                        && Instant::now() >= by
+                    {
+                        self.heard_by = None;
+                        let heard = self.gates.each_ref().map(|g| g.learned().is_some());
+                        if let Some(side) = (0..2).find(|&s| !heard[s] && heard[1 - s]) {
+                            tracing::info!(side, "relay never heard from one side");
+                            on_event(RelayEvent::Unheard { side });
+                        }
+                    }
                     if self.idle.is_some_and(|i| self.last_heard.elapsed() >= i) {
                         let learned = self.gates.each_ref().map(|g| g.learned());
                         tracing::info!(?learned, "relay idle; freeing its ports");
@@ -141,9 +153,9 @@ impl Forwarder {
                 r = self.sockets[1].readable() => { if r.is_err() { continue } 1 }
             };
             if self.peers.has_changed().unwrap_or(false) {
-                let peers = *self.peers.borrow_and_update();
-                for (gate, ip) in self.gates.iter_mut().zip(peers) {
-                    gate.set_peer_if_peer(ip);
+                let peers = self.peers.borrow_and_update().clone();
+                for (gate, admission) in self.gates.iter_mut().zip(peers) {
+                    gate.set_peer(admission);
                 }
             }
             // What is queued, without going back to the reactor per datagram; bounded, so that
@@ -160,7 +172,9 @@ impl Forwarder {
         drop(self.sockets);
         drop(release);
         if idled {
-            on_idle(self.carried);
+            on_event(RelayEvent::Idle {
+                carried: self.carried,
+            });
         }
     }
 

@@ -4,6 +4,9 @@
 //! * A **Punch peer**'s port locks onto the first datagram from the peer's registered IP. From
 //!   then on another address is taken only for a datagram of the relayed SRT connection (its
 //!   destination socket ID is the other side's): a stranger on the same IP is dropped.
+//! * A **tunnelled peer** (a side without UDP) sends from the server's own tunnel socket for it:
+//!   its port takes exactly that socket's address, which the session names when the tunnel
+//!   attaches; nothing else from the loopback gets in.
 //! * A **caller device** is not registered anywhere: its port takes handshakes from anyone, and
 //!   locks onto the caller whose conclusion handshake carries the side's stream ID. Inductions
 //!   (which create no state in the listener: it answers with a cookie) are passed on, and the
@@ -33,6 +36,16 @@ pub enum Admission {
     Peer(Option<IpAddr>),
     /// A caller device that must send this stream ID (`None`: the first caller locks).
     Caller { stream_id: Option<String> },
+    /// A Punch peer without UDP, whose datagrams come from the server's tunnel socket at this
+    /// address (`None`: its tunnel is not open).
+    Tunnel(Option<SocketAddr>),
+}
+
+impl Admission {
+    /// Held by a Punch peer (over UDP or its tunnel), whose place the session moves.
+    pub fn is_peer(&self) -> bool {
+        !matches!(self, Admission::Caller { .. })
+    }
 }
 
 /// What happens to a datagram that arrived on one side's port.
@@ -79,20 +92,13 @@ impl Gate {
         self.socket_id
     }
 
-    /// A Punch peer registered again (or left): only its new IP is let in.
-    pub fn set_peer(&mut self, ip: Option<IpAddr>) {
-        if self.admission != Admission::Peer(ip) {
-            self.admission = Admission::Peer(ip);
+    /// A Punch peer registered again, left, or moved to its tunnel: only its new place is let
+    /// in. A caller device's side is not a peer's and stays as it is.
+    pub fn set_peer(&mut self, admission: Admission) {
+        if self.admission.is_peer() && admission.is_peer() && self.admission != admission {
+            self.admission = admission;
             self.learned = None;
             self.socket_id = None;
-        }
-    }
-
-    /// As [`set_peer`](Self::set_peer), for a side held by a Punch peer (a caller device's
-    /// side has no registered IP).
-    pub fn set_peer_if_peer(&mut self, ip: Option<IpAddr>) {
-        if matches!(self.admission, Admission::Peer(_)) {
-            self.set_peer(ip);
         }
     }
 
@@ -119,6 +125,11 @@ impl Gate {
         } else {
             match self.admission.clone() {
                 Admission::Peer(ip) => self.admit_peer(ip, datagram, from, other_socket_id, now),
+                Admission::Tunnel(Some(at)) if at == from => {
+                    self.learn(from, now);
+                    Verdict::Forward
+                }
+                Admission::Tunnel(_) => Verdict::Stranger,
                 Admission::Caller { stream_id } => {
                     self.admit_caller(stream_id.as_deref(), datagram, from, other_socket_id, now)
                 }
@@ -381,9 +392,38 @@ mod tests {
         );
         assert_eq!(gate.learned(), Some(same_ip));
         // it registered again from elsewhere: only the new IP now
-        gate.set_peer(Some("192.0.2.8".parse().unwrap()));
+        gate.set_peer(Admission::Peer(Some("192.0.2.8".parse().unwrap())));
         assert_eq!(gate.learned(), None);
         assert_eq!(gate.admit(b"x", same_ip, None, now), Verdict::Stranger);
         assert_eq!(gate.admit(b"x", other_ip, None, now), Verdict::Forward);
+    }
+
+    #[test]
+    fn a_tunnelled_side_takes_only_its_tunnel_socket() {
+        let now = Instant::now();
+        let (tunnel, other_loopback) = (addr("127.0.0.1:41000"), addr("127.0.0.1:41001"));
+        // the side moved to its tunnel, which is not open yet: nobody gets in
+        let mut gate = Gate::new(Admission::Peer(Some("192.0.2.7".parse().unwrap())));
+        gate.set_peer(Admission::Tunnel(None));
+        assert_eq!(gate.admit(b"x", tunnel, None, now), Verdict::Stranger);
+        gate.set_peer(Admission::Tunnel(Some(tunnel)));
+        assert_eq!(
+            gate.admit(b"x", other_loopback, None, now),
+            Verdict::Stranger
+        );
+        assert_eq!(gate.admit(b"x", tunnel, None, now), Verdict::Forward);
+        assert_eq!(gate.learned(), Some(tunnel));
+        // its tunnel was opened again from another socket: the old one is out at once
+        gate.set_peer(Admission::Tunnel(Some(other_loopback)));
+        assert_eq!(gate.learned(), None);
+        assert_eq!(gate.admit(b"x", tunnel, None, now), Verdict::Stranger);
+        assert_eq!(
+            gate.admit(b"x", other_loopback, None, now),
+            Verdict::Forward
+        );
+        // a caller device's side is not moved by a peer's place
+        let mut device = Gate::new(Admission::Caller { stream_id: None });
+        device.set_peer(Admission::Tunnel(Some(tunnel)));
+        assert_eq!(device.admit(b"x", tunnel, None, now), Verdict::Stranger);
     }
 }

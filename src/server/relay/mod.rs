@@ -52,6 +52,8 @@ pub struct RelayConfig {
     pub ports: Option<(u16, u16)>,
     /// Address the relay sockets bind.
     pub bind: IpAddr,
+    /// How long a relay between two Punch peers waits for both to send ([`HEARD_WAIT`]).
+    pub heard_wait: Duration,
     /// Datagrams taken or sent per system call, 1 to [`forward::BATCH`] (1: one call per
     /// datagram, as before batching; kept for the benchmark's comparison).
     pub batch: usize,
@@ -68,6 +70,7 @@ impl Default for RelayConfig {
             idle: Duration::from_secs(60),
             ports: None,
             bind: IpAddr::from([0, 0, 0, 0]),
+            heard_wait: HEARD_WAIT,
             batch: forward::BATCH,
         }
     }
@@ -140,6 +143,10 @@ pub struct RelaySpec {
     /// Whether it frees itself after the idle time without traffic: not a caller device's
     /// relay, which waits for its device for as long as the stream exists.
     pub idles: bool,
+    /// Whether it reports a side it never heard from ([`RelayEvent::Unheard`]): for two Punch
+    /// peers over UDP that report their links (a third-party tool's side may be slow to
+    /// start, and a tunnelled side has nowhere further to go).
+    pub check_heard: bool,
     /// The client addresses it counts against (`--relay-per-ip`).
     pub clients: Vec<IpAddr>,
 }
@@ -153,9 +160,24 @@ impl RelaySpec {
             sides: ips.map(|ip| Admission::Peer(Some(ip))),
             ports: [0, 0],
             idles: true,
+            check_heard: false,
             clients: ips.to_vec(),
         }
     }
+}
+
+/// How long a relay between two Punch peers waits for both to send before it says which one
+/// it never heard from (that side's UDP to the relay is blocked: it moves to its tunnel).
+pub const HEARD_WAIT: Duration = Duration::from_secs(10);
+
+/// What a relay tells its session by itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RelayEvent {
+    /// It freed itself for lack of traffic; whether it had carried anything before.
+    Idle { carried: bool },
+    /// [`HEARD_WAIT`] after its start one side had sent while this one (0 sender, 1 receiver)
+    /// had sent nothing.
+    Unheard { side: usize },
 }
 
 /// A running relay; dropping it stops forwarding and frees its ports.
@@ -164,15 +186,17 @@ pub struct Relay {
     /// `[sender's port, receiver's port]`.
     pub ports: [u16; 2],
     stop: CancellationToken,
-    /// The registered IP of each Punch peer side, changed when it registers again or leaves.
-    peers: watch::Sender<[Option<IpAddr>; 2]>,
+    /// Who may use each Punch peer side, changed when it registers again, leaves or moves to
+    /// its tunnel.
+    peers: watch::Sender<[Admission; 2]>,
 }
 
 impl Relay {
-    /// The Punch peer of `side` (0 sender, 1 receiver) is now at `ip` (`None`: it left).
-    pub fn set_peer(&self, side: usize, ip: Option<IpAddr>) {
+    /// The Punch peer of `side` (0 sender, 1 receiver) is now where `admission` says
+    /// (`Peer(None)`: it left).
+    pub fn set_peer(&self, side: usize, admission: Admission) {
         self.peers
-            .send_if_modified(|p| std::mem::replace(&mut p[side], ip) != ip);
+            .send_if_modified(|p| std::mem::replace(&mut p[side], admission.clone()) != admission);
     }
 }
 
@@ -239,12 +263,12 @@ impl RelayService {
         Ok(())
     }
 
-    /// Starts a relay as `spec` says. `on_idle` runs if the relay frees itself for lack of
-    /// traffic, told whether it had carried anything before.
+    /// Starts a relay as `spec` says. `on_event` hears what the relay finds by itself (it
+    /// freed itself for lack of traffic; a side never sent).
     pub async fn allocate(
         &self,
         spec: RelaySpec,
-        on_idle: impl FnOnce(bool) + Send + 'static,
+        on_event: impl Fn(RelayEvent) + Send + 'static,
     ) -> Result<Relay, Refusal> {
         let mut keys: Vec<IpAddr> = spec.clients.iter().map(|ip| client_key(*ip)).collect();
         keys.sort();
@@ -278,10 +302,7 @@ impl RelayService {
             sockets[1].local_addr().map(|a| a.port()).unwrap_or(0),
         ];
         let stop = CancellationToken::new();
-        let (peers, peers_rx) = watch::channel(spec.sides.clone().map(|a| match a {
-            Admission::Peer(ip) => ip,
-            Admission::Caller { .. } => None,
-        }));
+        let (peers, peers_rx) = watch::channel(spec.sides.clone());
         let v6 = [
             sockets[0].local_addr().is_ok_and(|a| a.is_ipv6()),
             sockets[1].local_addr().is_ok_and(|a| a.is_ipv6()),
@@ -297,11 +318,15 @@ impl RelayService {
             total: self.total.clone(),
             stats: self.stats.clone(),
             idle: spec.idles.then_some(self.config.idle),
+            heard_by: spec
+                .check_heard
+                .then(|| Instant::now() + self.config.heard_wait),
             batch: self.config.batch.clamp(1, forward::BATCH),
         };
-        tokio::spawn(forwarder.run(stop.clone(), on_idle, release));
+        tokio::spawn(forwarder.run(stop.clone(), on_event, release));
         tracing::info!(session = spec.session, ?ports, sides = ?spec.sides.map(|s| match s {
             Admission::Peer(ip) => format!("peer {ip:?}"),
+            Admission::Tunnel(at) => format!("tunnel {at:?}"),
             Admission::Caller { stream_id } => format!("caller device (stream ID {})", if stream_id.is_some() { "checked" } else { "not checked" }),
         }), "relay started");
         Ok(Relay { ports, stop, peers })

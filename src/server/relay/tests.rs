@@ -262,10 +262,15 @@ async fn a_relay_that_carries_nothing_is_freed_after_the_idle_time() {
         ..Default::default()
     });
     let (tx, rx) = tokio::sync::oneshot::channel();
+    let tx = std::sync::Mutex::new(Some(tx));
     let started = Instant::now();
     let relay = service
-        .allocate(RelaySpec::peers("s", [LOCAL, LOCAL]), move |carried| {
-            let _ = tx.send(carried);
+        .allocate(RelaySpec::peers("s", [LOCAL, LOCAL]), move |event| {
+            if let RelayEvent::Idle { carried } = event
+                && let Some(tx) = tx.lock().unwrap().take()
+            {
+                let _ = tx.send(carried);
+            }
         })
         .await
         .unwrap();
@@ -302,4 +307,65 @@ fn bandwidth_cap_allows_a_quarter_second_burst() {
     }
     assert_eq!(sent, 250_000);
     assert!(b.take(1000.0, start + Duration::from_millis(2)));
+}
+
+#[tokio::test]
+async fn a_relay_names_the_side_it_never_heard_from() {
+    let service = local_service(RelayConfig {
+        heard_wait: Duration::from_millis(300),
+        ..Default::default()
+    });
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let spec = RelaySpec {
+        check_heard: true,
+        ..RelaySpec::peers("s", [LOCAL, LOCAL])
+    };
+    let relay = service
+        .allocate(spec, move |event| {
+            let _ = tx.send(event);
+        })
+        .await
+        .unwrap();
+    // only the receiver's datagrams arrive: the sender's UDP to the relay is blocked
+    let receiver = UdpSocket::bind((LOCAL, 0)).await.unwrap();
+    receiver
+        .send_to(&handshake_packet(0, 1, 0), (LOCAL, relay.ports[1]))
+        .await
+        .unwrap();
+    let event = tokio::time::timeout(Duration::from_secs(3), rx.recv())
+        .await
+        .expect("an event within the wait and a check")
+        .unwrap();
+    assert_eq!(event, RelayEvent::Unheard { side: 0 });
+    // said once
+    assert!(
+        tokio::time::timeout(Duration::from_millis(1500), rx.recv())
+            .await
+            .is_err()
+    );
+
+    // both sides sent: nothing to say
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let spec = RelaySpec {
+        check_heard: true,
+        ..RelaySpec::peers("s", [LOCAL, LOCAL])
+    };
+    let relay = service
+        .allocate(spec, move |event| {
+            let _ = tx.send(event);
+        })
+        .await
+        .unwrap();
+    let sender = UdpSocket::bind((LOCAL, 0)).await.unwrap();
+    for (s, port) in [(&sender, relay.ports[0]), (&receiver, relay.ports[1])] {
+        s.send_to(&handshake_packet(0, 1, 0), (LOCAL, port))
+            .await
+            .unwrap();
+    }
+    assert!(
+        tokio::time::timeout(Duration::from_millis(1800), rx.recv())
+            .await
+            .is_err(),
+        "both sides were heard"
+    );
 }

@@ -674,11 +674,9 @@ impl SessionCore {
             }
             other => other,
         };
-        let udp_ip = if r.tunnel {
-            self.policy.tunnel_ip
-        } else {
-            mapped.map(|(mip, _)| mip).unwrap_or(ip)
-        };
+        // (a tunnelled side's datagrams come from the server's tunnel socket, which the relay
+        // admits by its exact address; this IP is what the side counts against)
+        let udp_ip = mapped.map(|(mip, _)| mip).unwrap_or(ip);
         let mapped = mapped.map(|(mip, port)| Endpoint {
             ip: mip.to_string(),
             port,
@@ -707,6 +705,9 @@ impl SessionCore {
             });
             if let Some(c) = core.conns.get_mut(&conn) {
                 c.slot = Some((idx, r.role));
+            }
+            if r.tunnel {
+                core.ensure_ticket(idx, me);
             }
             let place = Place {
                 address: address.clone(),

@@ -156,7 +156,7 @@ impl SessionCore {
                 .check_streamid
                 .then(|| caller_stream_id(&self.rec.streams[idx].name, &device.key)),
         };
-        sides[punch] = Admission::Peer(punch_ip);
+        sides[punch] = self.side_admission(idx, punch);
         let mut ports = [0, 0];
         ports[me] = device.port;
         let clients: Vec<IpAddr> = self.rec.creator.into_iter().chain(punch_ip).collect();
@@ -172,6 +172,7 @@ impl SessionCore {
                 sides,
                 ports,
                 idles: false,
+                check_heard: false,
                 clients,
             },
         });
@@ -254,7 +255,7 @@ impl SessionCore {
             fx.relay.push(RelayOp::SetPeer {
                 stream: idx,
                 side: punch,
-                ip: self.holders[idx][punch].as_ref().map(|h| h.udp_ip),
+                admission: self.side_admission(idx, punch),
             });
         }
     }

@@ -1,11 +1,9 @@
 //! What handling one event asks the session's owner to do: messages to send, changes to
 //! store, relays to start or stop. The core returns these; the actor carries them out.
 
-use std::net::IpAddr;
-
 use super::persist::StoreOp;
 use crate::protocol::{ErrorBody, ErrorCode, ServerMessage};
-use crate::server::relay::RelaySpec;
+use crate::server::relay::{Admission, RelaySpec};
 
 /// Identifies one WebSocket connection of the server.
 pub type ConnId = u64;
@@ -30,11 +28,12 @@ pub enum RelayOp {
         device: bool,
         spec: RelaySpec,
     },
-    /// The Punch peer of side `side` (0 sender, 1 receiver) of a running relay is now at `ip`.
+    /// The Punch peer of side `side` (0 sender, 1 receiver) of a running relay is now where
+    /// `admission` says (registered again, left, or its tunnel opened).
     SetPeer {
         stream: usize,
         side: usize,
-        ip: Option<IpAddr>,
+        admission: Admission,
     },
     Stop {
         stream: usize,

@@ -10,10 +10,12 @@
 //! * `device.rs`: sides held by SRT devices (caller, listener) and cues.
 //! * `operate.rs`: tally, latency, close, and the `session` summary to every connection.
 //! * `path.rs`: pairing and the path policy (direct rendezvous or relay).
+//! * `tunnel.rs`: sides without UDP: their tunnel tickets and sockets, and the move of a side
+//!   the relay never heard from to its tunnel.
 //! * `view.rs`: the summary, the full view and the connection-string coordinates.
 //! * `effects.rs`: what the core asks its owner to do.
 //! * `error.rs`: why an operation was refused ([`SessionError`]).
-//! * `actor.rs`: the task and its handle.
+//! * `actor/`: the task and its handle (`relay.rs`: the relays it starts and stops).
 
 mod actor;
 mod admission;
@@ -27,6 +29,7 @@ mod operate;
 mod path;
 pub mod persist;
 mod receivers;
+mod tunnel;
 mod view;
 
 pub use actor::{AdmitTo, Outbound, SessionEnv, SessionHandle, spawn};

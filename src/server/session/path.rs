@@ -56,6 +56,9 @@ pub(super) struct StreamRuntime {
     pub(super) direct_deadline: Option<i64>,
     /// Bumped whenever the pairing starts over, so that a late relay answer is recognised.
     pub(super) generation: u64,
+    /// `[sender, receiver]`: the tunnel of a side without UDP (`tunnel.rs`), kept across
+    /// pairings.
+    pub(super) tunnels: [Option<super::tunnel::TunnelSide>; 2],
     /// Where each side was when the current path was chosen. A side that comes back from the
     /// same place (a signalling reconnect: its SRT never stopped) keeps the path and the relay.
     pub(super) paired: Option<[Place; 2]>,
@@ -95,12 +98,11 @@ impl SessionCore {
                 }
             },
         };
-        let tunnel = relay
-            && self.holders[idx][slot_index(recipient)]
-                .as_ref()
-                .is_some_and(|h| h.tunnel);
+        let me = slot_index(recipient);
+        let tunnel = relay && self.holders[idx][me].as_ref().is_some_and(|h| h.tunnel);
         PeerInfo {
             tunnel,
+            ticket: self.ticket(idx, me).filter(|_| tunnel),
             stream: s.stream().to_string(),
             ip,
             port,
@@ -173,8 +175,22 @@ impl SessionCore {
             // the relay runs from the start; the coordinates go out once it does
             return self.runtime[idx].relay_ports.is_some();
         }
+        let tunnelled = [Role::Sender, Role::Receiver].into_iter().find(|r| {
+            self.holders[idx][slot_index(*r)]
+                .as_ref()
+                .is_some_and(|h| h.tunnel)
+        });
         if let Some((role, addr)) = self.listener_device(idx) {
             let rt = &mut self.runtime[idx];
+            if let Some(punch) = tunnelled {
+                // its datagrams reach only the relay, and the relay does not call listeners
+                rt.path = None;
+                rt.path_reason = Some(format!(
+                    "the {punch} has no UDP and the {role} is an SRT listener device at {addr}: the tunnel cannot call a listener device; set the device to caller mode (it then calls the relay), or give the {punch} UDP"
+                ));
+                fx.view_changed = true;
+                return false;
+            }
             rt.path = Some(MediaPath::Direct);
             rt.path_reason = Some(format!(
                 "the {role} is an SRT listener device at {addr}: the Punch side calls it"
@@ -193,15 +209,19 @@ impl SessionCore {
             self.runtime[idx].paired = Some([s, r]);
         }
         // a side without UDP: only the relay, its datagrams over the tunnel, can carry it
-        let tunnelled = [Role::Sender, Role::Receiver].into_iter().find(|r| {
-            self.holders[idx][slot_index(*r)]
-                .as_ref()
-                .is_some_and(|h| h.tunnel)
-        });
         if let Some(role) = tunnelled {
-            let why = format!(
-                "the {role} has no UDP (its STUN requests went unanswered): its media goes over the TCP tunnel, through the relay"
-            );
+            let unheard = self.runtime[idx].tunnels[slot_index(role)]
+                .as_ref()
+                .is_some_and(|t| t.unheard);
+            let why = if unheard {
+                format!(
+                    "the {role}'s UDP never reached the relay (only STUN got through): its media goes over the TCP tunnel, through the relay"
+                )
+            } else {
+                format!(
+                    "the {role} has no UDP (its STUN requests went unanswered, or it is set to use the tunnel): its media goes over the TCP tunnel, through the relay"
+                )
+            };
             if self.policy.relay {
                 self.request_relay(idx, why, fx);
                 return false;
@@ -262,7 +282,16 @@ impl SessionCore {
                 .unwrap_or(IpAddr::from([0, 0, 0, 0]))
         };
         let ips = [ip_of(&self.holders[idx][0]), ip_of(&self.holders[idx][1])];
-        let spec = RelaySpec::peers(&self.rec.name, ips);
+        let udp_reporters = self.holders[idx]
+            .iter()
+            .all(|h| h.as_ref().is_some_and(|h| h.reports && !h.tunnel));
+        let spec = RelaySpec {
+            sides: [self.side_admission(idx, 0), self.side_admission(idx, 1)],
+            // two Punch peers over UDP: the relay names a side it never hears from, which
+            // then moves to its tunnel (`tunnel.rs`)
+            check_heard: udp_reporters,
+            ..RelaySpec::peers(&self.rec.name, ips)
+        };
         let rt = &mut self.runtime[idx];
         rt.relay_pending = Some(why);
         rt.direct_deadline = None;

@@ -197,30 +197,6 @@ impl SessionCore {
             .collect()
     }
 
-    /// The relay port the tunnel of `role` of `stream` (receiver slot `slot`) sends to, once its
-    /// link is relayed.
-    pub fn tunnel_port(
-        &self,
-        stream: &str,
-        role: Role,
-        slot: u8,
-    ) -> Result<Option<u16>, crate::server::session::SessionError> {
-        let head = self.stream_index(stream)?;
-        let link = self.pick_link(
-            head,
-            role,
-            Some(slot.max(1)),
-            None,
-            (std::net::IpAddr::from([0, 0, 0, 0]), [0, 0]),
-        );
-        let link = link.map_err(|e| {
-            crate::server::session::SessionError::new(crate::protocol::ErrorCode::UnknownStream, e)
-        })?;
-        Ok(self.runtime[link]
-            .relay_ports
-            .map(|ports| ports[slot_index(role)]))
-    }
-
     /// Whether connections with `scope` have reached their cap: the per-side cap, times the
     /// stream's receivers (a sender holds one connection per receiver).
     pub(super) fn side_full(&self, scope: &Scope, count: usize) -> Option<usize> {

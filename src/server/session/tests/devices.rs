@@ -98,7 +98,7 @@ fn a_caller_camera_gets_a_relay_port_for_good_and_the_decoder_listens_behind_it(
     assert!(fx.relay.contains(&RelayOp::SetPeer {
         stream: 0,
         side: 1,
-        ip: Some(ip("198.51.100.2"))
+        admission: Admission::Peer(Some(ip("198.51.100.2")))
     }));
     assert_eq!(core.state(), SessionState::Relaying);
     assert_eq!(core.next_deadline(), None, "no direct attempt to time out");
@@ -117,7 +117,7 @@ fn a_caller_camera_gets_a_relay_port_for_good_and_the_decoder_listens_behind_it(
     assert!(fx.relay.contains(&RelayOp::SetPeer {
         stream: 0,
         side: 1,
-        ip: None
+        admission: Admission::Peer(None)
     }));
     assert_eq!(core.view().streams[0].sender.status, PeerStatus::Waiting);
     // Nobody can register as the camera.

@@ -3,27 +3,31 @@
 //! the server talks to it.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::core::{ConnLimits, SessionCore};
-use super::effects::{ConnId, Effects, RelayOp, Target};
+use super::effects::{ConnId, Effects, Target};
 use super::error::SessionError;
 use super::model::SessionRecord;
 use super::path::PathPolicy;
 use super::persist::{Store, StoreOp};
+use super::tunnel::Tunnels;
 use super::view::StreamCoordinates;
 use crate::protocol::{
     ClientMessage, ErrorCode, Role, ServerMessage, SessionView, SideSpec, TallyState, close_code,
 };
-use crate::server::relay::{Relay, RelayService};
+use crate::server::relay::{Relay, RelayEvent, RelayService};
 use crate::server::time::now_ms;
 use crate::server::token::Scope;
+use crate::server::tunnel::TunnelLink;
+
+mod relay;
 
 /// What a connection task receives from its session.
 #[derive(Debug, Clone)]
@@ -71,12 +75,13 @@ enum Command {
     Coordinates {
         reply: oneshot::Sender<Vec<StreamCoordinates>>,
     },
-    /// The relay port a tunnelled side's datagrams go to (`None`: no relay runs for it yet).
-    TunnelPort {
-        stream: String,
-        role: Role,
-        slot: u8,
-        reply: oneshot::Sender<Result<Option<u16>, SessionError>>,
+    /// A tunnel opened (`tunnel.rs`): its socket `at`; it hears its relay port on the reply's
+    /// receiver.
+    AttachTunnel {
+        link: TunnelLink,
+        ticket: String,
+        at: SocketAddr,
+        reply: oneshot::Sender<Result<watch::Receiver<Option<u16>>, SessionError>>,
     },
     Side {
         stream: String,
@@ -106,11 +111,10 @@ enum Command {
         peer: String,
         reply: oneshot::Sender<Result<Role, SessionError>>,
     },
-    RelayIdle {
+    Relay {
         stream: usize,
         generation: u64,
-        /// Whether it had carried anything.
-        carried: bool,
+        event: RelayEvent,
     },
     Close {
         reason: String,
@@ -285,17 +289,19 @@ impl SessionHandle {
         self.request(|reply| Command::Coordinates { reply }).await
     }
 
-    /// Where the tunnel of `role` of `stream` (receiver slot `slot`) sends: its relay port.
-    pub async fn tunnel_port(
+    /// A tunnel of `link` with `ticket` opened; its datagrams come from `at`. The receiver
+    /// has the relay port to send to (`None`: no relay yet) and ends when the tunnel is
+    /// replaced by a newer one of its side, or the session goes.
+    pub async fn attach_tunnel(
         &self,
-        stream: String,
-        role: Role,
-        slot: u8,
-    ) -> Result<Option<u16>, SessionError> {
-        self.request(|reply| Command::TunnelPort {
-            stream,
-            role,
-            slot,
+        link: TunnelLink,
+        ticket: String,
+        at: SocketAddr,
+    ) -> Result<watch::Receiver<Option<u16>>, SessionError> {
+        self.request(|reply| Command::AttachTunnel {
+            link,
+            ticket,
+            at,
             reply,
         })
         .await?
@@ -358,6 +364,7 @@ pub fn spawn(rec: SessionRecord, env: SessionEnv) -> SessionHandle {
         view_due: None,
         view_sent: tokio::time::Instant::now() - VIEW_INTERVAL,
         relay_freed: env.relay.freed(),
+        tunnels: Tunnels::default(),
         meter: crate::server::metrics::SessionMeter::new(env.metrics.clone()),
         env: env.clone(),
     };
@@ -372,6 +379,8 @@ struct Actor {
     outs: HashMap<ConnId, mpsc::Sender<Outbound>>,
     /// Running relays by stream index.
     relays: HashMap<usize, Relay>,
+    /// Open tunnels, told their relay port after every event.
+    tunnels: Tunnels,
     /// When the dashboards are due a fresh view.
     view_due: Option<tokio::time::Instant>,
     view_sent: tokio::time::Instant,
@@ -501,13 +510,23 @@ impl Actor {
             Command::Coordinates { reply } => {
                 let _ = reply.send(self.core.coordinates());
             }
-            Command::TunnelPort {
-                stream,
-                role,
-                slot,
+            Command::AttachTunnel {
+                link,
+                ticket,
+                at,
                 reply,
             } => {
-                let _ = reply.send(self.core.tunnel_port(&stream, role, slot));
+                let attached =
+                    self.core
+                        .attach_tunnel(&link.stream, link.role, link.slot, &ticket, at);
+                let answer = match attached {
+                    Ok((key, fx)) => {
+                        let _ = self.apply(fx).await;
+                        Ok(self.tunnels.attach(&self.core, key, at))
+                    }
+                    Err(e) => Err(e),
+                };
+                let _ = reply.send(answer);
             }
             Command::Side {
                 stream,
@@ -542,12 +561,19 @@ impl Actor {
                 let result = self.core.cue(&stream, role, &text, at, now);
                 self.apply_and_answer(result, reply).await;
             }
-            Command::RelayIdle {
+            Command::Relay {
                 stream,
                 generation,
-                carried,
+                event,
             } => {
-                let fx = self.core.relay_idle(stream, generation, carried, now);
+                let fx = match event {
+                    RelayEvent::Idle { carried } => {
+                        self.core.relay_idle(stream, generation, carried, now)
+                    }
+                    RelayEvent::Unheard { side } => {
+                        self.core.relay_unheard(stream, generation, side, now)
+                    }
+                };
                 let _ = self.apply(fx).await; // a failed store is logged and retried
             }
             Command::Close { reason, reply } => {
@@ -712,65 +738,8 @@ impl Actor {
         for op in fx.relay {
             self.relay(op).await;
         }
+        self.tunnels.refresh(&self.core);
         stored
-    }
-}
-
-impl Actor {
-    async fn relay(&mut self, op: RelayOp) {
-        match op {
-            RelayOp::Stop { stream } => {
-                self.relays.remove(&stream);
-            }
-            RelayOp::SetPeer { stream, side, ip } => {
-                if let Some(relay) = self.relays.get(&stream) {
-                    relay.set_peer(side, ip);
-                }
-            }
-            RelayOp::Start {
-                stream,
-                generation,
-                device,
-                spec,
-            } => {
-                // The relay's task tells this session when it frees itself.
-                let me = self.me.clone();
-                let on_idle = move |carried| {
-                    if let Some(tx) = me.upgrade() {
-                        // Waits for room: a lost notice would leave the stream on dead ports.
-                        tokio::spawn(async move {
-                            let _ = tx
-                                .send(Command::RelayIdle {
-                                    stream,
-                                    generation,
-                                    carried,
-                                })
-                                .await;
-                        });
-                    }
-                };
-                // (a caller device's relay first lets go of the port it takes again)
-                if device {
-                    self.relays.remove(&stream);
-                }
-                let fx = match self.env.relay.allocate(spec, on_idle).await {
-                    Ok(relay) => {
-                        let (current, fx) = if device {
-                            self.core.device_relay_ready(stream, relay.ports)
-                        } else {
-                            self.core.relay_ready(stream, generation, relay.ports)
-                        };
-                        if current {
-                            self.relays.insert(stream, relay);
-                        }
-                        fx
-                    }
-                    Err(e) if device => self.core.device_relay_failed(stream, &e),
-                    Err(e) => self.core.relay_failed(stream, generation, &e),
-                };
-                let _ = Box::pin(self.apply(fx)).await;
-            }
-        }
     }
 }
 
