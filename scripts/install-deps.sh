@@ -21,6 +21,8 @@ PACKAGES=(
   # systemd-analyze verify checks packaging/punch.service; openssl pins the test certificate
   # for the browser over built-in TLS
   systemd openssl
+  # a throwaway PostgreSQL cluster per storage test (initdb, pg_ctl), the second storage engine
+  postgresql
   # promtool checks the /metrics exposition
   prometheus
 )

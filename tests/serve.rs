@@ -241,3 +241,34 @@ fn without_a_create_key_the_server_warns_and_with_one_the_cli_passes_it() {
     assert!(ok, "{err}");
     assert!(out.contains("Session    keyed"), "{out}");
 }
+
+#[test]
+fn punch_serve_keeps_its_sessions_in_postgresql() {
+    let pg = common::postgres::Postgres::start();
+    let db = pg.database("punch").replace("punch@", "punch:hunter2@");
+    let first = Serve::start(&["--db", &db]);
+    let shown = db.replace(":hunter2", "");
+    assert!(!first.log().contains("hunter2"), "{}", first.log());
+    runtime().block_on(create(&first.base, serde_json::json!({"name": "pg-kept"})));
+    // a second server on the same database is refused at once, naming it without the password
+    let (ok, _, err) = punch(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--stun-port",
+        "0",
+        "--db",
+        &db,
+    ]);
+    assert!(!ok);
+    assert!(
+        err.contains(&shown) && err.contains("another punch serve") && !err.contains("hunter2"),
+        "{err}"
+    );
+    drop(first);
+    // the next one finds the session
+    let second = Serve::start(&["--db", &db]);
+    let page = http_get(&second.base, "/healthz");
+    assert!(page.contains("\"sessions\":1"), "{page}");
+    drop(second);
+}

@@ -57,8 +57,9 @@ pub struct ServeArgs {
     /// Address and port to listen on (HTTP and WebSocket).
     #[arg(long, default_value = "0.0.0.0:8787", env = "PUNCH_LISTEN")]
     listen: SocketAddr,
-    /// SQLite database file holding sessions and the token secret; `:memory:` keeps nothing.
-    /// One server per file: a second one refuses to start.
+    /// Where sessions and the token secret are kept: an SQLite database file (`:memory:` keeps
+    /// nothing), or a PostgreSQL database, `postgres://USER[:PASSWORD]@HOST:PORT/DBNAME`. One
+    /// server per database: a second one refuses to start.
     #[arg(long, default_value = "punch.db", env = "PUNCH_DB")]
     db: String,
     /// Base URL peers and browsers use to reach this server (e.g. https://punch.example.org),
@@ -205,7 +206,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
     if secret.as_ref().is_some_and(|s| s.len() < 16) {
         return Err("the token secret must be at least 16 bytes".into());
     }
-    let db = if args.db == ":memory:" {
+    let db = if args.db == ":memory:" || crate::server::store::is_postgres(&args.db) {
         args.db.clone()
     } else {
         std::path::absolute(&args.db)
@@ -311,7 +312,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
         if args.db == ":memory:" {
             "in memory (lost on exit)".to_string()
         } else {
-            args.db.clone()
+            crate::server::store::redacted(&args.db)
         }
     );
     if args.demo {

@@ -158,7 +158,7 @@ impl Server {
                 .insert(handle, usize::MAX, usize::MAX)
                 .map_err(|e| e.message)?;
         }
-        tracing::info!(db = %config.db, restored, "database open");
+        tracing::info!(db = %store::redacted(&config.db), restored, "database open");
         let state = Arc::new(AppState {
             key: TokenKey::new(loaded.secret),
             registry,

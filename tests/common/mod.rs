@@ -3,6 +3,7 @@
 
 pub mod certs;
 pub mod conform;
+pub mod postgres;
 
 use std::future::Future;
 use std::time::Duration;

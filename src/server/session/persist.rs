@@ -1,5 +1,5 @@
 //! What a session asks to be stored, and the handle it sends it through. The storage engine
-//! (`store.rs`: SQLite) takes [`Job`]s from the other end of the channel, applies whatever is
+//! (`store/`: SQLite or PostgreSQL) takes [`Job`]s from the other end of the channel, applies whatever is
 //! queued in one transaction, and answers those that carry an acknowledgement after the commit.
 
 use tokio::sync::{mpsc, oneshot};

@@ -1,49 +1,28 @@
-//! Persistence in an embedded SQLite database.
-//!
-//! One thread owns the connection. Session actors send it [`StoreOp`]s through a [`Store`]
-//! handle; it applies whatever is queued in one transaction, so a burst of health reports costs
-//! one commit, and answers operations sent with [`Store::commit`] after the commit.
-//!
-//! * A batch holding an operation someone is told about ([`StoreOp::acknowledged`]) is
-//!   committed durably (`synchronous=FULL`: the WAL is synced before the answer); the others
-//!   with `synchronous=NORMAL` (a power loss may lose the last health reports, never an
-//!   acknowledged change).
-//! * A batch that fails for a passing reason (the database is locked or busy, the disk full or
-//!   failing) is retried with backoff until it is stored; whoever waits for it is told the
-//!   failure at once. A failed creation is not retried: its session was refused. An operation
-//!   that can never be stored (a constraint) is dropped with an error in the log.
-//! * One server per database file: `punch serve` holds an exclusive lock on `FILE.lock`, which
-//!   names its pid.
+//! The SQLite engine (the default): one file, one server. `punch serve` holds an exclusive lock
+//! on `FILE.lock`, which names its pid. A batch holding an operation someone is told about is
+//! committed durably (`synchronous=FULL`: the WAL is synced before the answer); the others with
+//! `synchronous=NORMAL` (a power loss may lose the last health reports, never an acknowledged
+//! change).
 
-use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{Read, Seek, Write};
 use std::os::fd::AsRawFd;
 use std::path::Path;
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, params};
-use tokio::sync::mpsc;
 
-use super::session::model::{
+use super::{Loaded, StoreThread};
+use crate::protocol::{Endpoint, Role, TallyState};
+use crate::server::session::model::{
     DeviceSide, LastPeer, SessionRecord, StreamRecord, TOMBSTONE_RETENTION_MS, Tombstone,
 };
-use super::session::persist::{Job, Store, StoreOp};
-use crate::protocol::{Endpoint, Role, TallyState};
+use crate::server::session::persist::{Store, StoreOp};
 
 /// Registration events kept per session (older ones are pruned).
 const EVENTS_PER_SESSION: i64 = 500;
-const QUEUE_DEPTH: usize = 16 * 1024;
-/// Operations applied in one transaction at most.
-const BATCH: usize = 1024;
 /// How long a write waits for a lock another process holds before it fails (and is retried).
 const BUSY_TIMEOUT: Duration = Duration::from_secs(1);
-/// Retry delays of a batch that failed for a passing reason.
-const RETRY_FIRST: Duration = Duration::from_millis(100);
-const RETRY_MAX: Duration = Duration::from_secs(2);
-/// At shutdown, how long unstored changes are retried before they are given up (and logged).
-const SHUTDOWN_RETRY: Duration = Duration::from_secs(10);
 
 /// The schema, one migration per release that changed it; `PRAGMA user_version` counts those
 /// applied. Each must be safe on a database created before versions were counted.
@@ -53,27 +32,6 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/sqlite/003_devices.sql"),
     include_str!("migrations/sqlite/004_join.sql"),
 ];
-
-/// What the database held at start-up.
-pub struct Loaded {
-    pub secret: Vec<u8>,
-    pub sessions: Vec<SessionRecord>,
-    pub tombstones: Vec<(String, Tombstone)>,
-}
-
-/// The writer thread, and the lock that keeps other servers off the file.
-pub struct StoreThread {
-    join: JoinHandle<()>,
-    /// Held (locked) for as long as the server runs; `None` for `:memory:`.
-    _lock: Option<File>,
-}
-
-impl StoreThread {
-    /// Waits for the writer to drain its queue; call after every [`Store`] clone is dropped.
-    pub fn join(self) {
-        let _ = self.join.join();
-    }
-}
 
 /// Takes the exclusive lock on `path`'s lock file, or says who holds it.
 fn lock(path: &str) -> Result<File, String> {
@@ -110,7 +68,7 @@ fn lock(path: &str) -> Result<File, String> {
 /// Opens (or creates) the SQLite database at `path` (`:memory:` for none), takes its lock,
 /// loads live sessions and tombstones, and starts the writer thread.
 /// `commit_seconds`: observes each transaction's time (the server's metrics).
-pub fn open(
+pub(super) fn open(
     path: &str,
     secret_override: Option<Vec<u8>>,
     now_ms: i64,
@@ -136,11 +94,12 @@ pub fn open(
         .map_err(|e| format!("database {path}: {e}"))?;
     let loaded =
         init(&conn, secret_override, now_ms).map_err(|e| format!("database {path}: {e}"))?;
-    let (store, rx) = Store::channel(QUEUE_DEPTH);
-    let join = std::thread::Builder::new()
-        .name("punch-store".into())
-        .spawn(move || Writer::new(conn, commit_seconds).run(rx))
-        .map_err(|e| format!("cannot start the database thread: {e}"))?;
+    let writer = Writer {
+        conn,
+        durable: false,
+        commit_seconds,
+    };
+    let (store, join) = super::spawn_writer(writer)?;
     Ok((store, StoreThread { join, _lock: lock }, loaded))
 }
 
@@ -313,13 +272,11 @@ struct Writer {
     commit_seconds: Option<prometheus::Histogram>,
 }
 
-impl Writer {
-    fn new(conn: Connection, commit_seconds: Option<prometheus::Histogram>) -> Self {
-        Writer {
-            conn,
-            durable: false,
-            commit_seconds,
-        }
+impl super::Backend for Writer {
+    type Error = rusqlite::Error;
+
+    fn passing(e: &rusqlite::Error) -> bool {
+        passing(e)
     }
 
     fn commit(&mut self, ops: &[&StoreOp]) -> rusqlite::Result<()> {
@@ -342,97 +299,6 @@ impl Writer {
             h.observe(started.elapsed().as_secs_f64());
         }
         Ok(())
-    }
-
-    fn run(mut self, mut rx: mpsc::Receiver<Job>) {
-        // Jobs that failed for a passing reason, retried before anything newer.
-        let mut pending: VecDeque<Job> = VecDeque::new();
-        let mut retry = RETRY_FIRST;
-        let mut failing_since: Option<std::time::Instant> = None;
-        let mut open = true;
-        loop {
-            if pending.is_empty() {
-                if !open {
-                    return;
-                }
-                match rx.blocking_recv() {
-                    Some(job) => pending.push_back(job),
-                    None => return,
-                }
-            }
-            while open && pending.len() < BATCH {
-                match rx.try_recv() {
-                    Ok(job) => pending.push_back(job),
-                    Err(mpsc::error::TryRecvError::Empty) => break,
-                    Err(mpsc::error::TryRecvError::Disconnected) => open = false,
-                }
-            }
-            let batch: Vec<Job> = pending.drain(..).collect();
-            let ops: Vec<&StoreOp> = batch.iter().map(|j| &j.op).collect();
-            match self.commit(&ops) {
-                Ok(()) => {
-                    if let Some(since) = failing_since.take() {
-                        tracing::warn!(
-                            "database writes succeed again; the changes held back since {:.1} s ago are stored",
-                            since.elapsed().as_secs_f64()
-                        );
-                    }
-                    retry = RETRY_FIRST;
-                    for job in batch {
-                        if let Some(ack) = job.ack {
-                            let _ = ack.send(Ok(()));
-                        }
-                    }
-                }
-                Err(e) if passing(&e) => {
-                    let since = *failing_since.get_or_insert_with(std::time::Instant::now);
-                    tracing::error!(
-                        "database write failed: {e}; {} change(s) held and retried",
-                        batch.len()
-                    );
-                    for mut job in batch {
-                        if let Some(ack) = job.ack.take() {
-                            let _ = ack.send(Err(e.to_string()));
-                        }
-                        // A refused creation is not stored later: its session was rolled back.
-                        if !matches!(job.op, StoreOp::Create(_)) {
-                            pending.push_back(job);
-                        }
-                    }
-                    if !open && since.elapsed() > SHUTDOWN_RETRY {
-                        tracing::error!(
-                            "shutting down with {} change(s) the database did not take: {e}",
-                            pending.len()
-                        );
-                        for job in &pending {
-                            tracing::error!("lost: {}", job.op);
-                        }
-                        return;
-                    }
-                    std::thread::sleep(retry);
-                    retry = (retry * 2).min(RETRY_MAX);
-                }
-                Err(e) => {
-                    // Something in the batch can never be stored: apply one by one, so that
-                    // only that change is lost.
-                    tracing::error!(
-                        "database write failed: {e}; applying the batch change by change"
-                    );
-                    for job in batch {
-                        let result = self.commit(&[&job.op]);
-                        if let Err(e) = &result {
-                            tracing::error!(
-                                "a change cannot be stored and is dropped ({e}): {}",
-                                job.op
-                            );
-                        }
-                        if let Some(ack) = job.ack {
-                            let _ = ack.send(result.map_err(|e| e.to_string()));
-                        }
-                    }
-                }
-            }
-        }
     }
 }
 
@@ -598,7 +464,7 @@ fn event(
 }
 
 /// Registration history of a session, newest last (for operators and tests).
-pub fn registration_events(
+pub(super) fn registration_events(
     path: &str,
     session: &str,
 ) -> rusqlite::Result<Vec<(String, String, String)>> {

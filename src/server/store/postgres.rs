@@ -1,0 +1,562 @@
+//! The PostgreSQL engine (`--db postgres://user@host:port/dbname`), with `tokio-postgres`. The
+//! writer thread runs its own single-threaded tokio runtime and one connection, reconnected when
+//! it is lost (the writes held meanwhile are retried, as every passing failure is). Migrations
+//! are numbered in `punch_migrations` and applied under an advisory lock, so several servers
+//! starting on one database apply each once. Plain TCP (no TLS to the database): run it on a
+//! private network or the loopback.
+//!
+//! One server per database, for now: the writer's connection holds a session advisory lock
+//! ([`SERVER_LOCK`]) for the server's life, as the SQLite engine holds its file lock; a second
+//! `punch serve` on the same database is refused at start. (Several nodes sharing one database
+//! need each session owned by one node at a time; until that exists, two servers would both
+//! write the same sessions.)
+
+use std::time::Duration;
+
+use tokio_postgres::{Client, NoTls, Transaction};
+
+use super::{Loaded, StoreThread};
+use crate::protocol::{Endpoint, Role, TallyState};
+use crate::server::session::model::{
+    DeviceSide, LastPeer, SessionRecord, StreamRecord, TOMBSTONE_RETENTION_MS, Tombstone,
+};
+use crate::server::session::persist::{Store, StoreOp};
+
+/// Registration events kept per session (older ones are pruned), as with SQLite.
+const EVENTS_PER_SESSION: i64 = 500;
+/// How long connecting may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// The schema, one migration per release that changed it.
+const MIGRATIONS: &[&str] = &[include_str!("migrations/postgres/001_initial.sql")];
+/// The advisory lock that serialises migrations between servers (any constant of our own).
+const MIGRATION_LOCK: i64 = 0x7075_6e63_6801;
+/// The advisory lock the running server holds on its database.
+const SERVER_LOCK: i64 = 0x7075_6e63_6802;
+
+type PgResult<T> = Result<T, tokio_postgres::Error>;
+
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the database runtime: {e}"))
+}
+
+/// A connection to `url` holding the server's lock.
+async fn connect_as_server(url: &str) -> Result<Client, String> {
+    let client = connect(url).await?;
+    let locked: bool = client
+        .query_one("SELECT pg_try_advisory_lock($1)", &[&SERVER_LOCK])
+        .await
+        .map_err(|e| describe(&e))?
+        .get(0);
+    if !locked {
+        return Err(
+            "another punch serve uses this database (one server per database: it holds an advisory lock on it)"
+                .into(),
+        );
+    }
+    Ok(client)
+}
+
+/// A connection to `url`; its I/O runs on the runtime it is called on.
+async fn connect(url: &str) -> Result<Client, String> {
+    let connecting = tokio_postgres::connect(url, NoTls);
+    let (client, connection) = tokio::time::timeout(CONNECT_TIMEOUT, connecting)
+        .await
+        .map_err(|_| {
+            format!(
+                "no answer from the database within {} s",
+                CONNECT_TIMEOUT.as_secs()
+            )
+        })?
+        .map_err(|e| describe(&e))?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::warn!("the database connection ended: {e}");
+        }
+    });
+    Ok(client)
+}
+
+/// An error with the server's own message and code when it has one.
+fn describe(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{} ({})", db.message(), db.code().code()),
+        None => e.to_string(),
+    }
+}
+
+/// `url` without its password, for messages.
+pub(super) fn redacted(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let user_part = &url[scheme + 3..at];
+            let user = user_part.split(':').next().unwrap_or("");
+            format!("{}{user}@{}", &url[..scheme + 3], &url[at + 1..])
+        }
+        _ => url.to_string(),
+    }
+}
+
+pub(super) fn open(
+    url: &str,
+    secret_override: Option<Vec<u8>>,
+    now_ms: i64,
+    commit_seconds: Option<prometheus::Histogram>,
+) -> Result<(Store, StoreThread, Loaded), String> {
+    let named = redacted(url);
+    let url = url.to_string();
+    // The writer thread connects and loads first (its runtime is its own: the caller may be
+    // inside one), then takes the writes.
+    let (store, rx) = Store::channel(super::QUEUE_DEPTH);
+    let (ready, loading) = std::sync::mpsc::channel();
+    let join = std::thread::Builder::new()
+        .name("punch-store".into())
+        .spawn(move || {
+            let started = runtime().and_then(|rt| {
+                let (client, loaded) = rt.block_on(async {
+                    let mut client = connect_as_server(&url).await?;
+                    let loaded = init(&mut client, secret_override, now_ms)
+                        .await
+                        .map_err(|e| describe(&e))?;
+                    Ok::<_, String>((client, loaded))
+                })?;
+                let writer = Writer {
+                    url,
+                    rt,
+                    client: Some(client),
+                    commit_seconds,
+                };
+                Ok((writer, loaded))
+            });
+            match started {
+                Ok((writer, loaded)) => {
+                    let _ = ready.send(Ok(loaded));
+                    super::run(writer, rx);
+                }
+                Err(e) => {
+                    let _ = ready.send(Err(e));
+                }
+            }
+        })
+        .map_err(|e| format!("cannot start the database thread: {e}"))?;
+    let loaded = loading
+        .recv()
+        .map_err(|_| "the database thread ended while loading".to_string())
+        .and_then(|r| r)
+        .map_err(|e| format!("database {named}: {e}"))?;
+    Ok((store, StoreThread { join, _lock: None }, loaded))
+}
+
+async fn migrate(client: &mut Client) -> PgResult<()> {
+    let tx = client.transaction().await?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+        .await?;
+    tx.batch_execute("CREATE TABLE IF NOT EXISTS punch_migrations (version BIGINT PRIMARY KEY)")
+        .await?;
+    let applied: i64 = tx
+        .query_one(
+            "SELECT COALESCE(MAX(version), 0) FROM punch_migrations",
+            &[],
+        )
+        .await?
+        .get(0);
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(applied as usize) {
+        tx.batch_execute(sql).await?;
+        tx.execute(
+            "INSERT INTO punch_migrations(version) VALUES ($1)",
+            &[&(i as i64 + 1)],
+        )
+        .await?;
+    }
+    tx.commit().await
+}
+
+async fn init(
+    client: &mut Client,
+    secret_override: Option<Vec<u8>>,
+    now_ms: i64,
+) -> PgResult<Loaded> {
+    migrate(client).await?;
+    let secret = match secret_override {
+        Some(s) => s,
+        None => {
+            // the first server to start makes it; every other one reads that one
+            let made: [u8; 32] = rand::random();
+            client
+                .execute(
+                    "INSERT INTO meta(key, value) VALUES ('token_secret', $1) ON CONFLICT (key) DO NOTHING",
+                    &[&made.to_vec()],
+                )
+                .await?;
+            client
+                .query_one("SELECT value FROM meta WHERE key='token_secret'", &[])
+                .await?
+                .get(0)
+        }
+    };
+    client
+        .execute(
+            "DELETE FROM sessions WHERE closed_ms IS NOT NULL AND closed_ms < $1",
+            &[&(now_ms - TOMBSTONE_RETENTION_MS)],
+        )
+        .await?;
+    let rows = client
+        .query(
+            "SELECT name, nonce, created_ms, ttl_s, latency, pbkeylen, last_activity_ms, closed_ms, closed_reason, creator, public_host, join_enabled FROM sessions",
+            &[],
+        )
+        .await?;
+    let (mut sessions, mut tombstones) = (Vec::new(), Vec::new());
+    for r in rows {
+        let rec = SessionRecord {
+            name: r.get(0),
+            nonce: r.get(1),
+            created_ms: r.get(2),
+            ttl_s: r.get::<_, i64>(3).max(0) as u64,
+            latency: r.get::<_, i64>(4) as u32,
+            pbkeylen: r.get::<_, i64>(5) as u8,
+            last_activity_ms: r.get(6),
+            creator: r.get::<_, Option<String>>(9).and_then(|c| c.parse().ok()),
+            public_host: r.get(10),
+            join: r.get(11),
+            streams: Vec::new(),
+        };
+        match r.get::<_, Option<i64>>(7) {
+            Some(closed_ms) => tombstones.push((
+                rec.name.clone(),
+                Tombstone {
+                    nonce: rec.nonce,
+                    reason: r.get::<_, Option<String>>(8).unwrap_or_default(),
+                    closed_ms,
+                },
+            )),
+            None => sessions.push(rec),
+        }
+    }
+    for s in &mut sessions {
+        s.streams = load_streams(client, &s.name).await?;
+    }
+    Ok(Loaded {
+        secret,
+        sessions,
+        tombstones,
+    })
+}
+
+async fn load_streams(client: &Client, session: &str) -> PgResult<Vec<StreamRecord>> {
+    let rows = client
+        .query(
+            "SELECT name, label, role, audio, passphrase, latency, tally, devices FROM streams WHERE session=$1 ORDER BY idx",
+            &[&session],
+        )
+        .await?;
+    let mut streams: Vec<StreamRecord> = rows
+        .iter()
+        .map(|r| StreamRecord {
+            name: r.get(0),
+            label: r.get(1),
+            role: r.get(2),
+            audio: r.get(3),
+            passphrase: r.get(4),
+            latency: r.get::<_, i64>(5) as u32,
+            tally: TallyState::parse(r.get(6)).unwrap_or_default(),
+            sender: None,
+            receiver: None,
+            devices: serde_json::from_str(r.get(7)).unwrap_or_default(),
+        })
+        .collect();
+    let rows = client
+        .query(
+            "SELECT stream, role, ip, port, meta, registered_ms, health, health_ms FROM peers WHERE session=$1",
+            &[&session],
+        )
+        .await?;
+    for r in rows {
+        let peer = LastPeer {
+            address: Endpoint {
+                ip: r.get(2),
+                port: r.get::<_, i64>(3) as u16,
+            },
+            meta: serde_json::from_str(r.get(4)).unwrap_or_default(),
+            registered_ms: r.get(5),
+            health: r
+                .get::<_, Option<String>>(6)
+                .and_then(|h| serde_json::from_str(&h).ok()),
+            health_ms: r.get(7),
+        };
+        let (stream, role): (String, String) = (r.get(0), r.get(1));
+        if let (Some(s), Some(role)) = (
+            streams.iter_mut().find(|s| s.name == stream),
+            Role::parse(&role),
+        ) {
+            *s.peer_mut(role) = Some(peer);
+        }
+    }
+    Ok(streams)
+}
+
+/// The writer thread's state.
+struct Writer {
+    url: String,
+    /// Where the connection's I/O and the writes run.
+    rt: tokio::runtime::Runtime,
+    /// `None` after it was lost, until the next write connects again.
+    client: Option<Client>,
+    commit_seconds: Option<prometheus::Histogram>,
+}
+
+/// Why a write failed.
+#[derive(Debug)]
+enum WriteError {
+    /// Connecting again failed.
+    Connect(String),
+    Db(tokio_postgres::Error),
+}
+
+impl std::fmt::Display for WriteError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WriteError::Connect(e) => write!(f, "cannot reach the database: {e}"),
+            WriteError::Db(e) => f.write_str(&describe(e)),
+        }
+    }
+}
+
+impl super::Backend for Writer {
+    type Error = WriteError;
+
+    /// Connection trouble, a server shutting down or out of resources, a serialisation
+    /// conflict: later. Anything the database refused on its merits (a constraint): never.
+    fn passing(e: &WriteError) -> bool {
+        match e {
+            WriteError::Connect(_) => true,
+            WriteError::Db(e) => match e.code() {
+                None => true,
+                Some(code) => {
+                    let class = &code.code()[..2];
+                    matches!(class, "08" | "40" | "53" | "57" | "58")
+                }
+            },
+        }
+    }
+
+    fn commit(&mut self, ops: &[&StoreOp]) -> Result<(), WriteError> {
+        let started = std::time::Instant::now();
+        let Writer {
+            url, rt, client, ..
+        } = self;
+        let result = rt.block_on(async {
+            if client.as_ref().is_none_or(|c| c.is_closed()) {
+                *client = Some(connect_as_server(url).await.map_err(WriteError::Connect)?);
+            }
+            let c = client.as_mut().expect("connected above");
+            let tx = c.transaction().await.map_err(WriteError::Db)?;
+            for op in ops {
+                apply(&tx, op).await.map_err(WriteError::Db)?;
+            }
+            tx.commit().await.map_err(WriteError::Db)
+        });
+        if result.is_err() && self.client.as_ref().is_some_and(|c| c.is_closed()) {
+            self.client = None;
+        }
+        if result.is_ok()
+            && let Some(h) = &self.commit_seconds
+        {
+            h.observe(started.elapsed().as_secs_f64());
+        }
+        result
+    }
+}
+
+fn devices_json(devices: &[Option<DeviceSide>; 2]) -> String {
+    serde_json::to_string(devices).unwrap_or_else(|_| "[null,null]".into())
+}
+
+async fn insert_stream(
+    tx: &Transaction<'_>,
+    session: &str,
+    idx: usize,
+    s: &StreamRecord,
+) -> PgResult<()> {
+    tx.execute(
+        "INSERT INTO streams(session, idx, name, label, role, audio, passphrase, latency, tally, devices)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        &[&session, &(idx as i64), &s.name, &s.label, &s.role, &s.audio, &s.passphrase, &i64::from(s.latency), &s.tally.as_str(), &devices_json(&s.devices)],
+    )
+    .await?;
+    Ok(())
+}
+
+async fn apply(tx: &Transaction<'_>, op: &StoreOp) -> PgResult<()> {
+    match op {
+        StoreOp::Create(rec) => {
+            // A reused name replaces its tombstone and all the old incarnation's rows.
+            tx.execute("DELETE FROM sessions WHERE name=$1", &[&rec.name])
+                .await?;
+            tx.execute(
+                "INSERT INTO sessions(name, nonce, created_ms, ttl_s, latency, pbkeylen, last_activity_ms, creator, public_host, join_enabled)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                &[&rec.name, &rec.nonce, &rec.created_ms, &(rec.ttl_s as i64), &i64::from(rec.latency), &i64::from(rec.pbkeylen), &rec.last_activity_ms, &rec.creator.map(|c| c.to_string()), &rec.public_host, &rec.join],
+            )
+            .await?;
+            for (idx, s) in rec.streams.iter().enumerate() {
+                insert_stream(tx, &rec.name, idx, s).await?;
+            }
+        }
+        StoreOp::Activity { session, at_ms } => {
+            tx.execute(
+                "UPDATE sessions SET last_activity_ms=$2 WHERE name=$1",
+                &[session, at_ms],
+            )
+            .await?;
+        }
+        StoreOp::Registered {
+            session,
+            stream,
+            role,
+            peer,
+        } => {
+            let meta = serde_json::to_string(&peer.meta).unwrap_or_else(|_| "{}".into());
+            tx.execute(
+                "INSERT INTO peers(session, stream, role, ip, port, meta, registered_ms) VALUES ($1, $2, $3, $4, $5, $6, $7)
+                 ON CONFLICT (session, stream, role) DO UPDATE SET ip=excluded.ip, port=excluded.port,
+                   meta=excluded.meta, registered_ms=excluded.registered_ms",
+                &[session, stream, &role.as_str(), &peer.address.ip, &i64::from(peer.address.port), &meta, &peer.registered_ms],
+            )
+            .await?;
+            event(
+                tx,
+                (session, stream, *role),
+                "register",
+                Some(&peer.address),
+                peer.registered_ms,
+            )
+            .await?;
+        }
+        StoreOp::Left {
+            session,
+            stream,
+            role,
+            at_ms,
+        } => event(tx, (session, stream, *role), "leave", None, *at_ms).await?,
+        StoreOp::Health {
+            session,
+            stream,
+            role,
+            health,
+            at_ms,
+        } => {
+            let json = serde_json::to_string(&health).unwrap_or_else(|_| "{}".into());
+            tx.execute(
+                "UPDATE peers SET health=$4, health_ms=$5 WHERE session=$1 AND stream=$2 AND role=$3",
+                &[session, stream, &role.as_str(), &json, at_ms],
+            )
+            .await?;
+        }
+        StoreOp::Tally {
+            session,
+            stream,
+            state,
+        } => {
+            tx.execute(
+                "UPDATE streams SET tally=$3 WHERE session=$1 AND name=$2",
+                &[session, stream, &state.as_str()],
+            )
+            .await?;
+        }
+        StoreOp::AddStream {
+            session,
+            idx,
+            stream,
+        } => insert_stream(tx, session, *idx, stream).await?,
+        StoreOp::Devices {
+            session,
+            stream,
+            devices,
+        } => {
+            tx.execute(
+                "UPDATE streams SET devices=$3 WHERE session=$1 AND name=$2",
+                &[session, stream, &devices_json(devices)],
+            )
+            .await?;
+        }
+        StoreOp::Latency {
+            session,
+            stream,
+            latency,
+        } => {
+            tx.execute(
+                "UPDATE streams SET latency=$3 WHERE session=$1 AND name=$2",
+                &[session, stream, &i64::from(*latency)],
+            )
+            .await?;
+        }
+        StoreOp::Close {
+            session,
+            reason,
+            at_ms,
+        } => {
+            tx.execute(
+                "UPDATE sessions SET closed_ms=$2, closed_reason=$3 WHERE name=$1",
+                &[session, at_ms, reason],
+            )
+            .await?;
+            tx.execute(
+                "DELETE FROM sessions WHERE closed_ms IS NOT NULL AND closed_ms < $1",
+                &[&(at_ms - TOMBSTONE_RETENTION_MS)],
+            )
+            .await?;
+        }
+        StoreOp::Flush => {}
+    }
+    Ok(())
+}
+
+async fn event(
+    tx: &Transaction<'_>,
+    (session, stream, role): (&str, &str, Role),
+    kind: &str,
+    address: Option<&Endpoint>,
+    at_ms: i64,
+) -> PgResult<()> {
+    tx.execute(
+        "INSERT INTO events(session, stream, role, kind, ip, port, at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        &[&session, &stream, &role.as_str(), &kind, &address.map(|a| a.ip.clone()), &address.map(|a| i64::from(a.port)), &at_ms],
+    )
+    .await?;
+    tx.execute(
+        "DELETE FROM events WHERE session=$1 AND id <= (SELECT id FROM events WHERE session=$1 ORDER BY id DESC LIMIT 1 OFFSET $2)",
+        &[&session, &EVENTS_PER_SESSION],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Registration history of a session, newest last. On a thread of its own: callers may be
+/// inside a runtime already.
+pub(super) fn registration_events(
+    url: &str,
+    session: &str,
+) -> Result<Vec<(String, String, String)>, String> {
+    let (url, session) = (url.to_string(), session.to_string());
+    std::thread::spawn(move || {
+        runtime()?.block_on(async {
+            let client = connect(&url).await?;
+            let rows = client
+                .query(
+                    "SELECT stream, role, kind FROM events WHERE session=$1 ORDER BY id",
+                    &[&session],
+                )
+                .await
+                .map_err(|e| describe(&e))?;
+            Ok(rows
+                .iter()
+                .map(|r| (r.get(0), r.get(1), r.get(2)))
+                .collect())
+        })
+    })
+    .join()
+    .map_err(|_| "the database query thread panicked".to_string())?
+}
