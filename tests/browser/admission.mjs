@@ -11,7 +11,7 @@
 // Exit status 0 only after "OK". Tokens are redacted.
 
 import { mkdirSync } from 'node:fs';
-import { close, CSP_PROBE, cspViolations, launch, log, requireEnv, run, screenshot, step, StepError, watch } from './lib.mjs';
+import { close, CONNECT_409, cspViolations, finish, launch, requireEnv, run, screenshot, step, StepError, watchedPage } from './lib.mjs';
 
 async function main() {
   const url = requireEnv('DASHBOARD_URL');
@@ -24,10 +24,7 @@ async function main() {
   let browser;
   try {
     browser = await step('launch chromium', launch);
-    const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
-    await context.addInitScript(CSP_PROBE);
-    const page = await context.newPage();
-    watch(page, 'dashboard', problems, { expected: [{ status: 409, url: /\/connect(\?|$)/ }] });
+    const page = await watchedPage(browser, 'dashboard', problems, { viewport: { width: 1280, height: 900 } }, { expected: [CONNECT_409] });
 
     await step('the waiting peer shows in the waiting room', async () => {
       const res = await page.goto(url, { waitUntil: 'domcontentloaded', timeout: 30_000 });
@@ -42,8 +39,7 @@ async function main() {
       await screenshot(page, outDir, 'waiting-room.png');
     });
 
-    const phone = await (await browser.newContext({ viewport: { width: 390, height: 844 }, isMobile: true })).newPage();
-    watch(phone, 'venue page', problems);
+    const phone = await watchedPage(browser, 'venue page', problems, { viewport: { width: 390, height: 844 }, isMobile: true });
     await step('the venue page says who waits for the producer', async () => {
       const res = await phone.goto(venueUrl, { waitUntil: 'domcontentloaded', timeout: 30_000 });
       if (!res || res.status() !== 200) throw new StepError(`answered HTTP ${res ? res.status() : 'nothing'}`);
@@ -85,11 +81,7 @@ async function main() {
     });
     problems.push(...(await cspViolations(page, 'dashboard')));
 
-    await step('check for console errors and CSP violations', async () => {
-      if (problems.length) throw new StepError(`${problems.length} problem(s):\n  ${problems.join('\n  ')}`);
-    });
-    log('OK');
-    return 0;
+    return finish(problems);
   } finally {
     await close(browser);
   }

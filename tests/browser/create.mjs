@@ -7,7 +7,7 @@
 // session and opens its dashboard. Exit status 0 only after "OK". Tokens are redacted.
 
 import { mkdirSync } from 'node:fs';
-import { close, CSP_PROBE, cspViolations, launch, log, requireEnv, run, screenshot, step, StepError, watch } from './lib.mjs';
+import { close, CSP_PROBE, cspViolations, finish, launch, log, requireEnv, run, screenshot, step, StepError, watch } from './lib.mjs';
 
 async function main() {
   const startUrl = requireEnv('START_URL');
@@ -71,11 +71,7 @@ async function main() {
     });
     problems.push(...(await cspViolations(page, 'dashboard')));
 
-    await step('check for console errors and CSP violations', async () => {
-      if (problems.length) throw new StepError(`${problems.length} problem(s):\n  ${problems.join('\n  ')}`);
-    });
-    log('OK');
-    return 0;
+    return finish(problems);
   } finally {
     await close(browser);
   }

@@ -8,7 +8,7 @@
 // Tokens are redacted from everything printed.
 
 import { mkdirSync } from 'node:fs';
-import { close, CSP_PROBE, cspViolations, launch, log, requireEnv, run, screenshot, step, StepError, watch } from './lib.mjs';
+import { close, CSP_PROBE, cspViolations, finish, launch, log, requireEnv, run, screenshot, step, StepError, watch } from './lib.mjs';
 
 async function describeStream(page, selector) {
   return page
@@ -155,11 +155,7 @@ async function main() {
     problems.push(...(await cspViolations(bad, 'error page')));
 
     // 1 (end): anything the browser complained about fails the test.
-    await step('check for console errors and CSP violations', async () => {
-      if (problems.length) throw new StepError(`${problems.length} problem(s):\n  ${problems.join('\n  ')}`);
-    });
-    log('OK');
-    return 0;
+    return finish(problems);
   } finally {
     await close(browser);
   }

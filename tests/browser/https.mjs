@@ -7,7 +7,7 @@
 // status 0 only after "OK". Tokens are redacted.
 
 import { mkdirSync } from 'node:fs';
-import { close, CSP_PROBE, cspViolations, launch, log, requireEnv, run, screenshot, step, StepError, watch } from './lib.mjs';
+import { close, CONNECT_409, cspViolations, finish, launch, requireEnv, run, screenshot, step, StepError, watchedPage } from './lib.mjs';
 
 async function main() {
   const url = requireEnv('DASHBOARD_URL');
@@ -18,10 +18,7 @@ async function main() {
   let browser;
   try {
     browser = await step('launch chromium', launch);
-    const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
-    await context.addInitScript(CSP_PROBE);
-    const page = await context.newPage();
-    watch(page, 'dashboard', problems, { expected: [{ status: 409, url: /\/connect(\?|$)/ }] });
+    const page = await watchedPage(browser, 'dashboard', problems, { viewport: { width: 1280, height: 900 } }, { expected: [CONNECT_409] });
 
     await step('the dashboard loads over HTTPS and goes live over wss://', async () => {
       if (!url.startsWith('https://')) throw new StepError('the dashboard link is not https');
@@ -35,11 +32,7 @@ async function main() {
     });
     problems.push(...(await cspViolations(page, 'dashboard')));
 
-    await step('check for console errors and CSP violations', async () => {
-      if (problems.length) throw new StepError(`${problems.length} problem(s):\n  ${problems.join('\n  ')}`);
-    });
-    log('OK');
-    return 0;
+    return finish(problems);
   } finally {
     await close(browser);
   }

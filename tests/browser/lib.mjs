@@ -1,5 +1,5 @@
-// Shared by the browser tests (dashboard.mjs, create.mjs): steps with readable failures,
-// redaction of tokens, and the watch for console errors, failed assets and CSP violations.
+// Shared by the browser tests: steps with readable failures, redaction of tokens, watched pages
+// (console errors, failed assets, CSP violations) and the final check.
 
 import path from 'node:path';
 import { chromium } from 'playwright-core';
@@ -79,6 +79,28 @@ export async function cspViolations(page, label) {
   } catch (e) {
     return [`${label}: could not read CSP violations: ${e.message}`];
   }
+}
+
+// The refusal a dashboard provokes on purpose: connection strings before both sides registered.
+export const CONNECT_409 = { status: 409, url: /\/connect(\?|$)/ };
+
+// A page in a browser context of its own (`contextOptions`), with the CSP probe installed and its
+// console errors and failed assets going to `problems` under `label` (`watchOptions` as `watch`).
+export async function watchedPage(browser, label, problems, contextOptions, watchOptions = {}) {
+  const context = await browser.newContext(contextOptions);
+  await context.addInitScript(CSP_PROBE);
+  const page = await context.newPage();
+  watch(page, label, problems, watchOptions);
+  return page;
+}
+
+// The last step of every test: any problem seen on its pages fails it; otherwise "OK".
+export async function finish(problems) {
+  await step('check for console errors and CSP violations', async () => {
+    if (problems.length) throw new StepError(`${problems.length} problem(s):\n  ${problems.join('\n  ')}`);
+  });
+  log('OK');
+  return 0;
 }
 
 // Debian's chromium, headless, nothing fetched from outside.

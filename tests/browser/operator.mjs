@@ -10,7 +10,7 @@
 // Exit status 0 only after "OK". Tokens are redacted.
 
 import { mkdirSync } from 'node:fs';
-import { close, CSP_PROBE, cspViolations, launch, log, requireEnv, run, screenshot, step, StepError, watch } from './lib.mjs';
+import { close, CONNECT_409, cspViolations, finish, launch, log, requireEnv, run, screenshot, step, StepError, watchedPage } from './lib.mjs';
 
 const CUE = 'Wide shot, then slow push in';
 
@@ -26,15 +26,10 @@ async function main() {
   let browser;
   try {
     browser = await step('launch chromium', launch);
-    const phone = await browser.newContext({ viewport: { width: 390, height: 844 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true });
-    await phone.addInitScript(CSP_PROBE);
-    const page = await phone.newPage();
-    watch(page, 'operator page', problems);
+    const page = await watchedPage(browser, 'operator page', problems, { viewport: { width: 390, height: 844 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true });
 
-    const desk = await browser.newContext({ viewport: { width: 1280, height: 900 } });
-    const dashboard = await desk.newPage();
     // the dashboard asks for connection strings; a device stream has them at once
-    watch(dashboard, 'dashboard', problems, { expected: [{ status: 409, url: /\/connect(\?|$)/ }] });
+    const dashboard = await watchedPage(browser, 'dashboard', problems, { viewport: { width: 1280, height: 900 } }, { expected: [CONNECT_409] });
     await step('open the dashboard', async () => {
       const res = await dashboard.goto(dashboardUrl, { waitUntil: 'domcontentloaded', timeout: 30_000 });
       if (!res || res.status() !== 200) throw new StepError(`answered HTTP ${res ? res.status() : 'nothing'}`);
@@ -97,8 +92,7 @@ async function main() {
     });
     problems.push(...(await cspViolations(page, 'operator page')));
 
-    const strangerPage = await (await browser.newContext({ viewport: { width: 390, height: 844 } })).newPage();
-    watch(strangerPage, 'wrong token', problems, { documentUrl: badUrl });
+    const strangerPage = await watchedPage(browser, 'wrong token', problems, { viewport: { width: 390, height: 844 } }, { documentUrl: badUrl });
     await step('a wrong token shows the error page', async () => {
       const res = await strangerPage.goto(badUrl, { waitUntil: 'domcontentloaded', timeout: 30_000 });
       if (!res || res.status() !== 401) throw new StepError(`answered HTTP ${res ? res.status() : 'nothing'}`);
@@ -108,11 +102,7 @@ async function main() {
       await screenshot(strangerPage, outDir, 'operator-wrong-token.png');
     });
 
-    await step('check for console errors and CSP violations', async () => {
-      if (problems.length) throw new StepError(`${problems.length} problem(s):\n  ${problems.join('\n  ')}`);
-    });
-    log('OK');
-    return 0;
+    return finish(problems);
   } finally {
     await close(browser);
   }

@@ -9,7 +9,7 @@
 // are redacted.
 
 import { mkdirSync } from 'node:fs';
-import { close, CSP_PROBE, cspViolations, launch, log, requireEnv, run, screenshot, step, StepError, watch } from './lib.mjs';
+import { close, CONNECT_409, cspViolations, finish, launch, requireEnv, run, screenshot, step, StepError, watchedPage } from './lib.mjs';
 
 async function main() {
   const url = requireEnv('DASHBOARD_URL');
@@ -20,10 +20,7 @@ async function main() {
   let browser;
   try {
     browser = await step('launch chromium', launch);
-    const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
-    await context.addInitScript(CSP_PROBE);
-    const page = await context.newPage();
-    watch(page, 'dashboard', problems, { expected: [{ status: 409, url: /\/connect(\?|$)/ }] });
+    const page = await watchedPage(browser, 'dashboard', problems, { viewport: { width: 1280, height: 900 } }, { expected: [CONNECT_409] });
 
     await step('the wall tile counts the linked receivers and the total sent', async () => {
       const res = await page.goto(url, { waitUntil: 'domcontentloaded', timeout: 30_000 });
@@ -59,11 +56,7 @@ async function main() {
     });
     problems.push(...(await cspViolations(page, 'dashboard')));
 
-    await step('check for console errors and CSP violations', async () => {
-      if (problems.length) throw new StepError(`${problems.length} problem(s):\n  ${problems.join('\n  ')}`);
-    });
-    log('OK');
-    return 0;
+    return finish(problems);
   } finally {
     await close(browser);
   }

@@ -9,7 +9,7 @@
 // column. Exit status 0 only after "OK". Tokens are redacted.
 
 import { mkdirSync } from 'node:fs';
-import { close, CSP_PROBE, cspViolations, launch, log, requireEnv, run, screenshot, step, StepError, watch } from './lib.mjs';
+import { close, CONNECT_409, cspViolations, finish, launch, requireEnv, run, screenshot, step, StepError, watchedPage } from './lib.mjs';
 
 async function main() {
   const url = requireEnv('DASHBOARD_URL');
@@ -20,11 +20,8 @@ async function main() {
   let browser;
   try {
     browser = await step('launch chromium', launch);
-    const context = await browser.newContext({ viewport: { width: 1920, height: 1080 } });
-    await context.addInitScript(CSP_PROBE);
-    const page = await context.newPage();
     // connection strings are asked for before any side registered
-    watch(page, 'dashboard', problems, { expected: [{ status: 409, url: /\/connect(\?|$)/ }] });
+    const page = await watchedPage(browser, 'dashboard', problems, { viewport: { width: 1920, height: 1080 } }, { expected: [CONNECT_409] });
 
     await step('open the dashboard of 8 streams: the wall', async () => {
       const res = await page.goto(url, { waitUntil: 'domcontentloaded', timeout: 30_000 });
@@ -63,8 +60,7 @@ async function main() {
     });
     problems.push(...(await cspViolations(page, 'dashboard')));
 
-    const phone = await (await browser.newContext({ viewport: { width: 390, height: 844 }, isMobile: true })).newPage();
-    watch(phone, 'phone', problems, { expected: [{ status: 409, url: /\/connect(\?|$)/ }] });
+    const phone = await watchedPage(browser, 'phone', problems, { viewport: { width: 390, height: 844 }, isMobile: true }, { expected: [CONNECT_409] });
     await step('at phone size the tiles stack in one column', async () => {
       await phone.goto(url, { waitUntil: 'domcontentloaded', timeout: 30_000 });
       await phone.waitForFunction(() => document.querySelectorAll('#wall .tile').length === 8, null, { timeout: 15_000 });
@@ -75,11 +71,7 @@ async function main() {
       await screenshot(phone, outDir, 'wall-phone.png');
     });
 
-    await step('check for console errors and CSP violations', async () => {
-      if (problems.length) throw new StepError(`${problems.length} problem(s):\n  ${problems.join('\n  ')}`);
-    });
-    log('OK');
-    return 0;
+    return finish(problems);
   } finally {
     await close(browser);
   }
