@@ -39,8 +39,10 @@ fn local_ip_towards(server: SocketAddr) -> Option<std::net::IpAddr> {
 pub async fn doctor(server: &str, port: u16, trust: &Trust) -> Result<(), String> {
     let (host, [primary, alternate]) = stun_service(server, trust).await?;
     // the server answered over TCP: no STUN answer means UDP does not get through
-    let found = match discover_host(&host, primary, port, STUN_TIMEOUT).await {
+    let found = match discover_host(&host, primary, Some(alternate), port, STUN_TIMEOUT).await {
         Ok(found) => found,
+        // (a local failure says nothing about the network)
+        Err(e) if !e.unanswered => return Err(format!("STUN discovery failed: {e}")),
         Err(e) => {
             say!("STUN service   no answer ({e})");
             say!(

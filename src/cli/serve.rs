@@ -60,7 +60,12 @@ pub struct ServeArgs {
     /// Where sessions and the token secret are kept: an SQLite database file (`:memory:` keeps
     /// nothing), or a PostgreSQL database, `postgres://USER[:PASSWORD]@HOST:PORT/DBNAME`. One
     /// server per database: a second one refuses to start.
-    #[arg(long, default_value = "punch.db", env = "PUNCH_DB")]
+    #[arg(
+        long,
+        default_value = "punch.db",
+        env = "PUNCH_DB",
+        hide_env_values = true
+    )]
     db: String,
     /// Base URL peers and browsers use to reach this server (e.g. https://punch.example.org),
     /// used in dashboard and QR links. Default: the Host the client used.

@@ -212,10 +212,11 @@ pub async fn discover_either(
         })
 }
 
-/// Resolves `host` and runs [`discover`] from local UDP `local_port` against its STUN port.
+/// Resolves `host` and runs [`discover_either`] from local UDP `local_port` against its STUN port.
 pub async fn discover_host(
     host: &str,
     stun_port: u16,
+    alternate: Option<u16>,
     local_port: u16,
     timeout: Duration,
 ) -> Result<Discovery, DiscoveryError> {
@@ -224,7 +225,8 @@ pub async fn discover_host(
         .map_err(|e| DiscoveryError::local(format!("cannot resolve {host}: {e}")))?
         .next()
         .ok_or_else(|| DiscoveryError::local(format!("{host} has no address")))?;
-    discover(any_local(server.ip(), local_port), server, timeout, None).await
+    let local = any_local(server.ip(), local_port);
+    discover_either(local, server, alternate, timeout, None).await
 }
 
 /// Sends `count` datagrams with IP TTL `ttl` from `local` to `peer`, `gap` apart.

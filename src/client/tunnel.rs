@@ -65,8 +65,10 @@ pub struct TunnelServer {
     pub trust: Trust,
 }
 
-/// An open tunnel; closed when dropped. A WebSocket that drops is reopened (with backoff)
-/// behind the same local end, so SRT never notices more than a gap.
+/// A tunnel; closed when dropped. Its WebSocket is opened in the background, and one that fails
+/// or drops is reopened (with backoff) behind the same local end, so SRT never notices more
+/// than a gap; a refusal that retrying cannot change (a wrong ticket: coordinates from before a
+/// server restart) ends it, and new coordinates bring a new tunnel.
 pub struct Tunnel {
     /// Where SRT sends to: the local end, the same for the tunnel's life.
     local: SocketAddr,
@@ -79,15 +81,14 @@ pub struct Tunnel {
 
 impl Tunnel {
     /// Opens the tunnel of `key` for an SRT socket bound at `srt` (its loopback end is bound on
-    /// the same IP, the loopback for an unspecified one). Fails if the first WebSocket cannot
-    /// be opened.
+    /// the same IP, the loopback for an unspecified one). Fails only when the local end cannot
+    /// be bound or the URL cannot be made.
     pub async fn open(
         to: TunnelServer,
         key: TunnelKey,
         srt: SocketAddr,
     ) -> Result<Tunnel, ClientError> {
         let url = tunnel_url(&to.server, &to.session, &key)?;
-        let socket = connect(&url, &to).await?;
         let ip = if srt.ip().is_unspecified() {
             match srt.ip() {
                 IpAddr::V4(_) => IpAddr::from([127, 0, 0, 1]),
@@ -106,28 +107,40 @@ impl Tunnel {
         let header = TunnelHeader::datagram(key.role, key.slot);
         let (notes_tx, notes) = tokio::sync::mpsc::unbounded_channel();
         let task = tokio::spawn(async move {
-            let mut socket = socket;
             let mut wait = REOPEN_FIRST;
+            let mut opened_before = false;
+            // the same failure is told once, not at every attempt
+            let mut told: Option<String> = None;
             loop {
-                let why = bridge(socket, &udp, srt, header).await;
-                let _ = notes_tx.send(format!("the tunnel dropped ({why}); reopening it"));
-                socket = loop {
-                    tokio::time::sleep(wait).await;
-                    match connect(&url, &to).await {
-                        Ok(s) => {
-                            wait = REOPEN_FIRST;
-                            let _ = notes_tx.send("the tunnel is open again".to_string());
-                            break s;
-                        }
-                        Err(e) => {
-                            wait = (wait * 2).min(REOPEN_MAX);
+                let socket = match connect(&url, &to).await {
+                    Ok(s) => s,
+                    Err(e) if e.is_permanent() => {
+                        let _ = notes_tx.send(format!(
+                            "the server refused the tunnel ({e}); it stays closed until new coordinates come"
+                        ));
+                        return;
+                    }
+                    Err(e) => {
+                        let text = e.to_string();
+                        if told.as_deref() != Some(text.as_str()) {
                             let _ = notes_tx.send(format!(
-                                "cannot reopen the tunnel ({e}); trying again in {} ms",
-                                wait.as_millis()
+                                "cannot open the tunnel ({text}); trying again, every {} s at most",
+                                REOPEN_MAX.as_secs()
                             ));
+                            told = Some(text);
                         }
+                        tokio::time::sleep(wait).await;
+                        wait = (wait * 2).min(REOPEN_MAX);
+                        continue;
                     }
                 };
+                if std::mem::replace(&mut opened_before, true) || told.is_some() {
+                    let _ = notes_tx.send("the tunnel is open again".to_string());
+                }
+                (wait, told) = (REOPEN_FIRST, None);
+                let why = bridge(socket, &udp, srt, header).await;
+                let _ = notes_tx.send(format!("the tunnel dropped ({why}); reopening it"));
+                tokio::time::sleep(wait).await;
             }
         });
         Ok(Tunnel {

@@ -136,10 +136,10 @@ impl Forwarder {
                         && Instant::now() >= by
                     {
                         self.heard_by = None;
-                        let heard = self.gates.each_ref().map(|g| g.learned().is_some());
-                        if let Some(side) = (0..2).find(|&s| !heard[s] && heard[1 - s]) {
-                            tracing::info!(side, "relay never heard from one side");
-                            on_event(RelayEvent::Unheard { side });
+                        let unheard = self.gates.each_ref().map(|g| g.learned().is_none());
+                        if unheard.contains(&true) {
+                            tracing::info!(?unheard, "relay never heard from a side");
+                            on_event(RelayEvent::Unheard { sides: unheard });
                         }
                     }
                     if self.idle.is_some_and(|i| self.last_heard.elapsed() >= i) {

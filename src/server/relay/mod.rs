@@ -166,8 +166,8 @@ impl RelaySpec {
     }
 }
 
-/// How long a relay between two Punch peers waits for both to send before it says which one
-/// it never heard from (that side's UDP to the relay is blocked: it moves to its tunnel).
+/// How long a relay between two Punch peers waits for both to send before it says which it
+/// never heard from (that side's UDP to the relay is blocked: it moves to its tunnel).
 pub const HEARD_WAIT: Duration = Duration::from_secs(10);
 
 /// What a relay tells its session by itself.
@@ -175,9 +175,9 @@ pub const HEARD_WAIT: Duration = Duration::from_secs(10);
 pub enum RelayEvent {
     /// It freed itself for lack of traffic; whether it had carried anything before.
     Idle { carried: bool },
-    /// [`HEARD_WAIT`] after its start one side had sent while this one (0 sender, 1 receiver)
-    /// had sent nothing.
-    Unheard { side: usize },
+    /// [`HEARD_WAIT`] after its start these sides (`[sender, receiver]`) had sent nothing:
+    /// one of them while the other had, or both (the relay's ports are out of their reach).
+    Unheard { sides: [bool; 2] },
 }
 
 /// A running relay; dropping it stops forwarding and frees its ports.

@@ -336,7 +336,12 @@ async fn a_relay_names_the_side_it_never_heard_from() {
         .await
         .expect("an event within the wait and a check")
         .unwrap();
-    assert_eq!(event, RelayEvent::Unheard { side: 0 });
+    assert_eq!(
+        event,
+        RelayEvent::Unheard {
+            sides: [true, false]
+        }
+    );
     // said once
     assert!(
         tokio::time::timeout(Duration::from_millis(1500), rx.recv())

@@ -708,6 +708,8 @@ impl SessionCore {
             }
             if r.tunnel {
                 core.ensure_ticket(idx, me);
+            } else {
+                core.drop_ticket(idx, me);
             }
             let place = Place {
                 address: address.clone(),

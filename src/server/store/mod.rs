@@ -27,6 +27,8 @@ use super::session::persist::{Job, Store, StoreOp};
 mod postgres;
 mod sqlite;
 
+/// Registration events kept per session (older ones are pruned), with either engine.
+const EVENTS_PER_SESSION: i64 = 500;
 const QUEUE_DEPTH: usize = 16 * 1024;
 /// Operations applied in one transaction at most.
 const BATCH: usize = 1024;
@@ -97,6 +99,11 @@ pub fn registration_events(
     } else {
         sqlite::registration_events(db, session).map_err(|e| e.to_string())
     }
+}
+
+/// A stream's devices as stored (`[sender, receiver]`, JSON), with either engine.
+fn devices_json(devices: &[Option<super::session::model::DeviceSide>; 2]) -> String {
+    serde_json::to_string(devices).unwrap_or_else(|_| "[null,null]".into())
 }
 
 /// One engine's side of the writer loop.

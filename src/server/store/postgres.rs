@@ -15,17 +15,20 @@ use std::time::Duration;
 
 use tokio_postgres::{Client, NoTls, Transaction};
 
-use super::{Loaded, StoreThread};
+use super::{EVENTS_PER_SESSION, Loaded, StoreThread, devices_json};
 use crate::protocol::{Endpoint, Role, TallyState};
 use crate::server::session::model::{
-    DeviceSide, LastPeer, SessionRecord, StreamRecord, TOMBSTONE_RETENTION_MS, Tombstone,
+    LastPeer, SessionRecord, StreamRecord, TOMBSTONE_RETENTION_MS, Tombstone,
 };
 use crate::server::session::persist::{Store, StoreOp};
 
-/// Registration events kept per session (older ones are pruned), as with SQLite.
-const EVENTS_PER_SESSION: i64 = 500;
 /// How long connecting may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long one batch's transaction may take before the connection is given up (and the
+/// batch retried on a new one): a database host gone silent must not hold every writer.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long loading (migrations included, which may wait for another server's) may take.
+const LOAD_TIMEOUT: Duration = Duration::from_secs(30);
 /// The schema, one migration per release that changed it.
 const MIGRATIONS: &[&str] = &[include_str!("migrations/postgres/001_initial.sql")];
 /// The advisory lock that serialises migrations between servers (any constant of our own).
@@ -42,21 +45,18 @@ fn runtime() -> Result<tokio::runtime::Runtime, String> {
         .map_err(|e| format!("cannot start the database runtime: {e}"))
 }
 
-/// A connection to `url` holding the server's lock.
-async fn connect_as_server(url: &str) -> Result<Client, String> {
+/// What a second server is told.
+const TAKEN: &str = "another punch serve uses this database (one server per database: it holds an advisory lock on it)";
+
+/// A connection to `url` holding the server's lock; `Ok(None)` when another server holds it.
+async fn connect_as_server(url: &str) -> Result<Option<Client>, String> {
     let client = connect(url).await?;
     let locked: bool = client
         .query_one("SELECT pg_try_advisory_lock($1)", &[&SERVER_LOCK])
         .await
         .map_err(|e| describe(&e))?
         .get(0);
-    if !locked {
-        return Err(
-            "another punch serve uses this database (one server per database: it holds an advisory lock on it)"
-                .into(),
-        );
-    }
-    Ok(client)
+    Ok(locked.then_some(client))
 }
 
 /// A connection to `url`; its I/O runs on the runtime it is called on.
@@ -89,13 +89,52 @@ fn describe(e: &tokio_postgres::Error) -> String {
 
 /// `url` without its password, for messages.
 pub(super) fn redacted(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
+    let (head, query) = match url.split_once('?') {
+        Some((h, q)) => (h, Some(q)),
+        None => (url, None),
+    };
+    let mut out = match (head.find("://"), head.rfind('@')) {
         (Some(scheme), Some(at)) if at > scheme => {
-            let user_part = &url[scheme + 3..at];
+            let user_part = &head[scheme + 3..at];
             let user = user_part.split(':').next().unwrap_or("");
-            format!("{}{user}@{}", &url[..scheme + 3], &url[at + 1..])
+            format!("{}{user}@{}", &head[..scheme + 3], &head[at + 1..])
         }
-        _ => url.to_string(),
+        _ => head.to_string(),
+    };
+    if let Some(query) = query {
+        let kept: Vec<&str> = query
+            .split('&')
+            .filter(|kv| !kv.to_ascii_lowercase().starts_with("password="))
+            .collect();
+        if !kept.is_empty() {
+            out.push('?');
+            out.push_str(&kept.join("&"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn passwords_stay_out_of_what_is_shown() {
+        for (url, shown) in [
+            (
+                "postgres://punch:s3cret@db:5432/punch",
+                "postgres://punch@db:5432/punch",
+            ),
+            (
+                "postgres://punch@db/punch?password=s3cret&sslmode=disable",
+                "postgres://punch@db/punch?sslmode=disable",
+            ),
+            (
+                "postgresql://db/punch?PASSWORD=s3cret",
+                "postgresql://db/punch",
+            ),
+            ("postgres://db/punch", "postgres://db/punch"),
+        ] {
+            assert_eq!(super::redacted(url), shown);
+        }
     }
 }
 
@@ -116,11 +155,16 @@ pub(super) fn open(
         .spawn(move || {
             let started = runtime().and_then(|rt| {
                 let (client, loaded) = rt.block_on(async {
-                    let mut client = connect_as_server(&url).await?;
-                    let loaded = init(&mut client, secret_override, now_ms)
+                    let loading = async {
+                        let mut client = connect_as_server(&url).await?.ok_or(TAKEN)?;
+                        let loaded = init(&mut client, secret_override, now_ms)
+                            .await
+                            .map_err(|e| describe(&e))?;
+                        Ok::<_, String>((client, loaded))
+                    };
+                    tokio::time::timeout(LOAD_TIMEOUT, loading)
                         .await
-                        .map_err(|e| describe(&e))?;
-                    Ok::<_, String>((client, loaded))
+                        .map_err(|_| format!("not loaded within {} s", LOAD_TIMEOUT.as_secs()))?
                 })?;
                 let writer = Writer {
                     url,
@@ -312,6 +356,11 @@ struct Writer {
 enum WriteError {
     /// Connecting again failed.
     Connect(String),
+    /// The transaction did not finish within [`WRITE_TIMEOUT`].
+    Timeout,
+    /// Connected again, another server had taken the database meanwhile: what this one
+    /// writes is not stored.
+    Taken,
     Db(tokio_postgres::Error),
 }
 
@@ -319,6 +368,15 @@ impl std::fmt::Display for WriteError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             WriteError::Connect(e) => write!(f, "cannot reach the database: {e}"),
+            WriteError::Timeout => write!(
+                f,
+                "the database did not finish a write within {} s",
+                WRITE_TIMEOUT.as_secs()
+            ),
+            WriteError::Taken => write!(
+                f,
+                "{TAKEN}: it took the database while this server's connection was lost, so this server's changes are not stored; stop one of the two"
+            ),
             WriteError::Db(e) => f.write_str(&describe(e)),
         }
     }
@@ -331,9 +389,15 @@ impl super::Backend for Writer {
     /// conflict: later. Anything the database refused on its merits (a constraint): never.
     fn passing(e: &WriteError) -> bool {
         match e {
-            WriteError::Connect(_) => true,
+            WriteError::Connect(_) | WriteError::Timeout => true,
+            WriteError::Taken => false,
             WriteError::Db(e) => match e.code() {
-                None => true,
+                // no SQLSTATE: only a lost connection passes (a type or protocol error would
+                // fail the same way again, and hold every newer write behind it)
+                None => {
+                    e.is_closed()
+                        || std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>())
+                }
                 Some(code) => {
                     let class = &code.code()[..2];
                     matches!(class, "08" | "40" | "53" | "57" | "58")
@@ -348,15 +412,26 @@ impl super::Backend for Writer {
             url, rt, client, ..
         } = self;
         let result = rt.block_on(async {
-            if client.as_ref().is_none_or(|c| c.is_closed()) {
-                *client = Some(connect_as_server(url).await.map_err(WriteError::Connect)?);
+            let write = async {
+                if client.as_ref().is_none_or(|c| c.is_closed()) {
+                    let again = connect_as_server(url).await.map_err(WriteError::Connect)?;
+                    *client = Some(again.ok_or(WriteError::Taken)?);
+                }
+                let c = client.as_mut().expect("connected above");
+                let tx = c.transaction().await.map_err(WriteError::Db)?;
+                for op in ops {
+                    apply(&tx, op).await.map_err(WriteError::Db)?;
+                }
+                tx.commit().await.map_err(WriteError::Db)
+            };
+            match tokio::time::timeout(WRITE_TIMEOUT, write).await {
+                Ok(done) => done,
+                Err(_) => {
+                    // the connection is in an unknown state: a new one for the retry
+                    *client = None;
+                    Err(WriteError::Timeout)
+                }
             }
-            let c = client.as_mut().expect("connected above");
-            let tx = c.transaction().await.map_err(WriteError::Db)?;
-            for op in ops {
-                apply(&tx, op).await.map_err(WriteError::Db)?;
-            }
-            tx.commit().await.map_err(WriteError::Db)
         });
         if result.is_err() && self.client.as_ref().is_some_and(|c| c.is_closed()) {
             self.client = None;
@@ -368,10 +443,6 @@ impl super::Backend for Writer {
         }
         result
     }
-}
-
-fn devices_json(devices: &[Option<DeviceSide>; 2]) -> String {
-    serde_json::to_string(devices).unwrap_or_else(|_| "[null,null]".into())
 }
 
 async fn insert_stream(

@@ -12,15 +12,13 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{Loaded, StoreThread};
+use super::{EVENTS_PER_SESSION, Loaded, StoreThread, devices_json};
 use crate::protocol::{Endpoint, Role, TallyState};
 use crate::server::session::model::{
-    DeviceSide, LastPeer, SessionRecord, StreamRecord, TOMBSTONE_RETENTION_MS, Tombstone,
+    LastPeer, SessionRecord, StreamRecord, TOMBSTONE_RETENTION_MS, Tombstone,
 };
 use crate::server::session::persist::{Store, StoreOp};
 
-/// Registration events kept per session (older ones are pruned).
-const EVENTS_PER_SESSION: i64 = 500;
 /// How long a write waits for a lock another process holds before it fails (and is retried).
 const BUSY_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -300,10 +298,6 @@ impl super::Backend for Writer {
         }
         Ok(())
     }
-}
-
-fn devices_json(devices: &[Option<DeviceSide>; 2]) -> String {
-    serde_json::to_string(devices).unwrap_or_else(|_| "[null,null]".into())
 }
 
 fn apply(tx: &rusqlite::Transaction<'_>, op: &StoreOp) -> rusqlite::Result<()> {

@@ -17,7 +17,6 @@ use super::error::SessionError;
 use super::model::SessionRecord;
 use super::path::PathPolicy;
 use super::persist::{Store, StoreOp};
-use super::tunnel::Tunnels;
 use super::view::StreamCoordinates;
 use crate::protocol::{
     ClientMessage, ErrorCode, Role, ServerMessage, SessionView, SideSpec, TallyState, close_code,
@@ -28,6 +27,9 @@ use crate::server::token::Scope;
 use crate::server::tunnel::TunnelLink;
 
 mod relay;
+mod tunnel;
+
+pub(super) use tunnel::Tunnels;
 
 /// What a connection task receives from its session.
 #[derive(Debug, Clone)]
@@ -570,8 +572,8 @@ impl Actor {
                     RelayEvent::Idle { carried } => {
                         self.core.relay_idle(stream, generation, carried, now)
                     }
-                    RelayEvent::Unheard { side } => {
-                        self.core.relay_unheard(stream, generation, side, now)
+                    RelayEvent::Unheard { sides } => {
+                        self.core.relay_unheard(stream, generation, sides, now)
                     }
                 };
                 let _ = self.apply(fx).await; // a failed store is logged and retried

@@ -2,7 +2,7 @@
 //! tied to its registration by a ticket; a side the relay never hears from moves to its tunnel.
 
 use super::*;
-use crate::server::session::tunnel::Tunnels;
+use crate::server::session::actor::Tunnels;
 
 #[test]
 fn a_side_without_udp_is_relayed_through_its_tunnel() {
@@ -146,11 +146,11 @@ fn the_side_the_relay_never_heard_from_moves_to_its_tunnel_and_only_it() {
     let (mut core, generation) = relayed_pair();
     // a stale notice (an older relay) changes nothing
     assert!(
-        core.relay_unheard(0, generation + 7, 1, 20_000)
+        core.relay_unheard(0, generation + 7, [false, true], 20_000)
             .relay
             .is_empty()
     );
-    let fx = core.relay_unheard(0, generation, 1, 20_000);
+    let fx = core.relay_unheard(0, generation, [false, true], 20_000);
     // a new relay, with the receiver on its tunnel and the sender still on UDP
     let [
         RelayOp::Stop { .. },
@@ -191,7 +191,7 @@ fn a_link_that_is_up_or_a_tool_that_cannot_move_is_left_alone() {
         5,
     );
     assert!(
-        core.relay_unheard(0, generation, 1, 20_000)
+        core.relay_unheard(0, generation, [false, true], 20_000)
             .relay
             .is_empty()
     );
@@ -242,4 +242,43 @@ fn a_tunnelled_side_facing_a_listener_device_is_told_why_it_cannot_connect() {
     );
     let reason = core.view().streams[0].path_reason.clone().unwrap();
     assert!(reason.contains("cannot call a listener device"), "{reason}");
+}
+
+#[test]
+fn when_the_relay_heard_neither_side_both_move_to_their_tunnels() {
+    let (mut core, generation) = relayed_pair();
+    let fx = core.relay_unheard(0, generation, [true, true], 20_000);
+    let [RelayOp::Stop { .. }, RelayOp::Start { spec, .. }] = fx.relay.as_slice() else {
+        panic!("expected the relay to start over once, got {:?}", fx.relay)
+    };
+    assert_eq!(
+        spec.sides,
+        [Admission::Tunnel(None), Admission::Tunnel(None)]
+    );
+}
+
+#[test]
+fn a_side_back_on_udp_loses_its_ticket() {
+    let (mut core, generation) = relayed_pair();
+    core.relay_unheard(0, generation, [false, true], 20_000);
+    let ticket = core.ticket(0, 1).expect("the moved side has a ticket");
+    let at: std::net::SocketAddr = "127.0.0.1:41000".parse().unwrap();
+    assert!(
+        core.attach_tunnel("cam", Role::Receiver, 1, &ticket, at)
+            .is_ok()
+    );
+    // the side's holder goes; while nobody holds it, no tunnel attaches
+    core.detach(2, 30);
+    let refused = core.attach_tunnel("cam", Role::Receiver, 1, &ticket, at);
+    assert!(
+        refused
+            .unwrap_err()
+            .message
+            .contains("does not go over a tunnel now")
+    );
+    // it comes back on UDP (a new run): the ticket is withdrawn
+    core.attach(4, ip("198.51.100.2"), Scope::Admin, 31)
+        .unwrap();
+    core.handle(4, register(None, Role::Receiver, 9001), 31);
+    assert_eq!(core.ticket(0, 1), None);
 }
