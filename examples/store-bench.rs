@@ -1,14 +1,17 @@
 //! Benchmark (prints numbers, asserts nothing): what durable commits cost. The same REST calls
 //! against the server with its SQLite database in a file (every acknowledged change —
 //! create, close, tally, latency — synced to disk before the answer) and with `:memory:`
-//! (nothing written), side by side in one run.
+//! (nothing written), side by side in one run; with `--postgres URL`, also with the server's
+//! database in PostgreSQL (an empty database the benchmark may fill; every acknowledged change
+//! committed before the answer, as PostgreSQL's own settings make a commit durable).
 //!
 //! * one client, one call at a time: the latency of a create and of a tally change;
 //! * `--concurrency` creates in flight: creates per second (changes queued together are
 //!   committed in one transaction, one sync).
 //!
 //! ```sh
-//! cargo run --release --example store-bench -- --calls 300 --concurrency 32
+//! cargo run --release --example store-bench -- --calls 300 --concurrency 32 \
+//!     [--postgres postgres://punch@127.0.0.1:5432/bench]
 //! ```
 //! The database file is created in `--dir` (default: the system's temporary directory): put it
 //! on the disk the server will use.
@@ -33,6 +36,9 @@ struct Args {
     /// Where the database file goes.
     #[arg(long)]
     dir: Option<std::path::PathBuf>,
+    /// Also measure with this (empty) PostgreSQL database.
+    #[arg(long)]
+    postgres: Option<String>,
 }
 
 struct Figures {
@@ -158,4 +164,27 @@ async fn main() {
         in_memory.creates_per_s,
         on_disk.creates_per_s / in_memory.creates_per_s
     );
+    if let Some(url) = args.postgres.clone() {
+        let mut pg = measure(url, &args).await;
+        for (what, p, d) in [
+            (
+                "create (one at a time)",
+                &mut pg.create,
+                &mut on_disk.create,
+            ),
+            ("tally (one at a time)", &mut pg.tally, &mut on_disk.tally),
+        ] {
+            let (p50, p99) = (percentile(p, 0.5), percentile(p, 0.99));
+            println!(
+                "{what:<22} postgres p50 {p50:7.3} ms p99 {p99:7.3} ms | p50 ratio to the file {:.1}",
+                p50 / percentile(d, 0.5)
+            );
+        }
+        println!(
+            "creates/s, {} in flight: postgres {:.0} | ratio to the file {:.2}",
+            args.concurrency,
+            pg.creates_per_s,
+            pg.creates_per_s / on_disk.creates_per_s
+        );
+    }
 }

@@ -15,7 +15,8 @@
 //! * `view.rs`: the summary, the full view and the connection-string coordinates.
 //! * `effects.rs`: what the core asks its owner to do.
 //! * `error.rs`: why an operation was refused ([`SessionError`]).
-//! * `actor/`: the task and its handle (`relay.rs`: the relays it starts and stops).
+//! * `actor/`: the task and its handle (`relay.rs`: the relays it starts and stops; `tunnel.rs`:
+//!   the open tunnels).
 
 mod actor;
 mod admission;

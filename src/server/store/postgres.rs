@@ -13,7 +13,10 @@
 
 use std::time::Duration;
 
-use tokio_postgres::{Client, NoTls, Transaction};
+use std::collections::HashMap;
+
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Client, NoTls, Statement, Transaction};
 
 use super::{EVENTS_PER_SESSION, Loaded, StoreThread, devices_json};
 use crate::protocol::{Endpoint, Role, TallyState};
@@ -170,6 +173,7 @@ pub(super) fn open(
                     url,
                     rt,
                     client: Some(client),
+                    statements: HashMap::new(),
                     commit_seconds,
                 };
                 Ok((writer, loaded))
@@ -348,7 +352,34 @@ struct Writer {
     rt: tokio::runtime::Runtime,
     /// `None` after it was lost, until the next write connects again.
     client: Option<Client>,
+    /// The writes' statements, prepared once per connection (a statement given as text costs
+    /// a second round trip to prepare it, each time).
+    statements: HashMap<&'static str, Statement>,
     commit_seconds: Option<prometheus::Histogram>,
+}
+
+/// A write transaction with the connection's prepared statements.
+struct Tx<'a> {
+    tx: &'a Transaction<'a>,
+    statements: &'a mut HashMap<&'static str, Statement>,
+}
+
+impl Tx<'_> {
+    async fn execute(
+        &mut self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> PgResult<u64> {
+        let statement = match self.statements.get(sql) {
+            Some(s) => s.clone(),
+            None => {
+                let s = self.tx.prepare(sql).await?;
+                self.statements.insert(sql, s.clone());
+                s
+            }
+        };
+        self.tx.execute(&statement, params).await
+    }
 }
 
 /// Why a write failed.
@@ -409,18 +440,28 @@ impl super::Backend for Writer {
     fn commit(&mut self, ops: &[&StoreOp]) -> Result<(), WriteError> {
         let started = std::time::Instant::now();
         let Writer {
-            url, rt, client, ..
+            url,
+            rt,
+            client,
+            statements,
+            ..
         } = self;
         let result = rt.block_on(async {
             let write = async {
                 if client.as_ref().is_none_or(|c| c.is_closed()) {
                     let again = connect_as_server(url).await.map_err(WriteError::Connect)?;
                     *client = Some(again.ok_or(WriteError::Taken)?);
+                    // prepared on the old connection: gone with it
+                    statements.clear();
                 }
                 let c = client.as_mut().expect("connected above");
                 let tx = c.transaction().await.map_err(WriteError::Db)?;
+                let mut w = Tx {
+                    tx: &tx,
+                    statements,
+                };
                 for op in ops {
-                    apply(&tx, op).await.map_err(WriteError::Db)?;
+                    apply(&mut w, op).await.map_err(WriteError::Db)?;
                 }
                 tx.commit().await.map_err(WriteError::Db)
             };
@@ -446,7 +487,7 @@ impl super::Backend for Writer {
 }
 
 async fn insert_stream(
-    tx: &Transaction<'_>,
+    tx: &mut Tx<'_>,
     session: &str,
     idx: usize,
     s: &StreamRecord,
@@ -460,7 +501,7 @@ async fn insert_stream(
     Ok(())
 }
 
-async fn apply(tx: &Transaction<'_>, op: &StoreOp) -> PgResult<()> {
+async fn apply(tx: &mut Tx<'_>, op: &StoreOp) -> PgResult<()> {
     match op {
         StoreOp::Create(rec) => {
             // A reused name replaces its tombstone and all the old incarnation's rows.
@@ -586,7 +627,7 @@ async fn apply(tx: &Transaction<'_>, op: &StoreOp) -> PgResult<()> {
 }
 
 async fn event(
-    tx: &Transaction<'_>,
+    tx: &mut Tx<'_>,
     (session, stream, role): (&str, &str, Role),
     kind: &str,
     address: Option<&Endpoint>,
