@@ -119,6 +119,20 @@ fn http_get(base: &str, path: &str) -> String {
 }
 
 /// Runs `punch ARGS` to completion: success, stdout, stderr.
+/// `punch serve` on `db` while another server holds it: whether it succeeded, and its stderr.
+fn second_server(db: &str) -> (bool, String) {
+    let (ok, _, err) = punch(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--stun-port",
+        "0",
+        "--db",
+        db,
+    ]);
+    (ok, err)
+}
+
 fn punch(args: &[&str]) -> (bool, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_punch"))
         .args(args)
@@ -162,15 +176,7 @@ fn a_second_server_on_the_same_database_exits_at_once_naming_the_holder() {
     let db = dir.path().join("punch.db").display().to_string();
     let first = Serve::start(&["--db", &db]);
     let started = Instant::now();
-    let (ok, _, err) = punch(&[
-        "serve",
-        "--listen",
-        "127.0.0.1:0",
-        "--stun-port",
-        "0",
-        "--db",
-        &db,
-    ]);
+    let (ok, err) = second_server(&db);
     assert!(!ok);
     assert!(started.elapsed() < Duration::from_secs(5));
     assert!(
@@ -251,15 +257,7 @@ fn punch_serve_keeps_its_sessions_in_postgresql() {
     assert!(!first.log().contains("hunter2"), "{}", first.log());
     runtime().block_on(create(&first.base, serde_json::json!({"name": "pg-kept"})));
     // a second server on the same database is refused at once, naming it without the password
-    let (ok, _, err) = punch(&[
-        "serve",
-        "--listen",
-        "127.0.0.1:0",
-        "--stun-port",
-        "0",
-        "--db",
-        &db,
-    ]);
+    let (ok, err) = second_server(&db);
     assert!(!ok);
     assert!(
         err.contains(&shown) && err.contains("another punch serve") && !err.contains("hunter2"),

@@ -6,44 +6,15 @@ use std::time::Duration;
 
 use common::*;
 use punch::protocol::{
-    ClientMessage, ErrorCode, Health, PeerInfo, Role, ServerMessage, SrtStatus, StatusReport,
-    TallyState,
+    ClientMessage, ErrorCode, Health, Role, ServerMessage, SrtStatus, StatusReport, TallyState,
 };
 use punch::server::{Limits, ServerConfig};
 use serde_json::{Value, json};
-
-async fn peer_of(sig: &mut punch::client::Signalling) -> PeerInfo {
-    expect_msg(sig, "peer", |m| match m {
-        ServerMessage::Peer(p) => Some(p.clone()),
-        _ => None,
-    })
-    .await
-}
 
 async fn session_state(sig: &mut punch::client::Signalling, state: &str) {
     expect_msg(sig, &format!("session {state}"), |m| match m {
         ServerMessage::Session(s) if s.state.as_str() == state => Some(()),
         _ => None,
-    })
-    .await
-}
-
-/// Polls `GET /api/session` (bounded) until `pred` holds.
-async fn eventually_view(
-    base: &str,
-    session: &str,
-    token: &str,
-    what: &str,
-    pred: impl Fn(&Value) -> bool,
-) -> Value {
-    within(what, async {
-        loop {
-            let (status, v) = get_session(base, session, token).await;
-            if status == 200 && pred(&v) {
-                return v;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
     })
     .await
 }
@@ -312,77 +283,6 @@ async fn ttl_expiry_closes_idle_sessions_but_not_connected_ones() {
     let (status, v) = get_session(&srv.base, "ttl", token).await;
     assert_eq!((status, code(&v)), (410, "gone"));
     srv.server.shutdown().await;
-}
-
-#[tokio::test]
-async fn restart_with_a_file_database_keeps_sessions_tokens_and_passphrases() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("punch.db").display().to_string();
-    let config = ServerConfig {
-        db: db.clone(),
-        ..ServerConfig::default()
-    };
-    let srv = start(config.clone()).await;
-    let created = create(&srv.base, json!({"name": "persist", "streams": {"cam1": {"label": "Wide", "audio": "stereo"}}, "latency": 350})).await;
-    let token = created["token"].as_str().unwrap().to_string();
-    let mut a = connect(&srv.base, "persist", &token).await;
-    let mut b = connect(&srv.base, "persist", &token).await;
-    a.send(&register(None, Role::Sender, 9000)).await.unwrap();
-    b.send(&register(None, Role::Receiver, 9001)).await.unwrap();
-    let before = peer_of(&mut a).await;
-    assert_eq!(before.latency, 350);
-    a.send(&ClientMessage::Health(Health {
-        rtt: Some(33.0),
-        ..Default::default()
-    }))
-    .await
-    .unwrap();
-    eventually_view(&srv.base, "persist", &token, "health", |v| {
-        v["streams"][0]["sender"]["last_health"]["rtt"] == 33.0
-    })
-    .await;
-    srv.server.shutdown().await;
-    expect_closed(&mut a).await;
-    expect_closed(&mut b).await;
-
-    let srv = start(config).await;
-    let (status, v) = get_session(&srv.base, "persist", &token).await;
-    assert_eq!(status, 200, "{v}");
-    assert_eq!(v["state"], "WAITING");
-    assert_eq!(v["streams"][0]["label"], "Wide");
-    assert_eq!(v["streams"][0]["sender"]["status"], "waiting");
-    assert_eq!(v["streams"][0]["sender"]["last_health"]["rtt"], 33.0);
-    assert_eq!(v["streams"][0]["sender"]["address"]["port"], 9000);
-    let mut a = connect(
-        &srv.base,
-        "persist",
-        &stream_token(&created, "cam1", "sender"),
-    )
-    .await;
-    let mut b = connect(
-        &srv.base,
-        "persist",
-        &stream_token(&created, "cam1", "receiver"),
-    )
-    .await;
-    a.send(&register(None, Role::Sender, 9000)).await.unwrap();
-    b.send(&register(None, Role::Receiver, 9001)).await.unwrap();
-    let after = peer_of(&mut a).await;
-    assert_eq!(
-        after, before,
-        "same coordinates, passphrase and latency after the restart"
-    );
-    srv.server.shutdown().await;
-    // the history is complete once the server has flushed its database
-    let history = punch::server::store::registration_events(&db, "persist").unwrap();
-    assert_eq!(
-        history
-            .iter()
-            .filter(|(_, _, kind)| kind == "register")
-            .count(),
-        4,
-        "{history:?}"
-    );
 }
 
 #[tokio::test]

@@ -4,41 +4,23 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::postgres::Postgres;
 use common::*;
-use punch::protocol::{ClientMessage, Health, PeerInfo, Role, ServerMessage};
+use punch::client::Signalling;
+use punch::protocol::{ClientMessage, Health, PeerInfo, Role};
 use punch::server::{Server, ServerConfig};
 use reqwest::Method;
-use serde_json::{Value, json};
+use serde_json::json;
 
-async fn peer_of(sig: &mut punch::client::Signalling) -> PeerInfo {
-    expect_msg(sig, "peer", |m| match m {
-        ServerMessage::Peer(p) => Some(p.clone()),
-        _ => None,
-    })
-    .await
-}
-
-/// The view once `pred` holds (bounded).
-async fn view_when(
-    base: &str,
-    session: &str,
-    token: &str,
-    what: &str,
-    pred: impl Fn(&Value) -> bool,
-) -> Value {
-    within(what, async {
-        loop {
-            let (status, v) = get_session(base, session, token).await;
-            if status == 200 && pred(&v) {
-                return v;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
-    .await
+/// Both sides of stream cam1 of `persist` registered with `tokens` (`[sender, receiver]`); the
+/// connections and the sender's coordinates.
+async fn registered_pair(base: &str, tokens: [&str; 2]) -> (Signalling, Signalling, PeerInfo) {
+    let mut a = connect(base, "persist", tokens[0]).await;
+    let mut b = connect(base, "persist", tokens[1]).await;
+    a.send(&register(None, Role::Sender, 9000)).await.unwrap();
+    b.send(&register(None, Role::Receiver, 9001)).await.unwrap();
+    let peer = peer_of(&mut a).await;
+    (a, b, peer)
 }
 
 fn on(db: &str) -> ServerConfig {
@@ -58,21 +40,8 @@ async fn a_restart_keeps_everything(db: &str) {
     )
     .await;
     let token = created["token"].as_str().unwrap().to_string();
-    let mut a = connect(
-        &srv.base,
-        "persist",
-        &stream_token(&created, "cam1", "sender"),
-    )
-    .await;
-    let mut b = connect(
-        &srv.base,
-        "persist",
-        &stream_token(&created, "cam1", "receiver"),
-    )
-    .await;
-    a.send(&register(None, Role::Sender, 9000)).await.unwrap();
-    b.send(&register(None, Role::Receiver, 9001)).await.unwrap();
-    let before = peer_of(&mut a).await;
+    // the admin token registers too; after the restart the stream tokens do
+    let (mut a, mut b, before) = registered_pair(&srv.base, [&token, &token]).await;
     assert_eq!(before.latency, 350);
     a.send(&ClientMessage::Health(Health {
         rtt: Some(33.0),
@@ -89,7 +58,7 @@ async fn a_restart_keeps_everything(db: &str) {
     )
     .await;
     assert_eq!(status, 200, "{v}");
-    view_when(&srv.base, "persist", &token, "health stored", |v| {
+    eventually_view(&srv.base, "persist", &token, "health stored", |v| {
         v["streams"][0]["sender"]["last_health"]["rtt"] == 33.0
     })
     .await;
@@ -106,23 +75,13 @@ async fn a_restart_keeps_everything(db: &str) {
     assert_eq!(s["tally"], "on-air", "{s}");
     assert_eq!(s["sender"]["last_health"]["rtt"], 33.0);
     assert_eq!(s["sender"]["address"]["port"], 9000);
-    let mut a = connect(
-        &srv.base,
-        "persist",
-        &stream_token(&created, "cam1", "sender"),
-    )
-    .await;
-    let mut b = connect(
-        &srv.base,
-        "persist",
-        &stream_token(&created, "cam1", "receiver"),
-    )
-    .await;
-    a.send(&register(None, Role::Sender, 9000)).await.unwrap();
-    b.send(&register(None, Role::Receiver, 9001)).await.unwrap();
+    let tokens = [
+        stream_token(&created, "cam1", "sender"),
+        stream_token(&created, "cam1", "receiver"),
+    ];
+    let (_a, _b, after) = registered_pair(&srv.base, [&tokens[0], &tokens[1]]).await;
     assert_eq!(
-        peer_of(&mut a).await,
-        before,
+        after, before,
         "same coordinates, passphrase and latency after the restart"
     );
     srv.server.shutdown().await;

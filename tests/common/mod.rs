@@ -185,6 +185,35 @@ pub fn register(stream: Option<&str>, role: Role, port: u16) -> ClientMessage {
     })
 }
 
+/// The next `peer` coordinates (bounded).
+pub async fn peer_of(sig: &mut Signalling) -> punch::protocol::PeerInfo {
+    expect_msg(sig, "peer", |m| match m {
+        ServerMessage::Peer(p) => Some(p.clone()),
+        _ => None,
+    })
+    .await
+}
+
+/// Polls `GET /api/session` (bounded) until `pred` holds.
+pub async fn eventually_view(
+    base: &str,
+    session: &str,
+    token: &str,
+    what: &str,
+    pred: impl Fn(&Value) -> bool,
+) -> Value {
+    within(what, async {
+        loop {
+            let (status, v) = get_session(base, session, token).await;
+            if status == 200 && pred(&v) {
+                return v;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+}
+
 /// Reads messages until one matches `pred`; panics on close or timeout.
 pub async fn expect_msg<T>(
     sig: &mut Signalling,

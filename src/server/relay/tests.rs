@@ -309,13 +309,12 @@ fn bandwidth_cap_allows_a_quarter_second_burst() {
     assert!(b.take(1000.0, start + Duration::from_millis(2)));
 }
 
-#[tokio::test]
-async fn a_relay_names_the_side_it_never_heard_from() {
-    let service = local_service(RelayConfig {
-        heard_wait: Duration::from_millis(300),
-        ..Default::default()
-    });
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+/// A relay between two peers on the loopback that reports the sides it never heard from; its
+/// events.
+async fn checking_relay(
+    service: &RelayService,
+) -> (Relay, tokio::sync::mpsc::UnboundedReceiver<RelayEvent>) {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let spec = RelaySpec {
         check_heard: true,
         ..RelaySpec::peers("s", [LOCAL, LOCAL])
@@ -326,6 +325,16 @@ async fn a_relay_names_the_side_it_never_heard_from() {
         })
         .await
         .unwrap();
+    (relay, rx)
+}
+
+#[tokio::test]
+async fn a_relay_names_the_side_it_never_heard_from() {
+    let service = local_service(RelayConfig {
+        heard_wait: Duration::from_millis(300),
+        ..Default::default()
+    });
+    let (relay, mut rx) = checking_relay(&service).await;
     // only the receiver's datagrams arrive: the sender's UDP to the relay is blocked
     let receiver = UdpSocket::bind((LOCAL, 0)).await.unwrap();
     receiver
@@ -350,17 +359,7 @@ async fn a_relay_names_the_side_it_never_heard_from() {
     );
 
     // both sides sent: nothing to say
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let spec = RelaySpec {
-        check_heard: true,
-        ..RelaySpec::peers("s", [LOCAL, LOCAL])
-    };
-    let relay = service
-        .allocate(spec, move |event| {
-            let _ = tx.send(event);
-        })
-        .await
-        .unwrap();
+    let (relay, mut rx) = checking_relay(&service).await;
     let sender = UdpSocket::bind((LOCAL, 0)).await.unwrap();
     for (s, port) in [(&sender, relay.ports[0]), (&receiver, relay.ports[1])] {
         s.send_to(&handshake_packet(0, 1, 0), (LOCAL, port))
