@@ -90,6 +90,40 @@ async fn a_restart_keeps_everything(db: &str) {
     assert_eq!(registrations, 4, "{history:?}");
 }
 
+/// A latency change and a device holding a side survive a restart.
+async fn latency_and_devices_are_kept(db: &str) {
+    let srv = start(on(db)).await;
+    let created = create(&srv.base, json!({"name": "kept"})).await;
+    let token = created["token"].as_str().unwrap().to_string();
+    let (status, v) = api_request(
+        &srv.base,
+        Method::POST,
+        "/api/session/kept/latency",
+        &token,
+        Some(json!({"stream": "default", "latency": 400})),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    let (status, v) = api_request(
+        &srv.base,
+        Method::PUT,
+        "/api/session/kept/stream/default/sender",
+        &token,
+        Some(json!({"device": "caller"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    let device = v["streams"][0]["sender"]["device"].clone();
+    assert!(device.is_object(), "{v}");
+    srv.server.shutdown().await;
+
+    let srv = start(on(db)).await;
+    let (_, v) = get_session(&srv.base, "kept", &token).await;
+    assert_eq!(v["streams"][0]["latency"], 400, "{v}");
+    assert_eq!(v["streams"][0]["sender"]["device"], device, "{v}");
+    srv.server.shutdown().await;
+}
+
 /// A closed session answers `410 gone` after a restart too; its name can be taken again.
 async fn a_closed_session_stays_closed(db: &str) {
     let srv = start(on(db)).await;
@@ -162,6 +196,11 @@ both!(
     a_restart_keeps_everything,
     sqlite_restart_keeps_everything,
     postgres_restart_keeps_everything
+);
+both!(
+    latency_and_devices_are_kept,
+    sqlite_latency_and_devices_are_kept,
+    postgres_latency_and_devices_are_kept
 );
 both!(
     a_closed_session_stays_closed,

@@ -11,8 +11,9 @@
 //!   whoever waits for it is told the failure at once. A failed creation is not retried: its
 //!   session was refused. An operation that can never be stored (a constraint) is dropped with
 //!   an error in the log.
-//! * The engines share this writer loop ([`Backend`]); each gives its transaction and says which
-//!   of its errors pass. `tests/storage.rs` runs one suite against both.
+//! * The engines share this writer loop ([`Backend`]) and what each change writes (`writes.rs`:
+//!   the statements and their arguments); each gives its transaction, binds the arguments with
+//!   its driver and says which of its errors pass. `tests/storage.rs` runs one suite against both.
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -26,6 +27,7 @@ use super::session::persist::{Job, Store, StoreOp};
 
 mod postgres;
 mod sqlite;
+mod writes;
 
 /// Registration events kept per session (older ones are pruned), with either engine.
 const EVENTS_PER_SESSION: i64 = 500;
@@ -99,11 +101,6 @@ pub fn registration_events(
     } else {
         sqlite::registration_events(db, session).map_err(|e| e.to_string())
     }
-}
-
-/// A stream's devices as stored (`[sender, receiver]`, JSON), with either engine.
-fn devices_json(devices: &[Option<super::session::model::DeviceSide>; 2]) -> String {
-    serde_json::to_string(devices).unwrap_or_else(|_| "[null,null]".into())
 }
 
 /// One engine's side of the writer loop.

@@ -11,14 +11,14 @@
 //! need each session owned by one node at a time; until that exists, two servers would both
 //! write the same sessions.)
 
-use std::time::Duration;
-
 use std::collections::HashMap;
+use std::time::Duration;
 
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, NoTls, Statement, Transaction};
 
-use super::{EVENTS_PER_SESSION, Loaded, StoreThread, devices_json};
+use super::writes::{Arg, postgres_sql, writes};
+use super::{Loaded, StoreThread};
 use crate::protocol::{Endpoint, Role, TallyState};
 use crate::server::session::model::{
     LastPeer, SessionRecord, StreamRecord, TOMBSTONE_RETENTION_MS, Tombstone,
@@ -373,7 +373,7 @@ impl Tx<'_> {
         let statement = match self.statements.get(sql) {
             Some(s) => s.clone(),
             None => {
-                let s = self.tx.prepare(sql).await?;
+                let s = self.tx.prepare(&postgres_sql(sql)).await?;
                 self.statements.insert(sql, s.clone());
                 s
             }
@@ -486,163 +486,23 @@ impl super::Backend for Writer {
     }
 }
 
-async fn insert_stream(
-    tx: &mut Tx<'_>,
-    session: &str,
-    idx: usize,
-    s: &StreamRecord,
-) -> PgResult<()> {
-    tx.execute(
-        "INSERT INTO streams(session, idx, name, label, role, audio, passphrase, latency, tally, devices)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-        &[&session, &(idx as i64), &s.name, &s.label, &s.role, &s.audio, &s.passphrase, &i64::from(s.latency), &s.tally.as_str(), &devices_json(&s.devices)],
-    )
-    .await?;
-    Ok(())
-}
-
 async fn apply(tx: &mut Tx<'_>, op: &StoreOp) -> PgResult<()> {
-    match op {
-        StoreOp::Create(rec) => {
-            // A reused name replaces its tombstone and all the old incarnation's rows.
-            tx.execute("DELETE FROM sessions WHERE name=$1", &[&rec.name])
-                .await?;
-            tx.execute(
-                "INSERT INTO sessions(name, nonce, created_ms, ttl_s, latency, pbkeylen, last_activity_ms, creator, public_host, join_enabled)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-                &[&rec.name, &rec.nonce, &rec.created_ms, &(rec.ttl_s as i64), &i64::from(rec.latency), &i64::from(rec.pbkeylen), &rec.last_activity_ms, &rec.creator.map(|c| c.to_string()), &rec.public_host, &rec.join],
-            )
-            .await?;
-            for (idx, s) in rec.streams.iter().enumerate() {
-                insert_stream(tx, &rec.name, idx, s).await?;
-            }
-        }
-        StoreOp::Activity { session, at_ms } => {
-            tx.execute(
-                "UPDATE sessions SET last_activity_ms=$2 WHERE name=$1",
-                &[session, at_ms],
-            )
-            .await?;
-        }
-        StoreOp::Registered {
-            session,
-            stream,
-            role,
-            peer,
-        } => {
-            let meta = serde_json::to_string(&peer.meta).unwrap_or_else(|_| "{}".into());
-            tx.execute(
-                "INSERT INTO peers(session, stream, role, ip, port, meta, registered_ms) VALUES ($1, $2, $3, $4, $5, $6, $7)
-                 ON CONFLICT (session, stream, role) DO UPDATE SET ip=excluded.ip, port=excluded.port,
-                   meta=excluded.meta, registered_ms=excluded.registered_ms",
-                &[session, stream, &role.as_str(), &peer.address.ip, &i64::from(peer.address.port), &meta, &peer.registered_ms],
-            )
-            .await?;
-            event(
-                tx,
-                (session, stream, *role),
-                "register",
-                Some(&peer.address),
-                peer.registered_ms,
-            )
-            .await?;
-        }
-        StoreOp::Left {
-            session,
-            stream,
-            role,
-            at_ms,
-        } => event(tx, (session, stream, *role), "leave", None, *at_ms).await?,
-        StoreOp::Health {
-            session,
-            stream,
-            role,
-            health,
-            at_ms,
-        } => {
-            let json = serde_json::to_string(&health).unwrap_or_else(|_| "{}".into());
-            tx.execute(
-                "UPDATE peers SET health=$4, health_ms=$5 WHERE session=$1 AND stream=$2 AND role=$3",
-                &[session, stream, &role.as_str(), &json, at_ms],
-            )
-            .await?;
-        }
-        StoreOp::Tally {
-            session,
-            stream,
-            state,
-        } => {
-            tx.execute(
-                "UPDATE streams SET tally=$3 WHERE session=$1 AND name=$2",
-                &[session, stream, &state.as_str()],
-            )
-            .await?;
-        }
-        StoreOp::AddStream {
-            session,
-            idx,
-            stream,
-        } => insert_stream(tx, session, *idx, stream).await?,
-        StoreOp::Devices {
-            session,
-            stream,
-            devices,
-        } => {
-            tx.execute(
-                "UPDATE streams SET devices=$3 WHERE session=$1 AND name=$2",
-                &[session, stream, &devices_json(devices)],
-            )
-            .await?;
-        }
-        StoreOp::Latency {
-            session,
-            stream,
-            latency,
-        } => {
-            tx.execute(
-                "UPDATE streams SET latency=$3 WHERE session=$1 AND name=$2",
-                &[session, stream, &i64::from(*latency)],
-            )
-            .await?;
-        }
-        StoreOp::Close {
-            session,
-            reason,
-            at_ms,
-        } => {
-            tx.execute(
-                "UPDATE sessions SET closed_ms=$2, closed_reason=$3 WHERE name=$1",
-                &[session, at_ms, reason],
-            )
-            .await?;
-            tx.execute(
-                "DELETE FROM sessions WHERE closed_ms IS NOT NULL AND closed_ms < $1",
-                &[&(at_ms - TOMBSTONE_RETENTION_MS)],
-            )
-            .await?;
-        }
-        StoreOp::Flush => {}
+    for w in writes(op) {
+        let params: Vec<&(dyn ToSql + Sync)> = w
+            .args
+            .iter()
+            .map(|a| -> &(dyn ToSql + Sync) {
+                match a {
+                    Arg::Int(v) => v,
+                    Arg::Text(v) => v,
+                    Arg::OptText(v) => v,
+                    Arg::OptInt(v) => v,
+                    Arg::Bool(v) => v,
+                }
+            })
+            .collect();
+        tx.execute(w.sql, &params).await?;
     }
-    Ok(())
-}
-
-async fn event(
-    tx: &mut Tx<'_>,
-    (session, stream, role): (&str, &str, Role),
-    kind: &str,
-    address: Option<&Endpoint>,
-    at_ms: i64,
-) -> PgResult<()> {
-    tx.execute(
-        "INSERT INTO events(session, stream, role, kind, ip, port, at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        &[&session, &stream, &role.as_str(), &kind, &address.map(|a| a.ip.clone()), &address.map(|a| i64::from(a.port)), &at_ms],
-    )
-    .await?;
-    tx.execute(
-        "DELETE FROM events WHERE session=$1 AND id <= (SELECT id FROM events WHERE session=$1 ORDER BY id DESC LIMIT 1 OFFSET $2)",
-        &[&session, &EVENTS_PER_SESSION],
-    )
-    .await?;
     Ok(())
 }
 

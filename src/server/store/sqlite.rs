@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{EVENTS_PER_SESSION, Loaded, StoreThread, devices_json};
+use super::writes::{Arg, writes};
+use super::{Loaded, StoreThread};
 use crate::protocol::{Endpoint, Role, TallyState};
 use crate::server::session::model::{
     LastPeer, SessionRecord, StreamRecord, TOMBSTONE_RETENTION_MS, Tombstone,
@@ -301,160 +302,23 @@ impl super::Backend for Writer {
 }
 
 fn apply(tx: &rusqlite::Transaction<'_>, op: &StoreOp) -> rusqlite::Result<()> {
-    match op {
-        StoreOp::Create(rec) => {
-            // A reused name replaces its tombstone and all the old incarnation's rows.
-            tx.execute("DELETE FROM sessions WHERE name=?1", params![rec.name])?;
-            tx.execute(
-                "INSERT INTO sessions(name, nonce, created_ms, ttl_s, latency, pbkeylen, last_activity_ms, creator, public_host, join_enabled)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-                params![rec.name, rec.nonce, rec.created_ms, rec.ttl_s, rec.latency, rec.pbkeylen, rec.last_activity_ms, rec.creator.map(|c| c.to_string()), rec.public_host, rec.join],
-            )?;
-            for (idx, s) in rec.streams.iter().enumerate() {
-                tx.execute(
-                    "INSERT INTO streams(session, idx, name, label, role, audio, passphrase, latency, tally, devices)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-                    params![rec.name, idx, s.name, s.label, s.role, s.audio, s.passphrase, s.latency, s.tally.as_str(), devices_json(&s.devices)],
-                )?;
-            }
-            Ok(())
-        }
-        StoreOp::Activity { session, at_ms } => {
-            tx.execute(
-                "UPDATE sessions SET last_activity_ms=?2 WHERE name=?1",
-                params![session, at_ms],
-            )?;
-            Ok(())
-        }
-        StoreOp::Registered {
-            session,
-            stream,
-            role,
-            peer,
-        } => {
-            let meta = serde_json::to_string(&peer.meta).unwrap_or_else(|_| "{}".into());
-            tx.execute(
-                "INSERT INTO peers(session, stream, role, ip, port, meta, registered_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-                 ON CONFLICT(session, stream, role) DO UPDATE SET ip=excluded.ip, port=excluded.port,
-                   meta=excluded.meta, registered_ms=excluded.registered_ms",
-                params![session, stream, role.as_str(), peer.address.ip, peer.address.port, meta, peer.registered_ms],
-            )?;
-            event(
-                tx,
-                session,
-                stream,
-                *role,
-                "register",
-                Some(&peer.address),
-                peer.registered_ms,
-            )?;
-            Ok(())
-        }
-        StoreOp::Left {
-            session,
-            stream,
-            role,
-            at_ms,
-        } => {
-            event(tx, session, stream, *role, "leave", None, *at_ms)?;
-            Ok(())
-        }
-        StoreOp::Health {
-            session,
-            stream,
-            role,
-            health,
-            at_ms,
-        } => {
-            let json = serde_json::to_string(&health).unwrap_or_else(|_| "{}".into());
-            tx.execute(
-                "UPDATE peers SET health=?4, health_ms=?5 WHERE session=?1 AND stream=?2 AND role=?3",
-                params![session, stream, role.as_str(), json, at_ms],
-            )?;
-            Ok(())
-        }
-        StoreOp::Tally {
-            session,
-            stream,
-            state,
-        } => {
-            tx.execute(
-                "UPDATE streams SET tally=?3 WHERE session=?1 AND name=?2",
-                params![session, stream, state.as_str()],
-            )?;
-            Ok(())
-        }
-        StoreOp::AddStream {
-            session,
-            idx,
-            stream: st,
-        } => {
-            tx.execute(
-                "INSERT INTO streams(session, idx, name, label, role, audio, passphrase, latency, tally, devices)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-                params![session, idx, st.name, st.label, st.role, st.audio, st.passphrase, st.latency, st.tally.as_str(), devices_json(&st.devices)],
-            )?;
-            Ok(())
-        }
-        StoreOp::Devices {
-            session,
-            stream,
-            devices,
-        } => {
-            tx.execute(
-                "UPDATE streams SET devices=?3 WHERE session=?1 AND name=?2",
-                params![session, stream, devices_json(devices)],
-            )?;
-            Ok(())
-        }
-        StoreOp::Latency {
-            session,
-            stream,
-            latency,
-        } => {
-            tx.execute(
-                "UPDATE streams SET latency=?3 WHERE session=?1 AND name=?2",
-                params![session, stream, latency],
-            )?;
-            Ok(())
-        }
-        StoreOp::Close {
-            session,
-            reason,
-            at_ms,
-        } => {
-            tx.execute(
-                "UPDATE sessions SET closed_ms=?2, closed_reason=?3 WHERE name=?1",
-                params![session, at_ms, reason],
-            )?;
-            tx.execute(
-                "DELETE FROM sessions WHERE closed_ms IS NOT NULL AND closed_ms < ?1",
-                params![at_ms - TOMBSTONE_RETENTION_MS],
-            )?;
-            Ok(())
-        }
-        StoreOp::Flush => Ok(()),
+    for w in writes(op) {
+        tx.prepare_cached(w.sql)?
+            .execute(rusqlite::params_from_iter(w.args.iter()))?;
     }
+    Ok(())
 }
 
-fn event(
-    tx: &rusqlite::Transaction<'_>,
-    session: &str,
-    stream: &str,
-    role: Role,
-    kind: &str,
-    address: Option<&Endpoint>,
-    at_ms: i64,
-) -> rusqlite::Result<()> {
-    tx.execute(
-        "INSERT INTO events(session, stream, role, kind, ip, port, at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        params![session, stream, role.as_str(), kind, address.map(|a| &a.ip), address.map(|a| a.port), at_ms],
-    )?;
-    tx.execute(
-        "DELETE FROM events WHERE session=?1 AND id <= (SELECT id FROM events WHERE session=?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)",
-        params![session, EVENTS_PER_SESSION],
-    )?;
-    Ok(())
+impl rusqlite::ToSql for Arg {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        match self {
+            Arg::Int(v) => v.to_sql(),
+            Arg::Text(v) => v.to_sql(),
+            Arg::OptText(v) => v.to_sql(),
+            Arg::OptInt(v) => v.to_sql(),
+            Arg::Bool(v) => v.to_sql(),
+        }
+    }
 }
 
 /// Registration history of a session, newest last (for operators and tests).
