@@ -23,6 +23,8 @@ PACKAGES=(
   systemd openssl
   # a throwaway PostgreSQL cluster per storage test (initdb, pg_ctl), the second storage engine
   postgresql
+  # a load balancer in front of three nodes on one database (the cluster tests)
+  haproxy
   # promtool checks the /metrics exposition
   prometheus
 )
@@ -44,7 +46,8 @@ if [ ${#missing[@]} -gt 0 ]; then
   # installing (and is put back as it was).
   policy=/usr/sbin/policy-rc.d
   saved=""
-  if [ -e "$policy" ]; then saved=$(mktemp); $SUDO cp -p "$policy" "$saved"; fi
+  # (kept beside it, not in /tmp: installing systemd may clean /tmp)
+  if [ -e "$policy" ]; then saved="$policy.punch-saved"; $SUDO cp -p "$policy" "$saved"; fi
   printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null
   $SUDO chmod 755 "$policy"
   $SUDO apt-get update -qq

@@ -435,3 +435,53 @@ fn the_dashboard_works_over_built_in_tls() {
     );
     println!("screenshots in {}", out.display());
 }
+
+#[test]
+fn the_dashboard_follows_its_session_to_the_node_that_took_it_over() {
+    browser_dir();
+    let mut cluster = common::cluster::Cluster::start(3, &[]);
+    let rt = runtime();
+    let created = rt.block_on(create(&cluster.lb.base, json!({ "name": "moving" })));
+    let admin = created["token"].as_str().unwrap().to_string();
+    let owner = rt
+        .block_on(get_session(&cluster.lb.base, "moving", &admin))
+        .1["node"]
+        .as_str()
+        .expect("the view names its node")
+        .to_string();
+    let out = out_dir("punch-failover-");
+    let mut browser = start_script(
+        "failover.mjs",
+        &[
+            ("DASHBOARD_URL", created["url"].as_str().unwrap()),
+            ("OWNER", &owner),
+        ],
+        &out,
+    );
+    browser.wait_for("READY", Duration::from_secs(60));
+    let i: usize = owner.trim_start_matches('n').parse().unwrap();
+    cluster.nodes[i - 1].kill();
+    let status = finish(&mut browser);
+    assert!(
+        status.success() && browser.output().contains("OK"),
+        "browser test failed ({status}); screenshots in {}\n{}",
+        out.display(),
+        browser.output()
+    );
+    // within the documented failover time (the lease, and the dashboard's first reconnect)
+    let output = browser.output();
+    let moved = output
+        .lines()
+        .find_map(|l| l.split("MOVED to ").nth(1))
+        .expect("the script says where the session went");
+    let ms: u64 = moved
+        .split(" after ")
+        .nth(1)
+        .and_then(|t| t.trim_end_matches(" ms").parse().ok())
+        .unwrap_or_else(|| panic!("no time in {moved:?}"));
+    assert!(
+        ms < 8_000,
+        "the dashboard showed the new node after {ms} ms"
+    );
+    println!("moved to {moved}; screenshots in {}", out.display());
+}

@@ -2,106 +2,11 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::serve::Serve;
 use common::*;
-
-/// A running `punch serve`; killed when dropped.
-struct Serve {
-    child: Child,
-    /// `http://127.0.0.1:PORT`.
-    base: String,
-    /// Everything it wrote to stderr so far (its log).
-    log: Arc<Mutex<String>>,
-}
-
-impl Serve {
-    /// Starts `punch serve ARGS` (on 127.0.0.1:0, STUN on any port, unless ARGS say otherwise)
-    /// and waits until it is serving.
-    fn start(args: &[&str]) -> Serve {
-        let mut full = vec!["serve", "--stun-port", "0"];
-        if !args.contains(&"--listen") {
-            full.extend(["--listen", "127.0.0.1:0"]);
-        }
-        if !args.contains(&"--db") {
-            full.extend(["--db", ":memory:"]);
-        }
-        full.extend(args);
-        let mut child = Command::new(env!("CARGO_BIN_EXE_punch"))
-            .args(&full)
-            .env_remove("PUNCH_CREATE_KEY")
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("punch serve starts");
-        let log = Arc::new(Mutex::new(String::new()));
-        let stderr = child.stderr.take().unwrap();
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let mut log = sink.lock().unwrap();
-                log.push_str(&line);
-                log.push('\n');
-            }
-        });
-        let (tx, rx) = std::sync::mpsc::channel();
-        let stdout = child.stdout.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut base = None;
-        loop {
-            let line = rx
-                .recv_timeout(Duration::from_secs(20))
-                .unwrap_or_else(|_| panic!("serve did not start; log:\n{}", log.lock().unwrap()));
-            if let Some(addr) = line.strip_prefix("Punch server listening on http://") {
-                let port = addr.rsplit(':').next().unwrap();
-                base = Some(format!("http://127.0.0.1:{port}"));
-            }
-            if line.contains("Press Ctrl-C") {
-                break;
-            }
-        }
-        std::thread::spawn(move || for _ in rx {});
-        Serve {
-            child,
-            base: base.expect("the listening address is printed"),
-            log,
-        }
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
-    }
-
-    /// Waits until the log has a line containing `text`.
-    fn wait_log(&self, text: &str) {
-        let start = Instant::now();
-        while !self.log().contains(text) {
-            assert!(
-                start.elapsed() < WAIT,
-                "no {text:?} in the log:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// A plain `GET path` on `base`; the whole answer.
 fn http_get(base: &str, path: &str) -> String {
@@ -252,21 +157,24 @@ fn without_a_create_key_the_server_warns_and_with_one_the_cli_passes_it() {
 fn punch_serve_keeps_its_sessions_in_postgresql() {
     let pg = common::postgres::Postgres::start();
     let db = pg.database("punch").replace("punch@", "punch:hunter2@");
-    let first = Serve::start(&["--db", &db]);
-    let shown = db.replace(":hunter2", "");
+    let mut first = Serve::start(&["--db", &db, "--node-id", "first"]);
     assert!(!first.log().contains("hunter2"), "{}", first.log());
-    runtime().block_on(create(&first.base, serde_json::json!({"name": "pg-kept"})));
-    // a second server on the same database is refused at once, naming it without the password
-    let (ok, err) = second_server(&db);
-    assert!(!ok);
-    assert!(
-        err.contains(&shown) && err.contains("another punch serve") && !err.contains("hunter2"),
-        "{err}"
-    );
-    drop(first);
-    // the next one finds the session
-    let second = Serve::start(&["--db", &db]);
+    let created = runtime().block_on(create(&first.base, serde_json::json!({"name": "pg-kept"})));
+    let token = created["token"].as_str().unwrap().to_string();
+    // a second server on the same database joins it as another node
+    let second = Serve::start(&["--db", &db, "--node-id", "second"]);
+    let page = http_get(&second.base, "/healthz");
+    assert!(page.contains("\"sessions\":0"), "{page}");
+    let (status, v) = runtime().block_on(get_session(&second.base, "pg-kept", &token));
+    assert_eq!((status, v["node"].as_str()), (200, Some("first")), "{v}");
+    // the first stops (SIGTERM): the second serves its session
+    first.signal(libc::SIGTERM);
+    assert!(first.wait_exit().success(), "{}", first.log());
+    assert!(first.log().contains("left the cluster"), "{}", first.log());
+    let (status, v) = runtime().block_on(get_session(&second.base, "pg-kept", &token));
+    assert_eq!((status, v["node"].as_str()), (200, Some("second")), "{v}");
     let page = http_get(&second.base, "/healthz");
     assert!(page.contains("\"sessions\":1"), "{page}");
+    assert!(!second.log().contains("hunter2"), "{}", second.log());
     drop(second);
 }

@@ -58,8 +58,9 @@ pub struct ServeArgs {
     #[arg(long, default_value = "0.0.0.0:8787", env = "PUNCH_LISTEN")]
     listen: SocketAddr,
     /// Where sessions and the token secret are kept: an SQLite database file (`:memory:` keeps
-    /// nothing), or a PostgreSQL database, `postgres://USER[:PASSWORD]@HOST:PORT/DBNAME`. One
-    /// server per database: a second one refuses to start.
+    /// nothing; one server per file), or a PostgreSQL database,
+    /// `postgres://USER[:PASSWORD]@HOST:PORT/DBNAME`, which several servers (nodes) may share
+    /// behind one load balancer.
     #[arg(
         long,
         default_value = "punch.db",
@@ -144,6 +145,18 @@ pub struct ServeArgs {
     /// port for NAT classification is the next one; 0 = any free ports). Open both in firewalls.
     #[arg(long, default_value_t = 3478, env = "PUNCH_STUN_PORT", value_parser = within(0u16..=65534), allow_negative_numbers = true)]
     stun_port: u16,
+    /// The host or IP peers send STUN to and reach relays at, told to every peer; default: the
+    /// host they reached the server by. Behind a load balancer, each node's own public address.
+    #[arg(long, value_name = "HOST", env = "PUNCH_STUN_HOST")]
+    stun_host: Option<String>,
+    /// With a PostgreSQL database: this node's name among the servers sharing it (default: a
+    /// new random one at each start).
+    #[arg(long, value_name = "NAME", env = "PUNCH_NODE_ID")]
+    node_id: Option<String>,
+    /// With a PostgreSQL database: the http:// URL the other nodes reach this one at (they
+    /// forward its sessions' requests there); default: http:// and the --listen address.
+    #[arg(long, value_name = "URL", env = "PUNCH_INTERNAL_URL")]
+    internal_url: Option<String>,
     /// Run no STUN service (peers then only work behind port-preserving NATs).
     #[arg(long)]
     no_stun: bool,
@@ -244,6 +257,11 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
         ..ServerConfig::default()
     };
     config.stun_port = (!args.no_stun).then_some(args.stun_port);
+    config.stun_host = args.stun_host.clone();
+    config.node = crate::server::NodeConfig {
+        id: args.node_id.clone(),
+        internal_url: args.internal_url.clone(),
+    };
     config.path.direct_timeout_ms = (args.direct_timeout * 1000.0) as i64;
     config.path.relay = !args.no_relay;
     config.relay.max_relays = args.relay_max;
@@ -311,6 +329,9 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
         None => say!(
             "No STUN service (--no-stun): peers behind port-rewriting NATs cannot connect directly"
         ),
+    }
+    if let Some(node) = server.node() {
+        say!("Node {node} of the servers sharing this database");
     }
     say!(
         "Data: {}",

@@ -330,6 +330,9 @@ pub struct SessionView {
     /// The session has a waiting room (it was created with `"join": true`; admin only).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub join: bool,
+    /// The node serving the session now, when several servers share one database.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 /// `POST /api/session`: the request body. Every field may be absent or `null` (its default).

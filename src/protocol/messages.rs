@@ -172,6 +172,10 @@ pub struct Hello {
     /// exactly that address.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stun_tag: Option<String>,
+    /// Where to send those STUN requests when it is not the host the client reached the
+    /// server by: behind a load balancer, the address of the node serving this connection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stun_host: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -121,6 +121,12 @@ pub struct ServerConfig {
     /// UDP port of the STUN service (the alternate is the next one; 0: any free ports;
     /// `None`: no STUN service), on the `listen` address.
     pub stun_port: Option<u16>,
+    /// The host peers send STUN to (and reach relays at), told in every `hello`; unset: the
+    /// host they reached the server by. Each node of a cluster names its own.
+    pub stun_host: Option<String>,
+    /// With a PostgreSQL database: this node's name among the servers sharing it (default:
+    /// generated at start) and the URL the other nodes forward its sessions' requests to.
+    pub node: super::cluster::NodeConfig,
     /// Direct attempts versus the relay.
     pub path: PathPolicy,
     pub relay: RelayConfig,
@@ -140,6 +146,8 @@ impl Default for ServerConfig {
             create_key: None,
             limits: Limits::default(),
             stun_port: Some(0),
+            stun_host: None,
+            node: Default::default(),
             path: PathPolicy::default(),
             relay: RelayConfig::default(),
         }

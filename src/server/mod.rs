@@ -9,6 +9,7 @@
 //! # Ok(()) }
 //! ```
 
+mod cluster;
 mod config;
 mod connect;
 mod http;
@@ -36,6 +37,7 @@ use std::sync::atomic::AtomicU64;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub use cluster::NodeConfig;
 pub use config::{DEFAULT_TTL_S, Limits, ServerConfig};
 pub use http::qr_svg;
 use registry::Registry;
@@ -63,6 +65,8 @@ pub struct Server {
     connections: TaskTracker,
     store: Store,
     store_thread: store::StoreThread,
+    /// Its part in a cluster (PostgreSQL): its leases end at shutdown.
+    cluster: Option<Arc<cluster::Cluster>>,
 }
 
 impl Server {
@@ -105,11 +109,20 @@ impl Server {
         let relay_bind = relay_config.bind;
         let relay = Arc::new(RelayService::new(relay_config));
         let metrics = Arc::new(metrics::Metrics::new());
+        // a PostgreSQL database may be shared: this node holds leases on the sessions it serves
+        let (fence, lost) = match store::is_postgres(&config.db) {
+            true => {
+                let (fence, lost) = cluster::Fence::new(config.node.node_id());
+                (Some(Arc::new(fence)), Some(lost))
+            }
+            false => (None, None),
+        };
         let (store, store_thread, loaded) = store::open(
             &config.db,
             config.secret.clone(),
             now_ms(),
             Some(metrics.store_commit.clone()),
+            fence.clone(),
         )?;
         if config.db == ":memory:" && config.secret.is_none() {
             tracing::warn!("in-memory database: sessions and tokens will not survive a restart");
@@ -118,8 +131,13 @@ impl Server {
         let tracker = TaskTracker::new();
         let registry = Arc::new(Registry::default());
         let on_closed = {
-            let registry = registry.clone();
-            Arc::new(move |name: &str, reason: &str| registry.remove_closed(name, reason))
+            let (registry, fence) = (registry.clone(), fence.clone());
+            Arc::new(move |name: &str, reason: &str| {
+                registry.remove_closed(name, reason);
+                if let Some(f) = &fence {
+                    f.release(name);
+                }
+            })
         };
         let sessions = SessionEnv {
             store: store.clone(),
@@ -147,6 +165,7 @@ impl Server {
             },
             relay: relay.clone(),
             metrics: metrics.clone(),
+            node: fence.as_ref().map(|f| f.node.clone()),
         };
         for (name, t) in loaded.tombstones {
             registry.restore_tombstone(name, t);
@@ -159,6 +178,23 @@ impl Server {
                 .map_err(|e| e.message)?;
         }
         tracing::info!(db = %store::redacted(&config.db), restored, "database open");
+        let cluster = match (fence, lost) {
+            (Some(fence), Some(lost)) => Some(
+                cluster::Cluster::start(
+                    &config.db,
+                    &config.node,
+                    addr,
+                    fence,
+                    lost,
+                    registry.clone(),
+                    sessions.clone(),
+                    cancel.clone(),
+                    &tracker,
+                )
+                .await?,
+            ),
+            _ => None,
+        };
         let state = Arc::new(AppState {
             key: TokenKey::new(loaded.secret),
             registry,
@@ -171,6 +207,7 @@ impl Server {
             stun_ports,
             stun_ledger: Arc::default(),
             relay,
+            cluster: cluster.clone(),
             config,
         });
         if let Some(sockets) = stun_sockets {
@@ -246,6 +283,7 @@ impl Server {
             connections,
             store,
             store_thread,
+            cluster,
         })
     }
 
@@ -272,6 +310,11 @@ impl Server {
         self.addr
     }
 
+    /// This node's name among the servers sharing its PostgreSQL database.
+    pub fn node(&self) -> Option<&str> {
+        self.cluster.as_ref().map(|c| c.node.as_str())
+    }
+
     /// `[primary, alternate]` UDP ports of the STUN service, if it runs.
     pub fn stun_ports(&self) -> Option<[u16; 2]> {
         self.stun_ports
@@ -290,6 +333,11 @@ impl Server {
         self.tracker.wait().await;
         if let Err(e) = self.store.commit(StoreOp::Flush).await {
             tracing::error!("database flush failed: {e}");
+        }
+        if let Some(cluster) = self.cluster {
+            cluster.leave().await;
+            // (it holds a handle on the store, which the writer waits for)
+            drop(cluster);
         }
         drop(self.store);
         let thread = self.store_thread;

@@ -90,6 +90,16 @@ impl Registry {
         Some(handle)
     }
 
+    /// Whether `name` is served here.
+    pub fn is_live(&self, name: &str) -> bool {
+        self.live.read().unwrap().by_name.contains_key(name)
+    }
+
+    /// Takes `name` out of the running sessions without a tombstone: another node serves it.
+    pub fn evict(&self, name: &str) -> Option<SessionHandle> {
+        Self::take(&mut self.live.write().unwrap(), name)
+    }
+
     /// Undoes an [`insert`](Self::insert) whose persistence failed.
     pub fn remove(&self, name: &str) {
         Self::take(&mut self.live.write().unwrap(), name);

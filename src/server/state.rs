@@ -49,4 +49,6 @@ pub struct AppState {
     pub stun_ledger: Arc<Ledger>,
     /// The relays, for `/healthz`.
     pub relay: Arc<RelayService>,
+    /// This node's part in a cluster (a PostgreSQL database): `None` on SQLite.
+    pub cluster: Option<Arc<super::cluster::Cluster>>,
 }

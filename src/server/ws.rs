@@ -172,6 +172,9 @@ pub async fn run(
     let hello = ServerMessage::Hello(Hello {
         stun: state.stun_ports,
         stun_tag,
+        stun_host: state
+            .stun_ports
+            .and_then(|_| state.config.stun_host.clone()),
     });
     if let Flow::Stop = c.send_message(&hello).await {
         return;

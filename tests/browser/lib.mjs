@@ -35,11 +35,13 @@ export async function step(name, fn) {
 
 // Console errors, uncaught exceptions, CSP violations and failed /ui/ assets of one page.
 // `expected`: HTTP answers the page provokes on purpose ({status, url: RegExp}), which
-// Chromium reports as "Failed to load resource".
-export function watch(page, label, problems, { documentUrl, expected = [] } = {}) {
+// Chromium reports as "Failed to load resource"; `tolerated`: other console errors a test
+// provokes on purpose (RegExps on their text), such as a WebSocket cut by a dying server.
+export function watch(page, label, problems, { documentUrl, expected = [], tolerated = [] } = {}) {
   page.on('console', (msg) => {
     if (msg.type() !== 'error') return;
     const text = msg.text();
+    if (tolerated.some((t) => t.test(text))) return;
     const where = msg.location() && msg.location().url ? msg.location().url : '';
     // The error page itself (4xx by design) and the favicon Chromium asks for on its own (the
     // pages declare none) are expected too.

@@ -2,8 +2,10 @@
 #![allow(dead_code)]
 
 pub mod certs;
+pub mod cluster;
 pub mod conform;
 pub mod postgres;
+pub mod serve;
 
 use std::future::Future;
 use std::time::Duration;

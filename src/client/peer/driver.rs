@@ -227,7 +227,7 @@ impl Driver<'_> {
                     alternate,
                     tag,
                 } => {
-                    let result = match self.server_address(stun_port).await {
+                    let result = match self.server_address(machine.stun_host(), stun_port).await {
                         Some(server) => {
                             let local = SocketAddr::new(
                                 self.config.local_address,
@@ -273,7 +273,7 @@ impl Driver<'_> {
                         }
                         Target::ServerPort(port) => {
                             self.tunnel = None;
-                            self.server_address(port).await
+                            self.server_address(machine.stun_host(), port).await
                         }
                         Target::Tunnel {
                             stream,
@@ -356,9 +356,11 @@ impl Driver<'_> {
     }
 
     /// The server's address for UDP `port`, of the family SRT binds, within a bounded time.
-    async fn server_address(&self, port: u16) -> Option<SocketAddr> {
+    /// `port` on `host` (the hello's `stun_host`), else on the host the server was reached by.
+    async fn server_address(&self, host: Option<&str>, port: u16) -> Option<SocketAddr> {
         let v4 = self.config.local_address.is_ipv4();
-        let lookup = tokio::net::lookup_host((self.server_host.as_str(), port));
+        let host = host.unwrap_or(&self.server_host);
+        let lookup = tokio::net::lookup_host((host, port));
         tokio::time::timeout(self.config.connect_timeout, lookup)
             .await
             .ok()?

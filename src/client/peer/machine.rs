@@ -192,6 +192,9 @@ pub struct PeerMachine {
     stun_ports: Option<[u16; 2]>,
     /// The name this connection's STUN requests carry (from its `hello`).
     stun_tag: Option<String>,
+    /// The hello's `stun_host`: the node to send STUN (and, without a STUN answer, relayed
+    /// SRT) to, when it is not the host the server was reached by.
+    stun_host: Option<String>,
     /// Coordinates were applied: SRT holds the port, discovery and priming stop.
     peered: bool,
     /// The side's own token, given at admission from the waiting room: reconnects use it
@@ -242,6 +245,7 @@ impl PeerMachine {
             udp_blocked: false,
             stun_ports: None,
             stun_tag: None,
+            stun_host: None,
             peered: false,
             admitted_token: None,
             waited: false,
@@ -267,6 +271,11 @@ impl PeerMachine {
     }
 
     /// The stream this peer is registered on (or asked for).
+    /// The host the server's STUN service and relays are on, when the `hello` named one.
+    pub fn stun_host(&self) -> Option<&str> {
+        self.stun_host.as_deref()
+    }
+
     pub fn stream(&self) -> Option<&str> {
         self.stream.as_deref().or(self.config.stream.as_deref())
     }
@@ -414,6 +423,7 @@ impl PeerMachine {
             ServerMessage::Hello(hello) => {
                 self.stun_ports = hello.stun;
                 self.stun_tag = hello.stun_tag;
+                self.stun_host = hello.stun_host;
                 self.hello_deadline = None;
                 self.hello_seen = true;
                 // Discovery first, registration (again, if the hello came late) after it.

@@ -35,6 +35,7 @@ fn addr(s: &str) -> SocketAddr {
 
 fn hello() -> ServerMessage {
     ServerMessage::Hello(Hello {
+        stun_host: None,
         stun: Some([3478, 3479]),
         stun_tag: Some("tag-1".into()),
     })

@@ -35,7 +35,7 @@ fn forwarded(headers: &HeaderMap, key: &str) -> Option<String> {
 }
 
 /// The client's address: the TCP peer, or the proxy's record of it with `--trust-proxy`.
-pub(super) fn client_ip(state: &AppState, peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
+pub(crate) fn client_ip(state: &AppState, peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
     if state.config.trust_proxy {
         // The last hop is the one our trusted proxy added.
         let forwarded_for = headers

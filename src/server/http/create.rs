@@ -307,6 +307,26 @@ pub(super) async fn create_session(
     let body = body_bytes(body, state.config.limits.http_max_body)?;
     let req = parse_create(&body, &state)?;
     let now = now_ms();
+    // several nodes: a name another node serves is taken too
+    if let (Some(cluster), Some(name)) = (&state.cluster, &req.name)
+        && !state.registry.is_live(name)
+    {
+        match cluster.exists(name).await {
+            Ok(false) => {}
+            Ok(true) => {
+                return Err(ApiError::new(
+                    ErrorCode::SessionExists,
+                    format!("a session named {name} already exists; choose another name"),
+                ));
+            }
+            Err(e) => {
+                return Err(ApiError::new(
+                    ErrorCode::Storage,
+                    format!("cannot check the name {name} in the database ({e}); try again"),
+                ));
+            }
+        }
+    }
     let mut attempt = 0;
     let (handle, rec) = loop {
         let name = req

@@ -23,6 +23,7 @@ use axum::http::StatusCode;
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 
+pub(crate) use auth::client_ip;
 pub use error::ApiError;
 pub use ui_routes::qr_svg;
 
@@ -80,6 +81,11 @@ pub fn router(state: Arc<AppState>) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(body_limit))
+        // several nodes: a session served elsewhere is forwarded there (or taken over)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::server::cluster::route,
+        ))
         .layer(axum::middleware::map_response_with_state(
             state.clone(),
             count_refusal,

@@ -107,6 +107,8 @@ pub struct SessionCore {
     activity_persisted_ms: i64,
     /// Closed or expired: every stream shows CLOSED.
     pub(super) closed: bool,
+    /// The node serving the session, shown in its views (several servers on one database).
+    pub(super) node: Option<String>,
 }
 
 /// The free-text fields of a `register` within [`MAX_LABEL_LEN`] characters.
@@ -165,7 +167,14 @@ impl SessionCore {
             policy,
             activity_persisted_ms,
             closed: false,
+            node: None,
         }
+    }
+
+    /// Names the node serving the session in its views.
+    pub fn with_node(mut self, node: Option<String>) -> Self {
+        self.node = node;
+        self
     }
 
     pub fn name(&self) -> &str {

@@ -118,6 +118,23 @@ impl std::fmt::Display for StoreOp {
 }
 
 impl StoreOp {
+    /// The session the change belongs to (`None`: [`StoreOp::Flush`]).
+    pub fn session(&self) -> Option<&str> {
+        match self {
+            StoreOp::Create(rec) => Some(&rec.name),
+            StoreOp::Activity { session, .. }
+            | StoreOp::Registered { session, .. }
+            | StoreOp::Left { session, .. }
+            | StoreOp::Health { session, .. }
+            | StoreOp::Tally { session, .. }
+            | StoreOp::Latency { session, .. }
+            | StoreOp::AddStream { session, .. }
+            | StoreOp::Devices { session, .. }
+            | StoreOp::Close { session, .. } => Some(session),
+            StoreOp::Flush => None,
+        }
+    }
+
     /// Whether a client is told the outcome, so it must be [`Store::commit`]ted and waited for.
     pub fn acknowledged(&self) -> bool {
         matches!(

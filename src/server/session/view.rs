@@ -298,6 +298,7 @@ impl SessionCore {
             streams,
             waiting: self.waiting_room(),
             join: self.rec.join,
+            node: self.node.clone(),
         }
     }
 

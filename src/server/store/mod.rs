@@ -25,7 +25,7 @@ use tokio::sync::mpsc;
 use super::session::model::{SessionRecord, Tombstone};
 use super::session::persist::{Job, Store, StoreOp};
 
-mod postgres;
+pub(crate) mod postgres;
 mod sqlite;
 mod writes;
 
@@ -77,15 +77,18 @@ pub fn redacted(db: &str) -> String {
 
 /// Opens the database `db` (a file, `:memory:`, or a `postgres://` URL), applies its
 /// migrations, loads live sessions and tombstones, and starts the writer thread.
-/// `commit_seconds`: observes each transaction's time (the server's metrics).
+/// `commit_seconds`: observes each transaction's time (the server's metrics). `fence`: the
+/// leases this node holds, which a PostgreSQL database (shared by several nodes) needs.
 pub fn open(
     db: &str,
     secret_override: Option<Vec<u8>>,
     now_ms: i64,
     commit_seconds: Option<prometheus::Histogram>,
+    fence: Option<std::sync::Arc<crate::server::cluster::Fence>>,
 ) -> Result<(Store, StoreThread, Loaded), String> {
     if is_postgres(db) {
-        postgres::open(db, secret_override, now_ms, commit_seconds)
+        let fence = fence.ok_or("a PostgreSQL database needs the node's leases")?;
+        postgres::open(db, secret_override, now_ms, commit_seconds, fence)
     } else {
         sqlite::open(db, secret_override, now_ms, commit_seconds)
     }
@@ -103,11 +106,15 @@ pub fn registration_events(
     }
 }
 
+/// The operations of a committed batch that were not stored (their index in the batch), and
+/// why: another node holds their session now (fencing, PostgreSQL only).
+pub(super) type Refused = Vec<(usize, String)>;
+
 /// One engine's side of the writer loop.
 trait Backend: Send + 'static {
     type Error: std::fmt::Display;
-    /// Applies `ops` in one transaction.
-    fn commit(&mut self, ops: &[&StoreOp]) -> Result<(), Self::Error>;
+    /// Applies `ops` in one transaction, but for those it [refuses](Refused).
+    fn commit(&mut self, ops: &[&StoreOp]) -> Result<Refused, Self::Error>;
     /// Whether a failed write may succeed later rather than never.
     fn passing(e: &Self::Error) -> bool;
 }
@@ -148,7 +155,7 @@ fn run<B: Backend>(mut backend: B, mut rx: mpsc::Receiver<Job>) {
         let batch: Vec<Job> = pending.drain(..).collect();
         let ops: Vec<&StoreOp> = batch.iter().map(|j| &j.op).collect();
         match backend.commit(&ops) {
-            Ok(()) => {
+            Ok(refused) => {
                 if let Some(since) = failing_since.take() {
                     tracing::warn!(
                         "database writes succeed again; the changes held back since {:.1} s ago are stored",
@@ -156,9 +163,13 @@ fn run<B: Backend>(mut backend: B, mut rx: mpsc::Receiver<Job>) {
                     );
                 }
                 retry = RETRY_FIRST;
-                for job in batch {
+                for (i, job) in batch.into_iter().enumerate() {
                     if let Some(ack) = job.ack {
-                        let _ = ack.send(Ok(()));
+                        let outcome = match refused.iter().find(|(r, _)| *r == i) {
+                            Some((_, why)) => Err(why.clone()),
+                            None => Ok(()),
+                        };
+                        let _ = ack.send(outcome);
                     }
                 }
             }
@@ -195,7 +206,10 @@ fn run<B: Backend>(mut backend: B, mut rx: mpsc::Receiver<Job>) {
                 // that change is lost.
                 tracing::error!("database write failed: {e}; applying the batch change by change");
                 for job in batch {
-                    let result = backend.commit(&[&job.op]);
+                    let result = match backend.commit(&[&job.op]) {
+                        Ok(refused) => refused.into_iter().next().map_or(Ok(()), |(_, w)| Err(w)),
+                        Err(e) => Err(e.to_string()),
+                    };
                     if let Err(e) = &result {
                         tracing::error!(
                             "a change cannot be stored and is dropped ({e}): {}",
@@ -203,7 +217,7 @@ fn run<B: Backend>(mut backend: B, mut rx: mpsc::Receiver<Job>) {
                         );
                     }
                     if let Some(ack) = job.ack {
-                        let _ = ack.send(result.map_err(|e| e.to_string()));
+                        let _ = ack.send(result);
                     }
                 }
             }

@@ -5,23 +5,24 @@
 //! starting on one database apply each once. Plain TCP (no TLS to the database): run it on a
 //! private network or the loopback.
 //!
-//! One server per database, for now: the writer's connection holds a session advisory lock
-//! ([`SERVER_LOCK`]) for the server's life, as the SQLite engine holds its file lock; a second
-//! `punch serve` on the same database is refused at start. (Several nodes sharing one database
-//! need each session owned by one node at a time; until that exists, two servers would both
-//! write the same sessions.)
-
+//! Several servers (nodes) may share one database: each session is owned by one node at a time
+//! through its lease row (`cluster/`). Every batch checks, in its transaction, that the leases
+//! of the sessions it writes still name this node at the epoch it holds ([`Fence`]), under a
+//! share lock a takeover waits for; a change of a session another node took over is refused.
+//! Sessions are not loaded at start: the cluster takes them (`load_sessions`) as it adopts them.
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, NoTls, Statement, Transaction};
 
 use super::writes::{Arg, postgres_sql, writes};
-use super::{Loaded, StoreThread};
+use super::{Loaded, Refused, StoreThread};
 use crate::protocol::{Endpoint, Role, TallyState};
+use crate::server::cluster::{Fence, LEASE, db_now};
 use crate::server::session::model::{
-    LastPeer, SessionRecord, StreamRecord, TOMBSTONE_RETENTION_MS, Tombstone,
+    LastPeer, SessionRecord, StreamRecord, TOMBSTONE_RETENTION_MS,
 };
 use crate::server::session::persist::{Store, StoreOp};
 
@@ -33,11 +34,12 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long loading (migrations included, which may wait for another server's) may take.
 const LOAD_TIMEOUT: Duration = Duration::from_secs(30);
 /// The schema, one migration per release that changed it.
-const MIGRATIONS: &[&str] = &[include_str!("migrations/postgres/001_initial.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/postgres/001_initial.sql"),
+    include_str!("migrations/postgres/002_cluster.sql"),
+];
 /// The advisory lock that serialises migrations between servers (any constant of our own).
 const MIGRATION_LOCK: i64 = 0x7075_6e63_6801;
-/// The advisory lock the running server holds on its database.
-const SERVER_LOCK: i64 = 0x7075_6e63_6802;
 
 type PgResult<T> = Result<T, tokio_postgres::Error>;
 
@@ -48,22 +50,8 @@ fn runtime() -> Result<tokio::runtime::Runtime, String> {
         .map_err(|e| format!("cannot start the database runtime: {e}"))
 }
 
-/// What a second server is told.
-const TAKEN: &str = "another punch serve uses this database (one server per database: it holds an advisory lock on it)";
-
-/// A connection to `url` holding the server's lock; `Ok(None)` when another server holds it.
-async fn connect_as_server(url: &str) -> Result<Option<Client>, String> {
-    let client = connect(url).await?;
-    let locked: bool = client
-        .query_one("SELECT pg_try_advisory_lock($1)", &[&SERVER_LOCK])
-        .await
-        .map_err(|e| describe(&e))?
-        .get(0);
-    Ok(locked.then_some(client))
-}
-
 /// A connection to `url`; its I/O runs on the runtime it is called on.
-async fn connect(url: &str) -> Result<Client, String> {
+pub(crate) async fn connect(url: &str) -> Result<Client, String> {
     let connecting = tokio_postgres::connect(url, NoTls);
     let (client, connection) = tokio::time::timeout(CONNECT_TIMEOUT, connecting)
         .await
@@ -83,7 +71,7 @@ async fn connect(url: &str) -> Result<Client, String> {
 }
 
 /// An error with the server's own message and code when it has one.
-fn describe(e: &tokio_postgres::Error) -> String {
+pub(crate) fn describe(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {
         Some(db) => format!("{} ({})", db.message(), db.code().code()),
         None => e.to_string(),
@@ -146,6 +134,7 @@ pub(super) fn open(
     secret_override: Option<Vec<u8>>,
     now_ms: i64,
     commit_seconds: Option<prometheus::Histogram>,
+    fence: Arc<Fence>,
 ) -> Result<(Store, StoreThread, Loaded), String> {
     let named = redacted(url);
     let url = url.to_string();
@@ -159,7 +148,7 @@ pub(super) fn open(
             let started = runtime().and_then(|rt| {
                 let (client, loaded) = rt.block_on(async {
                     let loading = async {
-                        let mut client = connect_as_server(&url).await?.ok_or(TAKEN)?;
+                        let mut client = connect(&url).await?;
                         let loaded = init(&mut client, secret_override, now_ms)
                             .await
                             .map_err(|e| describe(&e))?;
@@ -175,6 +164,7 @@ pub(super) fn open(
                     client: Some(client),
                     statements: HashMap::new(),
                     commit_seconds,
+                    fence,
                 };
                 Ok((writer, loaded))
             });
@@ -250,15 +240,27 @@ async fn init(
             &[&(now_ms - TOMBSTONE_RETENTION_MS)],
         )
         .await?;
+    Ok(Loaded {
+        secret,
+        sessions: Vec::new(),
+        tombstones: Vec::new(),
+    })
+}
+
+/// The live sessions among `names`, with their streams and last peers.
+pub(crate) async fn load_sessions(
+    client: &Client,
+    names: &[String],
+) -> PgResult<Vec<SessionRecord>> {
     let rows = client
         .query(
-            "SELECT name, nonce, created_ms, ttl_s, latency, pbkeylen, last_activity_ms, closed_ms, closed_reason, creator, public_host, join_enabled FROM sessions",
-            &[],
+            "SELECT name, nonce, created_ms, ttl_s, latency, pbkeylen, last_activity_ms, creator, public_host, join_enabled FROM sessions WHERE name = ANY($1) AND closed_ms IS NULL",
+            &[&names],
         )
         .await?;
-    let (mut sessions, mut tombstones) = (Vec::new(), Vec::new());
-    for r in rows {
-        let rec = SessionRecord {
+    let mut sessions: Vec<SessionRecord> = rows
+        .iter()
+        .map(|r| SessionRecord {
             name: r.get(0),
             nonce: r.get(1),
             created_ms: r.get(2),
@@ -266,31 +268,16 @@ async fn init(
             latency: r.get::<_, i64>(4) as u32,
             pbkeylen: r.get::<_, i64>(5) as u8,
             last_activity_ms: r.get(6),
-            creator: r.get::<_, Option<String>>(9).and_then(|c| c.parse().ok()),
-            public_host: r.get(10),
-            join: r.get(11),
+            creator: r.get::<_, Option<String>>(7).and_then(|c| c.parse().ok()),
+            public_host: r.get(8),
+            join: r.get(9),
             streams: Vec::new(),
-        };
-        match r.get::<_, Option<i64>>(7) {
-            Some(closed_ms) => tombstones.push((
-                rec.name.clone(),
-                Tombstone {
-                    nonce: rec.nonce,
-                    reason: r.get::<_, Option<String>>(8).unwrap_or_default(),
-                    closed_ms,
-                },
-            )),
-            None => sessions.push(rec),
-        }
-    }
+        })
+        .collect();
     for s in &mut sessions {
         s.streams = load_streams(client, &s.name).await?;
     }
-    Ok(Loaded {
-        secret,
-        sessions,
-        tombstones,
-    })
+    Ok(sessions)
 }
 
 async fn load_streams(client: &Client, session: &str) -> PgResult<Vec<StreamRecord>> {
@@ -356,6 +343,8 @@ struct Writer {
     /// a second round trip to prepare it, each time).
     statements: HashMap<&'static str, Statement>,
     commit_seconds: Option<prometheus::Histogram>,
+    /// The leases this node holds: what each batch is checked against.
+    fence: Arc<Fence>,
 }
 
 /// A write transaction with the connection's prepared statements.
@@ -365,20 +354,34 @@ struct Tx<'a> {
 }
 
 impl Tx<'_> {
-    async fn execute(
-        &mut self,
-        sql: &'static str,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> PgResult<u64> {
-        let statement = match self.statements.get(sql) {
+    /// `sql` (in the `?N` form), prepared once per connection.
+    async fn statement(&mut self, sql: &'static str) -> PgResult<Statement> {
+        Ok(match self.statements.get(sql) {
             Some(s) => s.clone(),
             None => {
                 let s = self.tx.prepare(&postgres_sql(sql)).await?;
                 self.statements.insert(sql, s.clone());
                 s
             }
-        };
+        })
+    }
+
+    async fn execute(
+        &mut self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> PgResult<u64> {
+        let statement = self.statement(sql).await?;
         self.tx.execute(&statement, params).await
+    }
+
+    async fn query(
+        &mut self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> PgResult<Vec<tokio_postgres::Row>> {
+        let statement = self.statement(sql).await?;
+        self.tx.query(&statement, params).await
     }
 }
 
@@ -389,9 +392,6 @@ enum WriteError {
     Connect(String),
     /// The transaction did not finish within [`WRITE_TIMEOUT`].
     Timeout,
-    /// Connected again, another server had taken the database meanwhile: what this one
-    /// writes is not stored.
-    Taken,
     Db(tokio_postgres::Error),
 }
 
@@ -403,10 +403,6 @@ impl std::fmt::Display for WriteError {
                 f,
                 "the database did not finish a write within {} s",
                 WRITE_TIMEOUT.as_secs()
-            ),
-            WriteError::Taken => write!(
-                f,
-                "{TAKEN}: it took the database while this server's connection was lost, so this server's changes are not stored; stop one of the two"
             ),
             WriteError::Db(e) => f.write_str(&describe(e)),
         }
@@ -421,7 +417,6 @@ impl super::Backend for Writer {
     fn passing(e: &WriteError) -> bool {
         match e {
             WriteError::Connect(_) | WriteError::Timeout => true,
-            WriteError::Taken => false,
             WriteError::Db(e) => match e.code() {
                 // no SQLSTATE: only a lost connection passes (a type or protocol error would
                 // fail the same way again, and hold every newer write behind it)
@@ -437,20 +432,20 @@ impl super::Backend for Writer {
         }
     }
 
-    fn commit(&mut self, ops: &[&StoreOp]) -> Result<(), WriteError> {
+    fn commit(&mut self, ops: &[&StoreOp]) -> Result<Refused, WriteError> {
         let started = std::time::Instant::now();
         let Writer {
             url,
             rt,
             client,
             statements,
+            fence,
             ..
         } = self;
         let result = rt.block_on(async {
             let write = async {
                 if client.as_ref().is_none_or(|c| c.is_closed()) {
-                    let again = connect_as_server(url).await.map_err(WriteError::Connect)?;
-                    *client = Some(again.ok_or(WriteError::Taken)?);
+                    *client = Some(connect(url).await.map_err(WriteError::Connect)?);
                     // prepared on the old connection: gone with it
                     statements.clear();
                 }
@@ -460,10 +455,22 @@ impl super::Backend for Writer {
                     tx: &tx,
                     statements,
                 };
-                for op in ops {
-                    apply(&mut w, op).await.map_err(WriteError::Db)?;
+                let refused = fenced(&mut w, fence, ops).await.map_err(WriteError::Db)?;
+                for (i, op) in ops.iter().enumerate() {
+                    if refused.iter().all(|(r, _)| *r != i) {
+                        apply(&mut w, op, fence).await.map_err(WriteError::Db)?;
+                    }
                 }
-                tx.commit().await.map_err(WriteError::Db)
+                tx.commit().await.map_err(WriteError::Db)?;
+                // the node that creates a session owns it
+                for (i, op) in ops.iter().enumerate() {
+                    if let StoreOp::Create(rec) = op
+                        && refused.iter().all(|(r, _)| *r != i)
+                    {
+                        fence.hold(&rec.name, 1);
+                    }
+                }
+                Ok(refused)
             };
             match tokio::time::timeout(WRITE_TIMEOUT, write).await {
                 Ok(done) => done,
@@ -486,7 +493,52 @@ impl super::Backend for Writer {
     }
 }
 
-async fn apply(tx: &mut Tx<'_>, op: &StoreOp) -> PgResult<()> {
+/// Reads the leases of the sessions `ops` change, under a share lock (a takeover's update waits
+/// until this transaction ends), and says which ops this node may not write: those of sessions
+/// another node took over, and a creation whose name a live session has.
+async fn fenced(tx: &mut Tx<'_>, fence: &Fence, ops: &[&StoreOp]) -> PgResult<Refused> {
+    let mut refused = Vec::new();
+    for (i, op) in ops.iter().enumerate() {
+        if let StoreOp::Create(rec) = op {
+            let live = tx
+                .query(
+                    "SELECT 1 FROM sessions WHERE name=?1 AND closed_ms IS NULL FOR UPDATE",
+                    &[&rec.name],
+                )
+                .await?;
+            if !live.is_empty() {
+                refused.push((
+                    i,
+                    format!(
+                        "a session named {} already exists (on another node); choose another name",
+                        rec.name
+                    ),
+                ));
+            }
+        }
+    }
+    let check = Fence::to_check(ops);
+    let found: Vec<(String, i64)> = if check.is_empty() {
+        Vec::new()
+    } else {
+        tx.query(
+            "SELECT session, epoch FROM leases WHERE owner=?1 AND session = ANY(?2) FOR SHARE",
+            &[&fence.node, &check],
+        )
+        .await?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+    };
+    for (i, ok) in fence.allowed(ops, &found).into_iter().enumerate() {
+        if !ok {
+            refused.push((i, crate::server::cluster::MOVED.to_string()));
+        }
+    }
+    Ok(refused)
+}
+
+async fn apply(tx: &mut Tx<'_>, op: &StoreOp, fence: &Fence) -> PgResult<()> {
     for w in writes(op) {
         let params: Vec<&(dyn ToSql + Sync)> = w
             .args
@@ -503,8 +555,21 @@ async fn apply(tx: &mut Tx<'_>, op: &StoreOp) -> PgResult<()> {
             .collect();
         tx.execute(w.sql, &params).await?;
     }
+    if let StoreOp::Create(rec) = op {
+        // (its old incarnation's lease went with the old row)
+        tx.execute(CREATE_LEASE, &[&rec.name, &fence.node, &LEASE_MS])
+            .await?;
+    }
     Ok(())
 }
+
+/// The lease of a session this node creates: epoch 1, from now.
+const CREATE_LEASE: &str = concat!(
+    "INSERT INTO leases(session, owner, epoch, expires_ms) VALUES (?1, ?2, 1, ",
+    db_now!(),
+    " + ?3)"
+);
+const LEASE_MS: i64 = LEASE.as_millis() as i64;
 
 /// Registration history of a session, newest last. On a thread of its own: callers may be
 /// inside a runtime already.

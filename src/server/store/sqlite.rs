@@ -278,7 +278,8 @@ impl super::Backend for Writer {
         passing(e)
     }
 
-    fn commit(&mut self, ops: &[&StoreOp]) -> rusqlite::Result<()> {
+    /// One server per file: nothing is fenced.
+    fn commit(&mut self, ops: &[&StoreOp]) -> rusqlite::Result<super::Refused> {
         let durable = ops.iter().any(|op| op.acknowledged());
         if durable != self.durable {
             self.conn.execute_batch(if durable {
@@ -297,7 +298,7 @@ impl super::Backend for Writer {
         if let Some(h) = &self.commit_seconds {
             h.observe(started.elapsed().as_secs_f64());
         }
-        Ok(())
+        Ok(Vec::new())
     }
 }
 

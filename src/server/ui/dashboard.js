@@ -1360,6 +1360,8 @@
       if (isNum(exp)) parts.push('expires in ' + fmtCountdown(exp - now) + ' if idle');
       else if (view.expires === null) parts.push('no expiry while connected');
     }
+    // several servers on one database: the one serving the session now
+    if (typeof view.node === 'string') parts.push('served by ' + view.node);
     setText(node, parts.join(' · '));
   }
 

@@ -122,6 +122,8 @@ enum Command {
         reason: String,
         reply: oneshot::Sender<Result<(), SessionError>>,
     },
+    /// Another node serves the session now: stop, writing nothing.
+    Evict,
 }
 
 /// Where a waiting peer is admitted.
@@ -309,6 +311,12 @@ impl SessionHandle {
         .await?
     }
 
+    /// Stops the task without closing the session (another node took it over): its
+    /// connections are closed with "going away", so the peers reconnect (to the new owner).
+    pub async fn evict(&self) {
+        let _ = self.tx.send(Command::Evict).await;
+    }
+
     /// Closes the session; returns once the closure is stored and the name answers 410. When
     /// storing failed the session is closed all the same (the store keeps trying) and the error
     /// says so.
@@ -344,6 +352,8 @@ pub struct SessionEnv {
     pub relay: Arc<RelayService>,
     /// The server's metrics.
     pub metrics: Arc<crate::server::metrics::Metrics>,
+    /// This node's name when several share the database: shown in the session's views.
+    pub node: Option<String>,
 }
 
 /// Dashboards get at most one view per this interval (health arrives every second per peer).
@@ -360,7 +370,8 @@ pub fn spawn(rec: SessionRecord, env: SessionEnv) -> SessionHandle {
     };
     let actor = Actor {
         me: handle.tx.downgrade(),
-        core: SessionCore::new(rec, env.conn_limits, env.policy.clone()),
+        core: SessionCore::new(rec, env.conn_limits, env.policy.clone())
+            .with_node(env.node.clone()),
         outs: HashMap::new(),
         relays: HashMap::new(),
         view_due: None,
@@ -583,6 +594,15 @@ impl Actor {
                 let _ = reply.send(result);
                 return true;
             }
+            Command::Evict => {
+                for (_, out) in self.outs.drain() {
+                    let _ = out.try_send(Outbound::Close(
+                        close_code::GOING_AWAY,
+                        "this session moved to another server; reconnect".into(),
+                    ));
+                }
+                return true;
+            }
         }
         false
     }
@@ -639,10 +659,12 @@ impl Actor {
     ) {
         let answer = match result {
             Ok(fx) => self.apply(fx).await.map_err(|e| {
-                SessionError::new(
-                    ErrorCode::Storage,
-                    format!("the change is in effect, but the database did not store it yet ({e}); the server keeps trying"),
-                )
+                let message = if e == crate::server::cluster::MOVED {
+                    "this server no longer serves the session (another server took it over), and the change was not stored; send it again".to_string()
+                } else {
+                    format!("the change is in effect, but the database did not store it yet ({e}); the server keeps trying")
+                };
+                SessionError::new(ErrorCode::Storage, message)
             }),
             Err(e) => Err(e),
         };
