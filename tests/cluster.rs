@@ -254,3 +254,123 @@ fn a_node_frozen_past_its_lease_cannot_write_to_a_session_another_node_took_over
 /// The lease and its renewal interval as `docs/architecture.md` documents them.
 const LEASE: Duration = Duration::from_secs(3);
 const RENEW: Duration = Duration::from_secs(1);
+
+/// A side behind a NAT of `mapping` joins `name` through `base` (asking again while the
+/// session has no node to serve it) and registers: its connection and the first `peer`.
+async fn relayed_side(
+    base: &str,
+    name: &str,
+    token: &str,
+    role: Role,
+    port: u16,
+    mapping: punch::protocol::NatMapping,
+) -> (punch::client::Signalling, punch::protocol::PeerInfo) {
+    within("joining", async {
+        loop {
+            let Ok(mut sig) =
+                punch::client::Signalling::connect(base, name, token, Duration::from_secs(10))
+                    .await
+            else {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                continue;
+            };
+            let mut reg = register(None, role, port);
+            if let punch::protocol::ClientMessage::Register(r) = &mut reg {
+                r.nat = Some(punch::protocol::NatReport {
+                    mapped: Some(punch::protocol::Endpoint {
+                        ip: "127.0.0.1".into(),
+                        port,
+                    }),
+                    mapping,
+                });
+            }
+            if sig.send(&reg).await.is_err() {
+                continue;
+            }
+            loop {
+                match sig.recv().await {
+                    Ok(Some(ServerMessage::Peer(p))) => return (sig, p),
+                    Ok(Some(_)) => continue,
+                    _ => break,
+                }
+            }
+        }
+    })
+    .await
+}
+
+#[test]
+fn a_relayed_stream_is_relayed_again_by_the_node_that_takes_it_over() {
+    use punch::protocol::NatMapping;
+    let mut cluster = Cluster::start(3, &[]);
+    let lb = cluster.lb.base.clone();
+    let n1 = cluster.node("n1").base.clone();
+    runtime().block_on(async {
+        let created = create(&n1, json!({"name": "relayed"})).await;
+        let admin = created["token"].as_str().unwrap().to_string();
+        let (tx_token, rx_token) = (
+            stream_token(&created, "default", "sender"),
+            stream_token(&created, "default", "receiver"),
+        );
+        let (port_a, port_b) = (free_udp_port(), free_udp_port());
+        // the sender's NAT maps per destination: the owner (n1) relays the stream
+        let ((a, to_a), (b, to_b)) = tokio::join!(
+            relayed_side(
+                &lb,
+                "relayed",
+                &tx_token,
+                Role::Sender,
+                port_a,
+                NatMapping::EndpointDependent,
+            ),
+            relayed_side(
+                &lb,
+                "relayed",
+                &rx_token,
+                Role::Receiver,
+                port_b,
+                NatMapping::EndpointIndependent,
+            )
+        );
+        assert!(to_a.relay && to_b.relay, "{to_a:?} {to_b:?}");
+        assert_eq!(healthz(&n1).await["relays"], 1);
+
+        // n1 dies with its relay; both sides come back through the balancer
+        let killed = Instant::now();
+        tokio::task::block_in_place(|| cluster.nodes[0].kill());
+        drop((a, b));
+        let ((a, to_a), (b, to_b)) = tokio::join!(
+            relayed_side(
+                &lb,
+                "relayed",
+                &tx_token,
+                Role::Sender,
+                port_a,
+                NatMapping::EndpointDependent,
+            ),
+            relayed_side(
+                &lb,
+                "relayed",
+                &rx_token,
+                Role::Receiver,
+                port_b,
+                NatMapping::EndpointIndependent,
+            )
+        );
+        let took = killed.elapsed();
+        assert!(to_a.relay && to_b.relay, "relayed again: {to_a:?} {to_b:?}");
+        assert_eq!(to_a.passphrase, to_b.passphrase);
+        assert!(
+            took < Duration::from_secs(8),
+            "re-paired {took:?} after the kill"
+        );
+        // through the relay of the node that serves the session now
+        let view = eventually_view(&lb, "relayed", &admin, "RELAYING on another node", |v| {
+            v["state"] == "RELAYING" && v["node"] != "n1"
+        })
+        .await;
+        let owner = view["node"].as_str().unwrap();
+        assert_eq!(healthz(&cluster.node(owner).base).await["relays"], 1);
+        drop((a, b));
+    });
+}

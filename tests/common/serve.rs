@@ -55,7 +55,11 @@ impl Serve {
         let mut child = Command::new(punch_bin())
             .args(&full)
             .env_remove("PUNCH_CREATE_KEY")
-            .env("RUST_LOG", "info")
+            // (a benchmark asks for less with PUNCH_SERVE_LOG=warn)
+            .env(
+                "RUST_LOG",
+                std::env::var("PUNCH_SERVE_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

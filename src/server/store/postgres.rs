@@ -555,10 +555,18 @@ async fn apply(tx: &mut Tx<'_>, op: &StoreOp, fence: &Fence) -> PgResult<()> {
             .collect();
         tx.execute(w.sql, &params).await?;
     }
-    if let StoreOp::Create(rec) = op {
-        // (its old incarnation's lease went with the old row)
-        tx.execute(CREATE_LEASE, &[&rec.name, &fence.node, &LEASE_MS])
-            .await?;
+    match op {
+        StoreOp::Create(rec) => {
+            // (its old incarnation's lease went with the old row)
+            tx.execute(CREATE_LEASE, &[&rec.name, &fence.node, &LEASE_MS])
+                .await?;
+        }
+        // a closed session is nobody's to renew or take
+        StoreOp::Close { session, .. } => {
+            tx.execute("DELETE FROM leases WHERE session=?1", &[session])
+                .await?;
+        }
+        _ => {}
     }
     Ok(())
 }
