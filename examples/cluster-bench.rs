@@ -14,24 +14,25 @@
 //! ```
 //! Needs Debian's `postgresql` and `haproxy` (scripts/install-deps.sh installs them).
 
+#[path = "common/bench.rs"]
+mod bench;
 #[path = "../tests/common/cluster.rs"]
-#[allow(dead_code)]
 mod cluster;
 #[path = "../tests/common/postgres.rs"]
 #[allow(dead_code)]
 mod postgres;
 #[path = "../tests/common/serve.rs"]
-#[allow(dead_code)]
 mod serve;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use bench::{register, report};
 use clap::Parser;
 use punch::client::Signalling;
 use punch::client::rest::Rest;
-use punch::protocol::{ClientMessage, PeerMeta, Port, Register, Role, ServerMessage};
+use punch::protocol::{Role, ServerMessage};
 use serde_json::json;
 use tokio::sync::Semaphore;
 
@@ -68,39 +69,20 @@ struct Stats {
     last_repair: Mutex<Option<Instant>>,
     /// What went wrong, for the report.
     errors: Mutex<Vec<String>>,
+    /// The report is out: what the peers meet while the cluster stops is not news.
+    reported: std::sync::atomic::AtomicBool,
 }
 
-fn register(role: Role, port: u16) -> ClientMessage {
-    ClientMessage::Register(Register {
-        stream: None,
-        port: Port(port),
-        role,
-        meta: PeerMeta::default(),
-        nat: None,
-        reports: true,
-        receiver: None,
-        tunnel: false,
-    })
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
+/// What the node at `base` holds.
+async fn print_node(base: &str) {
+    let rest = Rest::with_timeout(base, Duration::from_secs(30)).unwrap();
+    match rest.healthz().await {
+        Ok(h) => println!(
+            "  {base}: {} sessions, {} WebSockets",
+            h["sessions"], h["connections"]
+        ),
+        Err(e) => println!("  {base}: {e}"),
     }
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
-}
-
-fn report(label: &str, mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    println!(
-        "{label}: n={} p50={:.2} ms p99={:.2} ms max={:.2} ms",
-        v.len(),
-        ms(percentile(&v, 0.5)),
-        ms(percentile(&v, 0.99)),
-        ms(v.last().copied().unwrap_or_default())
-    );
-    percentile(&v, 0.99)
 }
 
 /// Registers and waits for `peer`: register→peer.
@@ -149,7 +131,11 @@ async fn peer(
                         stats.errors.lock().unwrap().push(format!("connect: {e}"));
                         return;
                     }
-                    stats.refused.fetch_add(1, Ordering::Relaxed);
+                    if stats.refused.fetch_add(1, Ordering::Relaxed) < 5
+                        && !stats.reported.load(Ordering::Relaxed)
+                    {
+                        println!("refused after the kill (retried): {e}");
+                    }
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
@@ -196,18 +182,24 @@ async fn main() {
     let sessions = args.peers / 2;
     let max = (sessions + args.probes + 100).to_string();
     // SAFETY: before any thread of ours reads the environment.
-    unsafe { std::env::set_var("PUNCH_SERVE_LOG", "warn") };
-    let limits = [
-        "--creates-per-minute",
-        "0",
-        "--max-sessions",
-        &max,
-        "--sessions-per-ip",
-        &max,
-    ];
-    let mut cluster = tokio::task::spawn_blocking(move || cluster::Cluster::start(3, &limits))
-        .await
-        .unwrap();
+    if std::env::var_os("PUNCH_SERVE_LOG").is_none() {
+        unsafe { std::env::set_var("PUNCH_SERVE_LOG", "warn") };
+    }
+    let mut cluster = tokio::task::spawn_blocking(move || {
+        let limits = [
+            "--creates-per-minute",
+            "0",
+            "--max-sessions",
+            &max,
+            "--sessions-per-ip",
+            &max,
+            // the peers run no SRT: nothing is relayed after the direct time-out
+            "--no-relay",
+        ];
+        cluster::Cluster::start(3, &limits)
+    })
+    .await
+    .unwrap();
     let lb = cluster.lb.base.clone();
     println!("3 nodes behind HAProxy at {lb}; {sessions} sessions x 2 peers");
     let rest = Rest::with_timeout(&lb, Duration::from_secs(600)).expect("a URL");
@@ -263,15 +255,7 @@ async fn main() {
         t.elapsed().as_secs_f64()
     );
     for node in &cluster.nodes {
-        let health = Rest::with_timeout(&node.base, Duration::from_secs(30))
-            .unwrap()
-            .healthz()
-            .await
-            .unwrap();
-        println!(
-            "  {}: {} sessions, {} WebSockets",
-            node.base, health["sessions"], health["connections"]
-        );
+        print_node(&node.base).await;
     }
 
     // steady state at full load: one probe session at a time
@@ -322,6 +306,7 @@ async fn main() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let (lost, repaired) = last;
+    stats.reported.store(true, Ordering::Relaxed);
     let done = stats
         .last_repair
         .lock()
@@ -346,15 +331,10 @@ async fn main() {
         println!("error: {e}");
     }
     for node in cluster.nodes.iter().skip(1) {
-        let health = Rest::with_timeout(&node.base, Duration::from_secs(30))
-            .unwrap()
-            .healthz()
-            .await
-            .unwrap();
-        println!(
-            "  {}: {} sessions, {} WebSockets",
-            node.base, health["sessions"], health["connections"]
-        );
+        print_node(&node.base).await;
+    }
+    for (i, node) in cluster.nodes.iter().enumerate().skip(1) {
+        let _ = std::fs::write(format!("/tmp/node{}.log", i + 1), node.log());
     }
     // the nodes, the balancer and the database stop; the peers' tasks end with the process
     drop(cluster);

@@ -12,13 +12,17 @@
 //! cargo run --release --example loadgen -- --sessions 5000
 //! ```
 
+#[path = "common/bench.rs"]
+mod bench;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bench::{register, report};
 use clap::Parser;
 use punch::client::Signalling;
 use punch::client::rest::Rest;
-use punch::protocol::{ClientMessage, Health, PeerMeta, Port, Register, Role, ServerMessage};
+use punch::protocol::{ClientMessage, Health, Role, ServerMessage};
 use serde_json::{Value, json};
 use tokio::sync::{Semaphore, watch};
 
@@ -51,38 +55,6 @@ fn rss_kib(pid: u32) -> u64 {
         })
         .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
         .unwrap_or(0)
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
-}
-
-fn report(label: &str, mut v: Vec<Duration>) {
-    v.sort();
-    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    println!(
-        "{label}: n={} p50={:.2} ms p99={:.2} ms max={:.2} ms",
-        v.len(),
-        ms(percentile(&v, 0.5)),
-        ms(percentile(&v, 0.99)),
-        ms(v.last().copied().unwrap_or_default())
-    );
-}
-
-fn register(role: Role, port: u16) -> ClientMessage {
-    ClientMessage::Register(Register {
-        stream: None,
-        port: Port(port),
-        role,
-        meta: PeerMeta::default(),
-        nat: None,
-        reports: true,
-        receiver: None,
-        tunnel: false,
-    })
 }
 
 async fn wait_for(
@@ -168,6 +140,11 @@ async fn main() {
         .args([
             "--max-sessions",
             &(args.sessions + args.probes + 10).to_string(),
+            // every session is created, and every peer connects, from this one address
+            "--sessions-per-ip",
+            &(args.sessions + args.probes + 10).to_string(),
+            "--connections-per-ip",
+            "100000",
         ])
         .env("RUST_LOG", "warn")
         .stdout(std::process::Stdio::piped())

@@ -53,7 +53,12 @@ fn start_script(script: &str, env: &[(&str, &str)], out: &std::path::Path) -> Pr
 /// succeeded and said OK.
 fn run_script(script: &str, env: &[(&str, &str)], out: &std::path::Path) {
     let mut browser = start_script(script, env, out);
-    let status = finish(&mut browser);
+    finish_ok(&mut browser, out);
+}
+
+/// Waits for the browser script to end; panics with its output unless it said OK.
+fn finish_ok(browser: &mut Proc, out: &std::path::Path) {
+    let status = finish(browser);
     assert!(
         status.success() && browser.output().contains("OK"),
         "browser test failed ({status}); screenshots in {}\n{}",
@@ -461,13 +466,7 @@ fn the_dashboard_follows_its_session_to_the_node_that_took_it_over() {
     browser.wait_for("READY", Duration::from_secs(60));
     let i: usize = owner.trim_start_matches('n').parse().unwrap();
     cluster.nodes[i - 1].kill();
-    let status = finish(&mut browser);
-    assert!(
-        status.success() && browser.output().contains("OK"),
-        "browser test failed ({status}); screenshots in {}\n{}",
-        out.display(),
-        browser.output()
-    );
+    finish_ok(&mut browser, &out);
     // within the documented failover time (the lease, and the dashboard's first reconnect)
     let output = browser.output();
     let moved = output

@@ -299,9 +299,39 @@ async fn relayed_side(
     .await
 }
 
+/// Both sides of `relayed` join through `base`, the sender behind a NAT that maps per
+/// destination (so the stream is relayed).
+async fn relayed_pair(
+    base: &str,
+    (tx, rx): (&str, &str),
+    (port_a, port_b): (u16, u16),
+) -> (
+    (punch::client::Signalling, punch::protocol::PeerInfo),
+    (punch::client::Signalling, punch::protocol::PeerInfo),
+) {
+    use punch::protocol::NatMapping;
+    tokio::join!(
+        relayed_side(
+            base,
+            "relayed",
+            tx,
+            Role::Sender,
+            port_a,
+            NatMapping::EndpointDependent
+        ),
+        relayed_side(
+            base,
+            "relayed",
+            rx,
+            Role::Receiver,
+            port_b,
+            NatMapping::EndpointIndependent
+        )
+    )
+}
+
 #[test]
 fn a_relayed_stream_is_relayed_again_by_the_node_that_takes_it_over() {
-    use punch::protocol::NatMapping;
     let mut cluster = Cluster::start(3, &[]);
     let lb = cluster.lb.base.clone();
     let n1 = cluster.node("n1").base.clone();
@@ -314,24 +344,8 @@ fn a_relayed_stream_is_relayed_again_by_the_node_that_takes_it_over() {
         );
         let (port_a, port_b) = (free_udp_port(), free_udp_port());
         // the sender's NAT maps per destination: the owner (n1) relays the stream
-        let ((a, to_a), (b, to_b)) = tokio::join!(
-            relayed_side(
-                &lb,
-                "relayed",
-                &tx_token,
-                Role::Sender,
-                port_a,
-                NatMapping::EndpointDependent,
-            ),
-            relayed_side(
-                &lb,
-                "relayed",
-                &rx_token,
-                Role::Receiver,
-                port_b,
-                NatMapping::EndpointIndependent,
-            )
-        );
+        let ((a, to_a), (b, to_b)) =
+            relayed_pair(&lb, (&tx_token, &rx_token), (port_a, port_b)).await;
         assert!(to_a.relay && to_b.relay, "{to_a:?} {to_b:?}");
         assert_eq!(healthz(&n1).await["relays"], 1);
 
@@ -339,24 +353,8 @@ fn a_relayed_stream_is_relayed_again_by_the_node_that_takes_it_over() {
         let killed = Instant::now();
         tokio::task::block_in_place(|| cluster.nodes[0].kill());
         drop((a, b));
-        let ((a, to_a), (b, to_b)) = tokio::join!(
-            relayed_side(
-                &lb,
-                "relayed",
-                &tx_token,
-                Role::Sender,
-                port_a,
-                NatMapping::EndpointDependent,
-            ),
-            relayed_side(
-                &lb,
-                "relayed",
-                &rx_token,
-                Role::Receiver,
-                port_b,
-                NatMapping::EndpointIndependent,
-            )
-        );
+        let ((a, to_a), (b, to_b)) =
+            relayed_pair(&lb, (&tx_token, &rx_token), (port_a, port_b)).await;
         let took = killed.elapsed();
         assert!(to_a.relay && to_b.relay, "relayed again: {to_a:?} {to_b:?}");
         assert_eq!(to_a.passphrase, to_b.passphrase);

@@ -49,6 +49,22 @@ use state::{AppState, Stats};
 pub use time::{format_time, now_ms};
 use token::TokenKey;
 
+/// Connections waiting to be accepted: enough for thousands of peers reconnecting at once
+/// (after a node of a cluster died); the kernel caps it at `net.core.somaxconn`.
+const LISTEN_BACKLOG: u32 = 8192;
+
+/// The HTTP listener on `at`.
+fn listen(at: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if at.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(at)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// A running server.
 pub struct Server {
     addr: SocketAddr,
@@ -77,8 +93,7 @@ impl Server {
             Some(files) => Some(Arc::new(tls::Tls::load(files.clone())?)),
             None => None,
         };
-        let listener = tokio::net::TcpListener::bind(config.listen)
-            .await
+        let listener = listen(config.listen)
             .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
         let metrics_listener = match config.metrics_listen {

@@ -32,7 +32,8 @@ pub struct Balancer {
 
 impl Balancer {
     /// Round robin over `nodes` (`http://127.0.0.1:PORT` each): a node that refuses the
-    /// connection is retried on another (`option redispatch`), health-checked on `/healthz`
+    /// connection, or drops a request unanswered as it dies, is retried on another (`option
+    /// redispatch`, `retry-on`), health-checked on `/healthz`
     /// every 500 ms; the client's address in `X-Forwarded-For`; WebSockets pass as tunnels.
     pub fn start(nodes: &[&str]) -> Balancer {
         let bin = haproxy();
@@ -52,7 +53,7 @@ impl Balancer {
         let maxconn = (limit.rlim_max.min(80_000) as usize).saturating_sub(200) / 2;
         let mut config = format!(
             "global\n  maxconn {maxconn}\n\
-             defaults\n  mode http\n  timeout connect 1s\n  timeout client 120s\n  timeout server 120s\n  timeout tunnel 1h\n  option redispatch\n  retries 3\n  option forwardfor\n\
+             defaults\n  mode http\n  timeout connect 1s\n  timeout client 120s\n  timeout server 120s\n  timeout tunnel 1h\n  option redispatch\n  retries 3\n  retry-on conn-failure empty-response junk-response response-timeout 502 504\n  option forwardfor\n\
              frontend punch\n  bind 127.0.0.1:{port}\n  maxconn {maxconn}\n  default_backend nodes\n\
              backend nodes\n  balance roundrobin\n  option httpchk GET /healthz\n"
         );

@@ -122,8 +122,8 @@ impl Db {
         self.forget_on_error(r).await
     }
 
-    /// Takes the live session `name` for `node` if nobody holds it, its lease expired, or
-    /// `node` holds it: its new epoch; `None` when another node holds it (or it is not live).
+    /// Takes the live session `name` for `node` if nobody holds it or its lease expired: its
+    /// new epoch; `None` when a node holds it (or it is not live).
     pub async fn take(&self, name: &str, node: &str) -> Result<Option<i64>, String> {
         let c = self.client().await?;
         let r = bounded(c.query_opt(
@@ -134,7 +134,7 @@ impl Db {
                 "ON CONFLICT (session) DO UPDATE SET owner = EXCLUDED.owner, epoch = leases.epoch + 1, expires_ms = EXCLUDED.expires_ms ",
                 "WHERE leases.expires_ms < ",
                 db_now!(),
-                " OR leases.owner = EXCLUDED.owner RETURNING epoch"
+                " RETURNING epoch"
             ),
             &[&name, &node, &LEASE_MS],
         ))

@@ -36,12 +36,19 @@ impl Fence {
         (fence, rx)
     }
 
-    /// This node holds `session` at `epoch` from now on.
+    /// This node holds `session` at `epoch` from now on. Epochs only grow: two takeovers of
+    /// one session by this node (an adoption and a request at the same moment) may report
+    /// theirs in either order, and the later one is what the row holds.
     pub fn hold(&self, session: &str, epoch: i64) {
-        self.epochs
-            .lock()
-            .unwrap()
-            .insert(session.to_string(), epoch);
+        let mut epochs = self.epochs.lock().unwrap();
+        let held = epochs.entry(session.to_string()).or_insert(epoch);
+        *held = (*held).max(epoch);
+    }
+
+    /// This node created `session`: it holds its first lease (epoch 1, whatever an earlier
+    /// session of the name had).
+    pub fn hold_new(&self, session: &str) {
+        self.epochs.lock().unwrap().insert(session.to_string(), 1);
     }
 
     /// The epoch this node holds `session` at, if it does.
@@ -157,24 +164,27 @@ mod tests {
     #[test]
     fn a_session_created_in_the_batch_is_written_with_it() {
         let (fence, mut lost) = Fence::new("a".into());
-        let rec = crate::server::session::model::SessionRecord {
-            name: "new".into(),
-            nonce: "n".into(),
-            created_ms: 0,
-            ttl_s: 60,
-            latency: 200,
-            pbkeylen: 16,
-            last_activity_ms: 0,
-            creator: None,
-            public_host: None,
-            join: false,
-            streams: Vec::new(),
-        };
+        let mut rec = crate::server::session::tests::record(&[]);
+        rec.name = "new".into();
         let (create, t) = (StoreOp::Create(Box::new(rec)), tally("new"));
         assert_eq!(Fence::to_check(&[&create, &t]), ["new"]);
         // no lease row yet (it is written in this transaction)
         assert_eq!(fence.allowed(&[&create, &t], &[]), [true, true]);
         assert!(lost.try_recv().is_err());
+    }
+
+    #[test]
+    fn two_takeovers_told_out_of_order_keep_the_later_epoch() {
+        let (fence, _lost) = Fence::new("a".into());
+        fence.hold("s1", 3);
+        fence.hold("s1", 2);
+        assert_eq!(fence.epoch("s1"), Some(3));
+        fence.hold_new("s1");
+        assert_eq!(
+            fence.epoch("s1"),
+            Some(1),
+            "a new session of the name starts again"
+        );
     }
 
     #[test]

@@ -22,8 +22,9 @@ use crate::server::state::AppState;
 
 /// Marks a request one node forwarded to another: it is not forwarded again.
 const FORWARDED: &str = "x-punch-forwarded-by";
-/// How long connecting to the owner may take before it counts as not answering.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long connecting to the owner may take before it is asked again (a dead node refuses at
+/// once; a loaded one may drop a first SYN, which is sent again after 1 s).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// Between two looks at a lease that has not run out yet.
 const POLL: Duration = Duration::from_millis(200);
 /// How long the owner may take to answer a forwarded request (a WebSocket: its upgrade) before
@@ -61,7 +62,7 @@ pub async fn route(State(state): State<Arc<AppState>>, req: Request, next: Next)
 async fn locate_and_run(
     state: &Arc<AppState>,
     cluster: &Arc<super::Cluster>,
-    req: Request,
+    mut req: Request,
     next: Next,
 ) -> Response {
     let Some(name) = session_of(req.uri().path()).map(str::to_string) else {
@@ -72,9 +73,8 @@ async fn locate_and_run(
     }
     let hop = req.headers().get(FORWARDED).cloned();
     let deadline = Instant::now() + OWNER_WAIT;
-    let mut silent: Option<String> = None;
     loop {
-        let wait = match cluster.locate(&name, silent.as_deref()).await {
+        let wait = match cluster.locate(&name).await {
             Err(e) => {
                 return ApiError::new(
                     ErrorCode::Storage,
@@ -94,14 +94,28 @@ async fn locate_and_run(
                 POLL
             }
             Ok(Located::Owner { owner, url }) => match connect(&url).await {
-                Ok(stream) => return forward(state, req, stream, &cluster.node).await,
+                Ok(stream) => match forward(state, req, stream, &cluster.node).await {
+                    Ok(resp) => return resp,
+                    // the owner dropped the request (a GET, given back unsent): once it is dead
+                    // for good, the next connection attempt says so
+                    Err((again, e)) => {
+                        tracing::info!(
+                            session = name,
+                            owner,
+                            "the node serving this session dropped the request ({e}); asking again"
+                        );
+                        req = *again;
+                        POLL
+                    }
+                },
                 Err(e) => {
+                    // dead (asked again until its lease runs out and the session is taken) or
+                    // too loaded to accept (asked again)
                     tracing::info!(
                         session = name,
                         owner,
-                        "the node serving this session does not answer ({e}); waiting for its lease to run out"
+                        "the node serving this session does not answer ({e}); asking again"
                     );
-                    silent = Some(owner);
                     POLL
                 }
             },
@@ -140,14 +154,40 @@ async fn connect(url: &str) -> Result<tokio::net::TcpStream, String> {
     }
 }
 
-/// Sends `req` over `stream` to the owner and hands back its answer; an upgrade is piped.
+/// A request as it came, to send again: method, URI, version, headers and extensions (the
+/// client address, the route's path parameters, the pending upgrade).
+type Replay = (
+    axum::http::Method,
+    axum::http::Uri,
+    axum::http::Version,
+    axum::http::HeaderMap,
+    axum::http::Extensions,
+);
+
+/// Sends `req` over `stream` to the owner and hands back its answer; an upgrade is piped. A
+/// `GET` (or `HEAD`: no body) the owner dropped before answering, the connection failing under
+/// it (a node that is dying), is given back unsent with the error, to be sent again.
 async fn forward(
     state: &Arc<AppState>,
     mut req: Request,
     stream: tokio::net::TcpStream,
     node: &str,
-) -> Response {
+) -> Result<Response, (Box<Request>, String)> {
+    let replay: Option<Replay> = matches!(
+        *req.method(),
+        axum::http::Method::GET | axum::http::Method::HEAD
+    )
+    .then(|| {
+        (
+            req.method().clone(),
+            req.uri().clone(),
+            req.version(),
+            req.headers().clone(),
+            req.extensions().clone(),
+        )
+    });
     let bad_gateway = |e: String| {
+        tracing::warn!("a request forwarded to the node serving its session failed: {e}");
         ApiError::with_status(
             StatusCode::BAD_GATEWAY,
             ErrorCode::Storage,
@@ -186,10 +226,22 @@ async fn forward(
         .headers()
         .contains_key(axum::http::header::UPGRADE)
         .then(|| hyper::upgrade::on(&mut req));
+    let give_back = |replay: Option<Replay>, e: String| {
+        let Some((method, uri, version, headers, extensions)) = replay else {
+            return Ok(bad_gateway(e));
+        };
+        let mut again = Request::new(Body::empty());
+        *again.method_mut() = method;
+        *again.uri_mut() = uri;
+        *again.version_mut() = version;
+        *again.headers_mut() = headers;
+        *again.extensions_mut() = extensions;
+        Err((Box::new(again), e))
+    };
     let (mut sender, conn) = match hyper::client::conn::http1::handshake(TokioIo::new(stream)).await
     {
         Ok(pair) => pair,
-        Err(e) => return bad_gateway(e.to_string()),
+        Err(e) => return give_back(replay, e.to_string()),
     };
     tokio::spawn(async move {
         if let Err(e) = conn.with_upgrades().await {
@@ -198,9 +250,9 @@ async fn forward(
     });
     let mut resp = match tokio::time::timeout(ANSWER_TIMEOUT, sender.send_request(req)).await {
         Ok(Ok(r)) => r,
-        Ok(Err(e)) => return bad_gateway(e.to_string()),
+        Ok(Err(e)) => return give_back(replay, e.to_string()),
         Err(_) => {
-            return ApiError::with_status(
+            return Ok(ApiError::with_status(
                 StatusCode::GATEWAY_TIMEOUT,
                 ErrorCode::Timeout,
                 format!(
@@ -208,7 +260,7 @@ async fn forward(
                     ANSWER_TIMEOUT.as_secs()
                 ),
             )
-            .into_response();
+            .into_response());
         }
     };
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS
@@ -231,7 +283,7 @@ async fn forward(
             }
         });
     }
-    resp.map(Body::new)
+    Ok(resp.map(Body::new))
 }
 
 #[cfg(test)]

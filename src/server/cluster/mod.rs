@@ -9,6 +9,8 @@
 //!   owner's internal URL, published in `nodes` (`forward.rs`). When the owner does not answer,
 //!   the node waits for its lease to run out, then takes the session over (epoch + 1), loads it
 //!   from the database and starts its task here ([`Cluster::locate`]).
+//! * A node takes a session over only once its lease ran out, its own lease too: one takeover,
+//!   one epoch, one task loaded at it.
 //! * Every node also adopts, every [`ADOPT_EVERY`], sessions whose lease expired with nobody
 //!   asking for them (a node died), so they expire and keep their timers.
 //! * Fencing (`fence.rs`): every write checks, in its transaction, that the lease still names
@@ -93,6 +95,8 @@ pub struct Cluster {
     /// What the other nodes forward to.
     internal_url: String,
     db: db::Db,
+    /// A connection of its own for the renewals: never queued behind lookups and loads.
+    renewals: db::Db,
     fence: Arc<Fence>,
     registry: Arc<Registry>,
     /// What a session task taken over here is given.
@@ -107,7 +111,8 @@ pub enum Located {
     Here,
     /// Forward to the owner at `url`.
     Owner { owner: String, url: String },
-    /// The owner did not answer and its lease still runs this long.
+    /// Ask again after this long (this node's own lease is being adopted, or another node was
+    /// quicker to take the session).
     Wait(Duration),
 }
 
@@ -146,6 +151,7 @@ impl Cluster {
             node: fence.node.clone(),
             internal_url,
             db: db::Db::new(url),
+            renewals: db::Db::new(url),
             fence,
             registry,
             sessions,
@@ -164,30 +170,46 @@ impl Cluster {
             sessions = cluster.fence.held(),
             "joined the cluster"
         );
-        tracker.spawn(cluster.clone().maintain(cancel.clone()));
+        tracker.spawn(cluster.clone().keep_leases(cancel.clone()));
+        tracker.spawn(cluster.clone().adopt_orphans(cancel.clone()));
         tracker.spawn(cluster.clone().stop_lost(lost, cancel));
         Ok(cluster)
     }
 
-    /// Renews the leases and adopts orphans until shutdown.
-    async fn maintain(self: Arc<Self>, cancel: CancellationToken) {
-        let mut renew = tokio::time::interval(RENEW);
-        renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut adopt = tokio::time::interval(ADOPT_EVERY);
-        adopt.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    /// Renews the leases until shutdown, on a task and a connection of its own: however long
+    /// an adoption or a storm of lookups takes, the leases do not run out.
+    async fn keep_leases(self: Arc<Self>, cancel: CancellationToken) {
+        self.every(RENEW, cancel, "renew", || self.renew()).await
+    }
+
+    /// Adopts the sessions nobody holds until shutdown.
+    async fn adopt_orphans(self: Arc<Self>, cancel: CancellationToken) {
+        self.every(ADOPT_EVERY, cancel, "take", || async {
+            self.adopt().await.map(|_| ())
+        })
+        .await
+    }
+
+    /// Runs `step` every `period`, saying once when it starts failing and when it works again.
+    async fn every<F, Fut>(&self, period: Duration, cancel: CancellationToken, what: &str, step: F)
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<(), String>>,
+    {
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut failing = false;
         loop {
-            let result = tokio::select! {
+            tokio::select! {
                 _ = cancel.cancelled() => return,
-                _ = renew.tick() => self.renew().await,
-                _ = adopt.tick() => self.adopt().await.map(|_| ()),
-            };
-            match result {
+                _ = tick.tick() => {}
+            }
+            match step().await {
                 Err(e) if !failing => {
                     failing = true;
                     tracing::error!(
                         node = self.node,
-                        "cannot renew or take leases: {e}; the sessions served here go on, and their changes are stored once the database answers (unless another node took them meanwhile)"
+                        "cannot {what} leases: {e}; the sessions served here go on, and their changes are stored once the database answers (unless another node took them meanwhile)"
                     );
                 }
                 Ok(()) if failing => {
@@ -202,7 +224,7 @@ impl Cluster {
     async fn renew(&self) -> Result<(), String> {
         // what this node held before asking: a lease taken meanwhile is not lost
         let before = self.fence.snapshot();
-        let held = self.db.renew(&self.node).await?;
+        let held = self.renewals.renew(&self.node).await?;
         for (session, epoch) in before {
             if !held.iter().any(|(s, e)| *s == session && *e == epoch) {
                 tracing::warn!(
@@ -213,7 +235,7 @@ impl Cluster {
                 self.fence.lose(&session);
             }
         }
-        self.db.announce(&self.node, &self.internal_url).await
+        self.renewals.announce(&self.node, &self.internal_url).await
     }
 
     /// Adopts sessions nobody holds; how many.
@@ -223,6 +245,30 @@ impl Cluster {
             return Ok(0);
         }
         let names: Vec<String> = taken.iter().map(|(s, _)| s.clone()).collect();
+        // served here while its lease ran out (this node was frozen, or cut off from the
+        // database): what its task holds may be stale. It stops, what it queued is refused
+        // (this node holds no epoch for it meanwhile), and the session is loaded again.
+        let mut stale = false;
+        for (session, _) in &taken {
+            if let Some(old) = self.registry.evict(session) {
+                tracing::warn!(
+                    session,
+                    node = self.node,
+                    "this node's lease on the session ran out while it served it: loading it again"
+                );
+                old.evict().await;
+                let _ = tokio::time::timeout(Duration::from_secs(1), old.stopped()).await;
+                self.fence.release(session);
+                stale = true;
+            }
+        }
+        if stale {
+            let _ = self
+                .sessions
+                .store
+                .commit(super::session::persist::StoreOp::Flush)
+                .await;
+        }
         for (session, epoch) in &taken {
             self.fence.hold(session, *epoch);
         }
@@ -272,10 +318,13 @@ impl Cluster {
     }
 
     /// Where a request for `name` (not served here) goes; takes the session over when nobody
-    /// holds it. `silent`: a node the request was forwarded to that did not answer.
-    pub async fn locate(&self, name: &str, silent: Option<&str>) -> Result<Located, String> {
+    /// holds it.
+    pub async fn locate(&self, name: &str) -> Result<Located, String> {
+        if self.registry.is_live(name) {
+            return Ok(Located::Here);
+        }
         let found = self.db.find(name).await?;
-        match lease::decide(&self.node, found.as_ref(), silent) {
+        match lease::decide(&self.node, found.as_ref()) {
             Decision::Answer => {
                 if let Some((nonce, reason, closed_ms)) = found.and_then(|f| f.closed) {
                     self.registry.restore_tombstone(
@@ -310,7 +359,7 @@ impl Cluster {
             }
             let Some(epoch) = self.db.take(name, &self.node).await? else {
                 // another node was quicker (or it closed): ask again
-                return match lease::decide(&self.node, self.db.find(name).await?.as_ref(), None) {
+                return match lease::decide(&self.node, self.db.find(name).await?.as_ref()) {
                     Decision::Forward { owner, url } => Ok(Located::Owner { owner, url }),
                     _ => Ok(Located::Wait(RENEW / 4)),
                 };

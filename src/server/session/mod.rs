@@ -42,4 +42,4 @@ pub use path::PathPolicy;
 pub use view::StreamCoordinates;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

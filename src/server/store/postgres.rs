@@ -274,62 +274,62 @@ pub(crate) async fn load_sessions(
             streams: Vec::new(),
         })
         .collect();
-    for s in &mut sessions {
-        s.streams = load_streams(client, &s.name).await?;
-    }
-    Ok(sessions)
-}
-
-async fn load_streams(client: &Client, session: &str) -> PgResult<Vec<StreamRecord>> {
+    // every stream and last peer of them in two more queries, whatever their number
+    let loaded: Vec<String> = sessions.iter().map(|s| s.name.clone()).collect();
     let rows = client
         .query(
-            "SELECT name, label, role, audio, passphrase, latency, tally, devices FROM streams WHERE session=$1 ORDER BY idx",
-            &[&session],
+            "SELECT session, name, label, role, audio, passphrase, latency, tally, devices FROM streams WHERE session = ANY($1) ORDER BY session, idx",
+            &[&loaded],
         )
         .await?;
-    let mut streams: Vec<StreamRecord> = rows
-        .iter()
-        .map(|r| StreamRecord {
-            name: r.get(0),
-            label: r.get(1),
-            role: r.get(2),
-            audio: r.get(3),
-            passphrase: r.get(4),
-            latency: r.get::<_, i64>(5) as u32,
-            tally: TallyState::parse(r.get(6)).unwrap_or_default(),
-            sender: None,
-            receiver: None,
-            devices: serde_json::from_str(r.get(7)).unwrap_or_default(),
-        })
-        .collect();
+    let mut by_name: HashMap<String, usize> = HashMap::new();
+    for (i, s) in sessions.iter().enumerate() {
+        by_name.insert(s.name.clone(), i);
+    }
+    for r in &rows {
+        let session: String = r.get(0);
+        if let Some(&i) = by_name.get(&session) {
+            sessions[i].streams.push(StreamRecord {
+                name: r.get(1),
+                label: r.get(2),
+                role: r.get(3),
+                audio: r.get(4),
+                passphrase: r.get(5),
+                latency: r.get::<_, i64>(6) as u32,
+                tally: TallyState::parse(r.get(7)).unwrap_or_default(),
+                sender: None,
+                receiver: None,
+                devices: serde_json::from_str(r.get(8)).unwrap_or_default(),
+            });
+        }
+    }
     let rows = client
         .query(
-            "SELECT stream, role, ip, port, meta, registered_ms, health, health_ms FROM peers WHERE session=$1",
-            &[&session],
+            "SELECT session, stream, role, ip, port, meta, registered_ms, health, health_ms FROM peers WHERE session = ANY($1)",
+            &[&loaded],
         )
         .await?;
     for r in rows {
         let peer = LastPeer {
             address: Endpoint {
-                ip: r.get(2),
-                port: r.get::<_, i64>(3) as u16,
+                ip: r.get(3),
+                port: r.get::<_, i64>(4) as u16,
             },
-            meta: serde_json::from_str(r.get(4)).unwrap_or_default(),
-            registered_ms: r.get(5),
+            meta: serde_json::from_str(r.get(5)).unwrap_or_default(),
+            registered_ms: r.get(6),
             health: r
-                .get::<_, Option<String>>(6)
+                .get::<_, Option<String>>(7)
                 .and_then(|h| serde_json::from_str(&h).ok()),
-            health_ms: r.get(7),
+            health_ms: r.get(8),
         };
-        let (stream, role): (String, String) = (r.get(0), r.get(1));
-        if let (Some(s), Some(role)) = (
-            streams.iter_mut().find(|s| s.name == stream),
-            Role::parse(&role),
-        ) {
+        let (session, stream, role): (String, String, String) = (r.get(0), r.get(1), r.get(2));
+        if let (Some(&i), Some(role)) = (by_name.get(&session), Role::parse(&role))
+            && let Some(s) = sessions[i].streams.iter_mut().find(|s| s.name == stream)
+        {
             *s.peer_mut(role) = Some(peer);
         }
     }
-    Ok(streams)
+    Ok(sessions)
 }
 
 /// The writer thread's state.
@@ -467,7 +467,7 @@ impl super::Backend for Writer {
                     if let StoreOp::Create(rec) = op
                         && refused.iter().all(|(r, _)| *r != i)
                     {
-                        fence.hold(&rec.name, 1);
+                        fence.hold_new(&rec.name);
                     }
                 }
                 Ok(refused)

@@ -317,6 +317,11 @@ impl SessionHandle {
         let _ = self.tx.send(Command::Evict).await;
     }
 
+    /// Resolves once the task has ended (it handles no more commands).
+    pub async fn stopped(&self) {
+        self.tx.closed().await
+    }
+
     /// Closes the session; returns once the closure is stored and the name answers 410. When
     /// storing failed the session is closed all the same (the store keeps trying) and the error
     /// says so.

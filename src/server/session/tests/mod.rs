@@ -25,7 +25,7 @@ fn limits(total: usize) -> ConnLimits {
     }
 }
 
-fn record(streams: &[&str]) -> SessionRecord {
+pub(crate) fn record(streams: &[&str]) -> SessionRecord {
     SessionRecord {
         name: "show".into(),
         nonce: "n".into(),
