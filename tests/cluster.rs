@@ -10,14 +10,9 @@ use common::*;
 use punch::protocol::{Role, ServerMessage};
 use serde_json::json;
 
-/// `GET /api/session/{name}` on `base`: status, body, and the node that answered.
-async fn view_at(base: &str, name: &str, token: &str) -> (u16, serde_json::Value, String) {
-    let resp = http()
-        .get(format!("{base}/api/session/{name}"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .expect("the server answers");
+/// Sends `req`: status, JSON body, and the node that answered (`x-punch-node`).
+async fn answered(req: reqwest::RequestBuilder) -> (u16, serde_json::Value, String) {
+    let resp = req.send().await.expect("the server answers");
     let node = resp
         .headers()
         .get("x-punch-node")
@@ -25,8 +20,17 @@ async fn view_at(base: &str, name: &str, token: &str) -> (u16, serde_json::Value
         .unwrap_or_default()
         .to_string();
     let status = resp.status().as_u16();
-    let body = resp.json().await.unwrap_or_default();
-    (status, body, node)
+    (status, resp.json().await.unwrap_or_default(), node)
+}
+
+/// `GET /api/session/{name}` on `base`: status, body, and the node that answered.
+async fn view_at(base: &str, name: &str, token: &str) -> (u16, serde_json::Value, String) {
+    answered(
+        http()
+            .get(format!("{base}/api/session/{name}"))
+            .bearer_auth(token),
+    )
+    .await
 }
 
 /// `POST /api/session/{name}/tally` on `base`: status, body, and the node that answered.
@@ -36,24 +40,13 @@ async fn tally_at(
     token: &str,
     state: &str,
 ) -> (u16, serde_json::Value, String) {
-    let resp = http()
-        .post(format!("{base}/api/session/{name}/tally"))
-        .bearer_auth(token)
-        .json(&json!({"stream": "default", "state": state}))
-        .send()
-        .await
-        .expect("the server answers");
-    let node = resp
-        .headers()
-        .get("x-punch-node")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_string();
-    (
-        resp.status().as_u16(),
-        resp.json().await.unwrap_or_default(),
-        node,
+    answered(
+        http()
+            .post(format!("{base}/api/session/{name}/tally"))
+            .bearer_auth(token)
+            .json(&json!({"stream": "default", "state": state})),
     )
+    .await
 }
 
 #[test]
