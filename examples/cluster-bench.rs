@@ -280,10 +280,9 @@ async fn main() {
     );
 
     // the kill
-    let victim = &mut cluster.nodes[0];
     let at = Instant::now();
     *killed.lock().unwrap() = Some(at);
-    victim.kill();
+    cluster.kill("n1");
     let give_up = Duration::from_secs(args.give_up);
     let mut settled_since = Instant::now();
     let mut last = (0, 0);

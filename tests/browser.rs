@@ -464,8 +464,7 @@ fn the_dashboard_follows_its_session_to_the_node_that_took_it_over() {
         &out,
     );
     browser.wait_for("READY", Duration::from_secs(60));
-    let i: usize = owner.trim_start_matches('n').parse().unwrap();
-    cluster.nodes[i - 1].kill();
+    cluster.kill(&owner);
     finish_ok(&mut browser, &out);
     // within the documented failover time (the lease, and the dashboard's first reconnect)
     let output = browser.output();

@@ -344,7 +344,7 @@ fn a_relayed_stream_is_relayed_again_by_the_node_that_takes_it_over() {
 
         // n1 dies with its relay; both sides come back through the balancer
         let killed = Instant::now();
-        tokio::task::block_in_place(|| cluster.nodes[0].kill());
+        tokio::task::block_in_place(|| cluster.kill("n1"));
         drop((a, b));
         let ((a, to_a), (b, to_b)) =
             relayed_pair(&lb, (&tx_token, &rx_token), (port_a, port_b)).await;

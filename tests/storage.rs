@@ -304,3 +304,24 @@ async fn postgres_writes_held_while_the_database_restarts_are_stored_after() {
     srv.server.shutdown().await;
     drop(pg);
 }
+
+#[tokio::test]
+async fn postgres_node_with_an_internal_url_others_cannot_use_is_refused_at_start() {
+    let pg = tokio::task::spawn_blocking(Postgres::start).await.unwrap();
+    let db = pg.database("punch");
+    let err = Server::start(ServerConfig {
+        node: punch::server::NodeConfig {
+            id: Some("n1".into()),
+            internal_url: Some("https://10.0.0.11:8787".into()),
+        },
+        ..on(&db)
+    })
+    .await
+    .err()
+    .expect("an https internal URL is refused");
+    assert!(
+        err.contains("--internal-url https://10.0.0.11:8787") && err.contains("plain http://"),
+        "{err}"
+    );
+    drop(pg);
+}

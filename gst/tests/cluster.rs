@@ -44,7 +44,7 @@ fn passphrases(v: &Value, out: &mut Vec<String>) {
 #[test]
 fn killing_the_node_that_owns_a_session_does_not_interrupt_its_media() {
     init();
-    let cluster = cluster::Cluster::start(3, &[]);
+    let mut cluster = cluster::Cluster::start(3, &[]);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let rest = Rest::with_timeout(&cluster.lb.base, WAIT).unwrap();
     let created: Value = rt
@@ -119,10 +119,8 @@ fn killing_the_node_that_owns_a_session_does_not_interrupt_its_media() {
         std::thread::sleep(Duration::from_millis(10));
     }
 
-    let i: usize = owner.trim_start_matches('n').parse().unwrap();
-    let mut cluster = cluster;
     let killed_at = Instant::now();
-    cluster.nodes[i - 1].kill();
+    cluster.kill(&owner);
     // the session is served by another node, both elements registered again
     let after = view("the session on another node, connected", &|v| {
         // (a session taken over starts WAITING: both re-registered and reported their link)

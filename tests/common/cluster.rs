@@ -122,9 +122,22 @@ impl Cluster {
 
     /// The node named `id` (`n1`, ...).
     pub fn node(&self, id: &str) -> &Serve {
-        let i: usize = id.trim_start_matches('n').parse().unwrap();
-        &self.nodes[i - 1]
+        &self.nodes[index(id)]
     }
+
+    /// `kill -9` of the node named `id`.
+    pub fn kill(&mut self, id: &str) {
+        self.nodes[index(id)].kill();
+    }
+}
+
+/// Where node `id` (`n1`, ...) is in [`Cluster::nodes`].
+fn index(id: &str) -> usize {
+    let n: usize = id
+        .strip_prefix('n')
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{id:?} is not a node of the cluster (n1, n2, ...)"));
+    n - 1
 }
 
 /// Node `n{i}` on `db`: behind the balancer (it trusts `X-Forwarded-For`), its STUN service on

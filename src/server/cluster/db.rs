@@ -8,13 +8,12 @@ use std::time::Duration;
 use tokio_postgres::Client;
 
 use super::lease::{Found, Lease};
-use super::{LEASE, db_now};
+use super::{LEASE_MS, db_now};
 use crate::server::session::model::SessionRecord;
 use crate::server::store::postgres;
 
 /// How long one cluster statement may take before it fails (and the connection is replaced).
 const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
-const LEASE_MS: i64 = LEASE.as_millis() as i64;
 
 pub struct Db {
     url: String,

@@ -68,9 +68,6 @@ async fn locate_and_run(
     let Some(name) = session_of(req.uri().path()).map(str::to_string) else {
         return next.run(req).await;
     };
-    if state.registry.is_live(&name) {
-        return next.run(req).await;
-    }
     let hop = req.headers().get(FORWARDED).cloned();
     let deadline = Instant::now() + OWNER_WAIT;
     loop {
@@ -85,7 +82,8 @@ async fn locate_and_run(
             Ok(Located::Here) => return next.run(req).await,
             Ok(Located::Owner { owner, .. }) if hop.is_some() => {
                 // forwarded here by a node that thought this one the owner: not again (the
-                // lease moved meanwhile); the client asks again through the balancer
+                // lease moved meanwhile); asked again here until the deadline (503: the client
+                // asks again through the balancer)
                 tracing::info!(
                     session = name,
                     owner,

@@ -54,6 +54,8 @@ pub(crate) use db_now;
 /// How long a lease runs without renewal: a dead node's sessions are taken over this long
 /// after its last renewal at the latest.
 pub const LEASE: Duration = Duration::from_secs(3);
+/// [`LEASE`] in the database's unit.
+pub(crate) const LEASE_MS: i64 = LEASE.as_millis() as i64;
 /// How often a node renews its leases (and says it is alive).
 pub const RENEW: Duration = Duration::from_secs(1);
 /// How often a node looks for sessions nobody holds.

@@ -20,7 +20,7 @@ use tokio_postgres::{Client, NoTls, Statement, Transaction};
 use super::writes::{Arg, postgres_sql, writes};
 use super::{Loaded, Refused, StoreThread};
 use crate::protocol::{Endpoint, Role, TallyState};
-use crate::server::cluster::{Fence, LEASE, db_now};
+use crate::server::cluster::{Fence, LEASE_MS, db_now};
 use crate::server::session::model::{
     LastPeer, SessionRecord, StreamRecord, TOMBSTONE_RETENTION_MS,
 };
@@ -274,18 +274,19 @@ pub(crate) async fn load_sessions(
             streams: Vec::new(),
         })
         .collect();
-    // every stream and last peer of them in two more queries, whatever their number
-    let loaded: Vec<String> = sessions.iter().map(|s| s.name.clone()).collect();
+    // every stream and last peer of them in two more queries, whatever their number (those of
+    // a name not loaded, closed, find no session below)
     let rows = client
         .query(
             "SELECT session, name, label, role, audio, passphrase, latency, tally, devices FROM streams WHERE session = ANY($1) ORDER BY session, idx",
-            &[&loaded],
+            &[&names],
         )
         .await?;
-    let mut by_name: HashMap<String, usize> = HashMap::new();
-    for (i, s) in sessions.iter().enumerate() {
-        by_name.insert(s.name.clone(), i);
-    }
+    let by_name: HashMap<String, usize> = sessions
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.name.clone(), i))
+        .collect();
     for r in &rows {
         let session: String = r.get(0);
         if let Some(&i) = by_name.get(&session) {
@@ -306,7 +307,7 @@ pub(crate) async fn load_sessions(
     let rows = client
         .query(
             "SELECT session, stream, role, ip, port, meta, registered_ms, health, health_ms FROM peers WHERE session = ANY($1)",
-            &[&loaded],
+            &[&names],
         )
         .await?;
     for r in rows {
@@ -456,17 +457,17 @@ impl super::Backend for Writer {
                     statements,
                 };
                 let refused = fenced(&mut w, fence, ops).await.map_err(WriteError::Db)?;
-                for (i, op) in ops.iter().enumerate() {
-                    if refused.iter().all(|(r, _)| *r != i) {
-                        apply(&mut w, op, fence).await.map_err(WriteError::Db)?;
-                    }
+                let stored: Vec<&StoreOp> = (ops.iter().enumerate())
+                    .filter(|(i, _)| refused.iter().all(|(r, _)| r != i))
+                    .map(|(_, op)| *op)
+                    .collect();
+                for op in &stored {
+                    apply(&mut w, op, fence).await.map_err(WriteError::Db)?;
                 }
                 tx.commit().await.map_err(WriteError::Db)?;
                 // the node that creates a session owns it
-                for (i, op) in ops.iter().enumerate() {
-                    if let StoreOp::Create(rec) = op
-                        && refused.iter().all(|(r, _)| *r != i)
-                    {
+                for op in stored {
+                    if let StoreOp::Create(rec) = op {
                         fence.hold_new(&rec.name);
                     }
                 }
@@ -577,7 +578,6 @@ const CREATE_LEASE: &str = concat!(
     db_now!(),
     " + ?3)"
 );
-const LEASE_MS: i64 = LEASE.as_millis() as i64;
 
 /// Registration history of a session, newest last. On a thread of its own: callers may be
 /// inside a runtime already.
